@@ -1,0 +1,230 @@
+use super::*;
+use proptest::prelude::*;
+
+fn ctx4() -> UpdateContext {
+    UpdateContext { asn4: true, ebgp: false, peer_as: 64512, afis: vec![Afi::Ipv4, Afi::Ipv6], enforce_first_as: true }
+}
+
+fn sample_open() -> Open {
+    Open {
+        version: 4,
+        my_as: AS_TRANS as u16,
+        hold_time: 90,
+        router_id: "10.0.0.1".parse().unwrap(),
+        caps: Capabilities {
+            afis: vec![Afi::Ipv4, Afi::Ipv6],
+            four_octet_as: Some(4_200_000_001),
+            route_refresh: true,
+            enhanced_route_refresh: false,
+            extended_message: true,
+            graceful_restart: Some(GracefulRestart { restart_state: false, notification: false, time: 120, afis: vec![(Afi::Ipv4, true), (Afi::Ipv6, true)] }),
+            add_path: vec![(Afi::Ipv4, false, true)],
+            hostname: None,
+            other: vec![],
+        },
+    }
+}
+
+#[test]
+fn open_round_trip() {
+    let o = sample_open();
+    let b = encode_open(&o);
+    assert_eq!(frame(&b, MAX_LEN).unwrap(), Some(b.len()));
+    let Message::Open(d) = decode(&b, &ctx4()).unwrap() else { panic!() };
+    assert_eq!(d, o);
+    assert_eq!(d.asn(), 4_200_000_001);
+}
+
+#[test]
+fn open_bad_version() {
+    let mut b = encode_open(&sample_open());
+    b[19] = 3;
+    let n = decode(&b, &ctx4()).unwrap_err();
+    assert_eq!((n.code, n.subcode, n.data.clone()), (2, 1, vec![0, 4]));
+}
+
+#[test]
+fn header_errors() {
+    let mut k = encode_keepalive();
+    assert_eq!(frame(&k, MAX_LEN).unwrap(), Some(19));
+    assert_eq!(frame(&k[..10], MAX_LEN).unwrap(), None);
+    k[3] = 0;
+    assert_eq!(frame(&k, MAX_LEN).unwrap_err().subcode, codes::HDR_NOT_SYNCHRONIZED);
+    let mut k = encode_keepalive();
+    k[17] = 20;
+    let n = frame(&k, MAX_LEN).unwrap_err();
+    assert_eq!((n.code, n.subcode, n.data), (1, 2, vec![0, 20]));
+    let mut k = encode_keepalive();
+    k[18] = 9;
+    let n = frame(&k, MAX_LEN).unwrap_err();
+    assert_eq!((n.code, n.subcode, n.data), (1, 3, vec![9]));
+    // UPDATE longer than 4096 without extended messages
+    let mut u = encode_end_of_rib(Afi::Ipv4);
+    u[16..18].copy_from_slice(&5000u16.to_be_bytes());
+    assert_eq!(frame(&u, MAX_LEN).unwrap_err().subcode, 2);
+    assert_eq!(frame(&u, MAX_EXTENDED_LEN).unwrap(), None);
+}
+
+#[test]
+fn notification_and_refresh_round_trip() {
+    let n = Notification::new(6, 2, vec![3, b'b', b'y', b'e']);
+    let b = encode_notification(&n);
+    assert_eq!(decode(&b, &ctx4()).unwrap(), Message::Notification(n));
+    let r = encode_route_refresh(Afi::Ipv6);
+    assert_eq!(decode(&r, &ctx4()).unwrap(), Message::RouteRefresh { afi: 2, safi: 1, subtype: 0 });
+}
+
+fn attrs() -> PathAttrs {
+    PathAttrs {
+        origin: Some(Origin::Igp),
+        as_path: vec![AsSegment { kind: SegmentKind::Sequence, asns: vec![64512, 4_200_000_001] }],
+        next_hop: Some("10.0.0.1".parse().unwrap()),
+        med: Some(10),
+        local_pref: Some(100),
+        atomic_aggregate: true,
+        aggregator: Some((64512, "10.0.0.1".parse().unwrap())),
+        communities: vec![(64512 << 16) | 100],
+        large_communities: vec![(64512, 1, 2)],
+        ext_communities: vec![[0, 2, 0xfc, 0, 0, 0, 0, 1]],
+        originator_id: Some("10.0.0.9".parse().unwrap()),
+        cluster_list: vec!["10.0.0.8".parse().unwrap()],
+        unknown: vec![],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn update_ipv4_round_trip_all_attributes() {
+    let p: Vec<Prefix> = vec!["10.65.0.0/26".parse().unwrap(), "10.96.0.0/12".parse().unwrap()];
+    let ctx = EncodeContext { asn4: true, max_len: MAX_LEN };
+    let msgs = encode_announce(&ctx, &attrs(), &p);
+    assert_eq!(msgs.len(), 1);
+    let Message::Update(u) = decode(&msgs[0], &ctx4()).unwrap() else { panic!() };
+    assert_eq!(u.announced, p);
+    assert_eq!(u.attrs.unwrap(), attrs());
+}
+
+#[test]
+fn update_ipv6_round_trip() {
+    let p: Vec<Prefix> = vec!["fd00:65::/122".parse().unwrap()];
+    let mut a = attrs();
+    a.next_hop = Some("fd00::1".parse().unwrap());
+    a.next_hop_local = Some("fe80::1".parse().unwrap());
+    let ctx = EncodeContext { asn4: true, max_len: MAX_LEN };
+    let msgs = encode_announce(&ctx, &a, &p);
+    let Message::Update(u) = decode(&msgs[0], &ctx4()).unwrap() else { panic!() };
+    assert_eq!(u.announced, p);
+    assert_eq!(u.attrs.unwrap(), a);
+    let w = encode_withdraw(&ctx, Afi::Ipv6, &p);
+    let Message::Update(u) = decode(&w[0], &ctx4()).unwrap() else { panic!() };
+    assert_eq!(u.withdrawn, p);
+    assert_eq!(u.end_of_rib, None);
+}
+
+#[test]
+fn end_of_rib_markers() {
+    for afi in [Afi::Ipv4, Afi::Ipv6] {
+        let Message::Update(u) = decode(&encode_end_of_rib(afi), &ctx4()).unwrap() else { panic!() };
+        assert_eq!(u.end_of_rib, Some(afi));
+    }
+}
+
+#[test]
+fn two_octet_session_uses_as_trans_and_as4_path() {
+    let ctx = EncodeContext { asn4: false, max_len: MAX_LEN };
+    let p: Vec<Prefix> = vec!["10.65.0.0/26".parse().unwrap()];
+    let mut a = attrs();
+    a.aggregator = None;
+    let msgs = encode_announce(&ctx, &a, &p);
+    let d = UpdateContext { asn4: false, ..ctx4() };
+    let Message::Update(u) = decode(&msgs[0], &d).unwrap() else { panic!() };
+    assert_eq!(u.attrs.unwrap().as_path, a.as_path, "AS4_PATH merged back");
+    // raw AS_PATH on the wire carries AS_TRANS
+    let raw = &msgs[0];
+    assert!(raw.windows(2).any(|w| w == (AS_TRANS as u16).to_be_bytes()));
+}
+
+#[test]
+fn many_prefixes_are_packed_under_4096() {
+    let ctx = EncodeContext { asn4: true, max_len: MAX_LEN };
+    let p: Vec<Prefix> = (0..5000u32).map(|i| Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap()).collect();
+    let msgs = encode_announce(&ctx, &attrs(), &p);
+    assert!(msgs.len() < 25, "{} messages", msgs.len());
+    let mut got = Vec::new();
+    for m in &msgs {
+        assert!(m.len() <= MAX_LEN);
+        let Message::Update(u) = decode(m, &ctx4()).unwrap() else { panic!() };
+        got.extend(u.announced);
+    }
+    assert_eq!(got, p);
+    let w = encode_withdraw(&ctx, Afi::Ipv4, &p);
+    assert!(w.iter().all(|m| m.len() <= MAX_LEN));
+    let v6: Vec<Prefix> = (0..3000u32).map(|i| Prefix::new(IpAddr::V6(std::net::Ipv6Addr::from(0xfd00u128 << 112 | (i as u128) << 64)), 64).unwrap()).collect();
+    let mut a = attrs();
+    a.next_hop = Some("fd00::1".parse().unwrap());
+    for m in encode_announce(&ctx, &a, &v6).iter().chain(encode_withdraw(&ctx, Afi::Ipv6, &v6).iter()) {
+        assert!(m.len() <= MAX_LEN, "{}", m.len());
+        decode(m, &ctx4()).unwrap();
+    }
+}
+
+#[test]
+fn treat_as_withdraw_through_decode() {
+    let ctx = EncodeContext { asn4: true, max_len: MAX_LEN };
+    let p: Vec<Prefix> = vec!["10.65.0.0/26".parse().unwrap()];
+    let mut m = encode_announce(&ctx, &attrs(), &p).remove(0);
+    // ORIGIN is the first attribute: flags(0x40) type(1) len(1) value -> corrupt the value
+    let pos = m.windows(3).position(|w| w == [0x40, 1, 1]).unwrap();
+    m[pos + 3] = 5;
+    let Message::Update(u) = decode(&m, &ctx4()).unwrap() else { panic!() };
+    assert_eq!(u.withdrawn, p);
+    assert!(u.announced.is_empty());
+    assert!(u.treat_as_withdraw.is_some());
+}
+
+proptest! {
+    #[test]
+    fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let mut m = vec![0xffu8; 16];
+        m.extend_from_slice(&((19 + bytes.len()) as u16).to_be_bytes());
+        m.extend_from_slice(&bytes);
+        if let Ok(Some(n)) = frame(&m, MAX_LEN) {
+            let _ = decode(&m[..n], &ctx4());
+            let _ = decode(&m[..n], &UpdateContext { asn4: false, ebgp: true, ..ctx4() });
+        }
+    }
+
+    #[test]
+    fn update_round_trip(
+        lens in proptest::collection::vec((any::<u32>(), 8u8..=32), 1..200),
+        med in proptest::option::of(any::<u32>()),
+        comms in proptest::collection::vec(any::<u32>(), 0..20),
+        path in proptest::collection::vec(1u32..u32::MAX, 0..30),
+        asn4 in any::<bool>(),
+    ) {
+        let mut p: Vec<Prefix> = lens.iter().map(|(a, l)| Prefix::new(IpAddr::V4(Ipv4Addr::from(*a)), *l).unwrap())
+            .filter(|p| ipv4(p).is_some()).collect();
+        p.sort(); p.dedup();
+        prop_assume!(!p.is_empty());
+        let a = PathAttrs {
+            origin: Some(Origin::Incomplete),
+            as_path: if path.is_empty() { vec![] } else { vec![AsSegment { kind: SegmentKind::Sequence, asns: path.clone() }] },
+            next_hop: Some("192.0.2.1".parse().unwrap()),
+            med,
+            communities: comms.clone(),
+            ..Default::default()
+        };
+        let ctx = EncodeContext { asn4, max_len: MAX_LEN };
+        let mut got = Vec::new();
+        for m in encode_announce(&ctx, &a, &p) {
+            let d = UpdateContext { asn4, ..ctx4() };
+            let Message::Update(u) = decode(&m, &d).unwrap() else { panic!() };
+            let ua = u.attrs.unwrap();
+            prop_assert_eq!(&ua.as_path, &a.as_path);
+            prop_assert_eq!(&ua.communities, &a.communities);
+            prop_assert_eq!(ua.med, a.med);
+            got.extend(u.announced);
+        }
+        prop_assert_eq!(got, p);
+    }
+}

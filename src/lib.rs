@@ -1,0 +1,1 @@
+//! Brindle agent library.
