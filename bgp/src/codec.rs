@@ -10,7 +10,7 @@
 //! KEEPALIVE, NOTIFICATION and ROUTE-REFRESH are fixed tiny formats and are written by hand.
 
 use crate::types::{
-    codes, AsSegment, Afi, Notification, Origin, PathAttrs, Prefix, SegmentKind, AS_TRANS,
+    codes, Afi, AsSegment, Notification, Origin, PathAttrs, Prefix, SegmentKind, AS_TRANS,
 };
 use crate::validate::{self, UpdateContext, Verdict};
 use netgauze_bgp_pkt::capabilities::{
@@ -133,11 +133,21 @@ pub fn frame(buf: &[u8], max_len: usize) -> Result<Option<usize>, Notification> 
         return Ok(None);
     }
     if buf[..16].iter().any(|b| *b != 0xff) {
-        return Err(Notification::new(codes::HEADER, codes::HDR_NOT_SYNCHRONIZED, vec![]));
+        return Err(Notification::new(
+            codes::HEADER,
+            codes::HDR_NOT_SYNCHRONIZED,
+            vec![],
+        ));
     }
     let len = u16::from_be_bytes([buf[16], buf[17]]) as usize;
     let ty = buf[18];
-    let bad_len = || Notification::new(codes::HEADER, codes::HDR_BAD_LENGTH, (len as u16).to_be_bytes().to_vec());
+    let bad_len = || {
+        Notification::new(
+            codes::HEADER,
+            codes::HDR_BAD_LENGTH,
+            (len as u16).to_be_bytes().to_vec(),
+        )
+    };
     if len < HEADER_LEN {
         return Err(bad_len());
     }
@@ -147,7 +157,13 @@ pub fn frame(buf: &[u8], max_len: usize) -> Result<Option<usize>, Notification> 
         MSG_NOTIFICATION => (21, max_len),
         MSG_KEEPALIVE => (19, 19),
         MSG_ROUTE_REFRESH => (23, max_len),
-        _ => return Err(Notification::new(codes::HEADER, codes::HDR_BAD_TYPE, vec![ty])),
+        _ => {
+            return Err(Notification::new(
+                codes::HEADER,
+                codes::HDR_BAD_TYPE,
+                vec![ty],
+            ))
+        }
     };
     if len < min || len > max {
         return Err(bad_len());
@@ -161,30 +177,52 @@ pub fn frame(buf: &[u8], max_len: usize) -> Result<Option<usize>, Notification> 
 fn parsing_ctx(asn4: bool) -> BgpParsingContext {
     // Keep malformed capabilities out of the way (we ignore what we do not understand),
     // fail hard on malformed attributes: `validate` has already applied RFC 7606.
-    BgpParsingContext::new(asn4, HashMap::new(), HashMap::new(), true, true, false, true)
+    BgpParsingContext::new(
+        asn4,
+        HashMap::new(),
+        HashMap::new(),
+        true,
+        true,
+        false,
+        true,
+    )
 }
 
 /// Decodes one complete message (header included, as returned by [`frame`]).
 /// `Err` is the NOTIFICATION to send before closing the session.
 pub fn decode(msg: &[u8], ctx: &UpdateContext) -> Result<Message, Notification> {
     if msg.len() < HEADER_LEN {
-        return Err(Notification::new(codes::HEADER, codes::HDR_BAD_LENGTH, vec![]));
+        return Err(Notification::new(
+            codes::HEADER,
+            codes::HDR_BAD_LENGTH,
+            vec![],
+        ));
     }
     let body = &msg[HEADER_LEN..];
     match msg[18] {
         MSG_KEEPALIVE => Ok(Message::Keepalive),
         MSG_NOTIFICATION => {
             if body.len() < 2 {
-                return Err(Notification::new(codes::HEADER, codes::HDR_BAD_LENGTH, vec![]));
+                return Err(Notification::new(
+                    codes::HEADER,
+                    codes::HDR_BAD_LENGTH,
+                    vec![],
+                ));
             }
-            Ok(Message::Notification(Notification::new(body[0], body[1], body[2..].to_vec())))
+            Ok(Message::Notification(Notification::new(
+                body[0],
+                body[1],
+                body[2..].to_vec(),
+            )))
         }
         MSG_ROUTE_REFRESH => {
             if body.len() != 4 {
                 return Err(Notification::new(
                     codes::ROUTE_REFRESH,
                     1,
-                    msg.get(..HEADER_LEN + 4.min(body.len())).unwrap_or_default().to_vec(),
+                    msg.get(..HEADER_LEN + 4.min(body.len()))
+                        .unwrap_or_default()
+                        .to_vec(),
                 ));
             }
             Ok(Message::RouteRefresh {
@@ -195,7 +233,11 @@ pub fn decode(msg: &[u8], ctx: &UpdateContext) -> Result<Message, Notification> 
         }
         MSG_OPEN => decode_open(msg).map(Message::Open),
         MSG_UPDATE => decode_update(msg, ctx).map(Message::Update),
-        t => Err(Notification::new(codes::HEADER, codes::HDR_BAD_TYPE, vec![t])),
+        t => Err(Notification::new(
+            codes::HEADER,
+            codes::HDR_BAD_TYPE,
+            vec![t],
+        )),
     }
 }
 
@@ -203,7 +245,11 @@ fn decode_open(msg: &[u8]) -> Result<Open, Notification> {
     let body = &msg[HEADER_LEN..];
     if body.first() != Some(&4) {
         // RFC 4271 §6.2: data = largest supported version
-        return Err(Notification::new(codes::OPEN, codes::OPEN_UNSUPPORTED_VERSION, vec![0, 4]));
+        return Err(Notification::new(
+            codes::OPEN,
+            codes::OPEN_UNSUPPORTED_VERSION,
+            vec![0, 4],
+        ));
     }
     let mut ctx = parsing_ctx(false);
     let parsed = BgpMessage::parse(&mut SliceReader::new(msg), &mut ctx).map_err(|e| {
@@ -211,7 +257,11 @@ fn decode_open(msg: &[u8]) -> Result<Open, Notification> {
         notification_from_netgauze(&n)
     })?;
     let BgpMessage::Open(open) = parsed else {
-        return Err(Notification::new(codes::HEADER, codes::HDR_BAD_TYPE, vec![MSG_OPEN]));
+        return Err(Notification::new(
+            codes::HEADER,
+            codes::HDR_BAD_TYPE,
+            vec![MSG_OPEN],
+        ));
     };
     let mut caps = Capabilities::default();
     for c in open.capabilities() {
@@ -222,7 +272,9 @@ fn decode_open(msg: &[u8]) -> Result<Open, Notification> {
                 _ => {}
             },
             BgpCapability::FourOctetAs(f) => caps.four_octet_as = Some(f.asn4()),
-            BgpCapability::RouteRefresh | BgpCapability::CiscoRouteRefresh => caps.route_refresh = true,
+            BgpCapability::RouteRefresh | BgpCapability::CiscoRouteRefresh => {
+                caps.route_refresh = true
+            }
             BgpCapability::EnhancedRouteRefresh => caps.enhanced_route_refresh = true,
             BgpCapability::ExtendedMessage => caps.extended_message = true,
             BgpCapability::GracefulRestartCapability(g) => {
@@ -278,7 +330,9 @@ fn address_type(afi: Afi) -> AddressType {
 }
 
 /// Maps netgauze's NOTIFICATION value to code/subcode/data.
-pub fn notification_from_netgauze(n: &netgauze_bgp_pkt::notification::BgpNotificationMessage) -> Notification {
+pub fn notification_from_netgauze(
+    n: &netgauze_bgp_pkt::notification::BgpNotificationMessage,
+) -> Notification {
     let mut buf = Vec::new();
     let msg = BgpMessage::Notification(n.clone());
     if msg.write(&mut buf).is_ok() && buf.len() >= HEADER_LEN + 2 {
@@ -317,7 +371,13 @@ fn decode_update(msg: &[u8], ctx: &UpdateContext) -> Result<Update, Notification
     let mut pctx = parsing_ctx(ctx.asn4);
     let parsed = match BgpMessage::parse(&mut SliceReader::new(full), &mut pctx) {
         Ok(BgpMessage::Update(u)) => u,
-        Ok(_) => return Err(Notification::new(codes::HEADER, codes::HDR_BAD_TYPE, vec![MSG_UPDATE])),
+        Ok(_) => {
+            return Err(Notification::new(
+                codes::HEADER,
+                codes::HDR_BAD_TYPE,
+                vec![MSG_UPDATE],
+            ))
+        }
         Err(e) => {
             // The structure was sound (validate passed), so the fault is inside an
             // attribute value: RFC 7606 prefers treat-as-withdraw over a reset.
@@ -361,7 +421,10 @@ fn touched_prefixes(msg: &[u8]) -> Option<Vec<Prefix>> {
     let wlen = u16::from_be_bytes([*body.first()?, *body.get(1)?]) as usize;
     let mut out = validate::parse_nlri(Afi::Ipv4, body.get(2..2 + wlen)?)?;
     let alen = u16::from_be_bytes([*body.get(2 + wlen)?, *body.get(3 + wlen)?]) as usize;
-    out.extend(validate::parse_nlri(Afi::Ipv4, body.get(4 + wlen + alen..)?)?);
+    out.extend(validate::parse_nlri(
+        Afi::Ipv4,
+        body.get(4 + wlen + alen..)?,
+    )?);
     let _ = ctx;
     let mut rest = body.get(4 + wlen..4 + wlen + alen)?;
     while rest.len() >= 3 {
@@ -398,7 +461,15 @@ fn seg_kind(t: pa::AsPathSegmentType) -> SegmentKind {
 /// RFC 6793 §4.2.3: rebuild the 4-octet path from AS_PATH and AS4_PATH.
 fn merge_as4(as_path: Vec<AsSegment>, as4: Vec<AsSegment>) -> Vec<AsSegment> {
     let len = |p: &Vec<AsSegment>| -> usize {
-        p.iter().map(|s| if s.kind == SegmentKind::Set { 1 } else { s.asns.len() }).sum()
+        p.iter()
+            .map(|s| {
+                if s.kind == SegmentKind::Set {
+                    1
+                } else {
+                    s.asns.len()
+                }
+            })
+            .sum()
     };
     let (n, m) = (len(&as_path), len(&as4));
     if m > n {
@@ -417,7 +488,10 @@ fn merge_as4(as_path: Vec<AsSegment>, as4: Vec<AsSegment>) -> Vec<AsSegment> {
         } else {
             let take = keep.min(s.asns.len());
             keep -= take;
-            out.push(AsSegment { kind: s.kind, asns: s.asns[..take].to_vec() });
+            out.push(AsSegment {
+                kind: s.kind,
+                asns: s.asns[..take].to_vec(),
+            });
         }
     }
     out.extend(as4);
@@ -426,10 +500,11 @@ fn merge_as4(as_path: Vec<AsSegment>, as4: Vec<AsSegment>) -> Vec<AsSegment> {
 
 fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
     let mut out = Update::default();
-    out.withdrawn.extend(u.withdraw_routes().iter().filter_map(|a| {
-        let n = a.network().address();
-        Prefix::new(IpAddr::V4(n.addr()), n.prefix_len())
-    }));
+    out.withdrawn
+        .extend(u.withdraw_routes().iter().filter_map(|a| {
+            let n = a.network().address();
+            Prefix::new(IpAddr::V4(n.addr()), n.prefix_len())
+        }));
     out.announced.extend(u.nlri().iter().filter_map(|a| {
         let n = a.network().address();
         Prefix::new(IpAddr::V4(n.addr()), n.prefix_len())
@@ -460,7 +535,10 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
                         .collect(),
                     pa::AsPath::As4PathSegments(s) => s
                         .iter()
-                        .map(|s| AsSegment { kind: seg_kind(s.segment_type()), asns: s.as_numbers().to_vec() })
+                        .map(|s| AsSegment {
+                            kind: seg_kind(s.segment_type()),
+                            asns: s.as_numbers().to_vec(),
+                        })
                         .collect(),
                 }
             }
@@ -469,7 +547,10 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
                     as4 = Some(
                         p.segments()
                             .iter()
-                            .map(|s| AsSegment { kind: seg_kind(s.segment_type()), asns: s.as_numbers().to_vec() })
+                            .map(|s| AsSegment {
+                                kind: seg_kind(s.segment_type()),
+                                asns: s.as_numbers().to_vec(),
+                            })
                             .collect(),
                     )
                 }
@@ -524,7 +605,11 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
                         Prefix::new(IpAddr::V4(n.addr()), n.prefix_len())
                     }));
                 }
-                pa::MpReach::Ipv6Unicast { next_hop_global, next_hop_local, nlri } => {
+                pa::MpReach::Ipv6Unicast {
+                    next_hop_global,
+                    next_hop_local,
+                    nlri,
+                } => {
                     attrs.next_hop = Some(IpAddr::V6(*next_hop_global));
                     attrs.next_hop_local = *next_hop_local;
                     out.announced.extend(nlri.iter().filter_map(|a| {
@@ -560,9 +645,17 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
                 if a.optional() && a.transitive() {
                     let mut b = Vec::new();
                     if a.write(&mut b).is_ok() && b.len() >= 3 {
-                        let h = if b[0] & validate::FLAG_EXTENDED != 0 { 4 } else { 3 };
+                        let h = if b[0] & validate::FLAG_EXTENDED != 0 {
+                            4
+                        } else {
+                            3
+                        };
                         if b.len() >= h {
-                            attrs.unknown.push((b[0] | validate::FLAG_PARTIAL, b[1], b[h..].to_vec()));
+                            attrs.unknown.push((
+                                b[0] | validate::FLAG_PARTIAL,
+                                b[1],
+                                b[h..].to_vec(),
+                            ));
                         }
                     }
                 }
@@ -639,9 +732,9 @@ pub fn encode_route_refresh(afi: Afi) -> Vec<u8> {
 pub fn encode_open(o: &Open) -> Vec<u8> {
     let mut caps: Vec<BgpCapability> = Vec::new();
     for a in &o.caps.afis {
-        caps.push(BgpCapability::MultiProtocolExtensions(MultiProtocolExtensionsCapability::new(
-            address_type(*a),
-        )));
+        caps.push(BgpCapability::MultiProtocolExtensions(
+            MultiProtocolExtensionsCapability::new(address_type(*a)),
+        ));
     }
     if o.caps.route_refresh {
         caps.push(BgpCapability::RouteRefresh);
@@ -653,15 +746,17 @@ pub fn encode_open(o: &Open) -> Vec<u8> {
         caps.push(BgpCapability::ExtendedMessage);
     }
     if let Some(gr) = &o.caps.graceful_restart {
-        caps.push(BgpCapability::GracefulRestartCapability(GracefulRestartCapability::new(
-            gr.restart_state,
-            gr.notification,
-            gr.time,
-            gr.afis
-                .iter()
-                .map(|(a, f)| GracefulRestartAddressFamily::new(*f, address_type(*a)))
-                .collect::<Vec<_>>(),
-        )));
+        caps.push(BgpCapability::GracefulRestartCapability(
+            GracefulRestartCapability::new(
+                gr.restart_state,
+                gr.notification,
+                gr.time,
+                gr.afis
+                    .iter()
+                    .map(|(a, f)| GracefulRestartAddressFamily::new(*f, address_type(*a)))
+                    .collect::<Vec<_>>(),
+            ),
+        ));
     }
     if let Some(asn) = o.caps.four_octet_as {
         caps.push(BgpCapability::FourOctetAs(FourOctetAsCapability::new(asn)));
@@ -676,7 +771,12 @@ pub fn encode_open(o: &Open) -> Vec<u8> {
         )));
     }
     let params = vec![BgpOpenMessageParameter::new_capabilities(caps)];
-    write_msg(&BgpMessage::Open(BgpOpenMessage::new(o.my_as, o.hold_time, o.router_id, params)))
+    write_msg(&BgpMessage::Open(BgpOpenMessage::new(
+        o.my_as,
+        o.hold_time,
+        o.router_id,
+        params,
+    )))
 }
 
 fn ipv4(p: &Prefix) -> Option<Ipv4UnicastAddress> {
@@ -699,7 +799,12 @@ fn ipv6(p: &Prefix) -> Option<Ipv6UnicastAddress> {
     }
 }
 
-fn attr(optional: bool, transitive: bool, value_len: usize, v: pa::PathAttributeValue) -> Option<pa::PathAttribute> {
+fn attr(
+    optional: bool,
+    transitive: bool,
+    value_len: usize,
+    v: pa::PathAttributeValue,
+) -> Option<pa::PathAttribute> {
     pa::PathAttribute::from(optional, transitive, false, value_len > 255, v).ok()
 }
 
@@ -710,7 +815,10 @@ fn ngz_segs(segs: &[AsSegment], asn4: bool) -> pa::AsPath {
     };
     if asn4 {
         pa::AsPath::As4PathSegments(
-            segs.iter().map(|s| pa::As4PathSegment::new(t(s.kind), s.asns.clone())).collect::<Vec<_>>().into(),
+            segs.iter()
+                .map(|s| pa::As4PathSegment::new(t(s.kind), s.asns.clone()))
+                .collect::<Vec<_>>()
+                .into(),
         )
     } else {
         pa::AsPath::As2PathSegments(
@@ -718,7 +826,16 @@ fn ngz_segs(segs: &[AsSegment], asn4: bool) -> pa::AsPath {
                 .map(|s| {
                     pa::As2PathSegment::new(
                         t(s.kind),
-                        s.asns.iter().map(|a| if *a > 0xffff { AS_TRANS as u16 } else { *a as u16 }).collect::<Vec<_>>(),
+                        s.asns
+                            .iter()
+                            .map(|a| {
+                                if *a > 0xffff {
+                                    AS_TRANS as u16
+                                } else {
+                                    *a as u16
+                                }
+                            })
+                            .collect::<Vec<_>>(),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -739,26 +856,53 @@ fn ngz_attrs(a: &PathAttrs, asn4: bool, ipv4_next_hop: bool) -> Vec<pa::PathAttr
     v.extend(attr(false, true, 1, V::Origin(origin)));
     let asn_len = if asn4 { 4 } else { 2 };
     let plen: usize = a.as_path.iter().map(|s| 2 + asn_len * s.asns.len()).sum();
-    v.extend(attr(false, true, plen, V::AsPath(ngz_segs(&a.as_path, asn4))));
+    v.extend(attr(
+        false,
+        true,
+        plen,
+        V::AsPath(ngz_segs(&a.as_path, asn4)),
+    ));
     if ipv4_next_hop {
         if let Some(IpAddr::V4(nh)) = a.next_hop {
             v.extend(attr(false, true, 4, V::NextHop(pa::NextHop::new(nh))));
         }
     }
     if let Some(m) = a.med {
-        v.extend(attr(true, false, 4, V::MultiExitDiscriminator(pa::MultiExitDiscriminator::new(m))));
+        v.extend(attr(
+            true,
+            false,
+            4,
+            V::MultiExitDiscriminator(pa::MultiExitDiscriminator::new(m)),
+        ));
     }
     if let Some(l) = a.local_pref {
-        v.extend(attr(false, true, 4, V::LocalPreference(pa::LocalPreference::new(l))));
+        v.extend(attr(
+            false,
+            true,
+            4,
+            V::LocalPreference(pa::LocalPreference::new(l)),
+        ));
     }
     if a.atomic_aggregate {
-        v.extend(attr(false, true, 0, V::AtomicAggregate(pa::AtomicAggregate)));
+        v.extend(attr(
+            false,
+            true,
+            0,
+            V::AtomicAggregate(pa::AtomicAggregate),
+        ));
     }
     if let Some((asn, id)) = a.aggregator {
         let ag = if asn4 {
             pa::Aggregator::As4Aggregator(pa::As4Aggregator::new(asn, id))
         } else {
-            pa::Aggregator::As2Aggregator(pa::As2Aggregator::new(if asn > 0xffff { AS_TRANS as u16 } else { asn as u16 }, id))
+            pa::Aggregator::As2Aggregator(pa::As2Aggregator::new(
+                if asn > 0xffff {
+                    AS_TRANS as u16
+                } else {
+                    asn as u16
+                },
+                id,
+            ))
         };
         v.extend(attr(true, true, 8, V::Aggregator(ag)));
     }
@@ -767,7 +911,12 @@ fn ngz_attrs(a: &PathAttrs, asn4: bool, ipv4_next_hop: bool) -> Vec<pa::PathAttr
             true,
             true,
             4 * a.communities.len(),
-            V::Communities(pa::Communities::new(a.communities.iter().map(|c| Community::new(*c)).collect::<Vec<_>>())),
+            V::Communities(pa::Communities::new(
+                a.communities
+                    .iter()
+                    .map(|c| Community::new(*c))
+                    .collect::<Vec<_>>(),
+            )),
         ));
     }
     if let Some(id) = a.originator_id {
@@ -778,7 +927,12 @@ fn ngz_attrs(a: &PathAttrs, asn4: bool, ipv4_next_hop: bool) -> Vec<pa::PathAttr
             true,
             false,
             4 * a.cluster_list.len(),
-            V::ClusterList(pa::ClusterList::new(a.cluster_list.iter().map(|c| pa::ClusterId::new(*c)).collect::<Vec<_>>())),
+            V::ClusterList(pa::ClusterList::new(
+                a.cluster_list
+                    .iter()
+                    .map(|c| pa::ClusterId::new(*c))
+                    .collect::<Vec<_>>(),
+            )),
         ));
     }
     if !a.ext_communities.is_empty() {
@@ -787,7 +941,12 @@ fn ngz_attrs(a: &PathAttrs, asn4: bool, ipv4_next_hop: bool) -> Vec<pa::PathAttr
             .iter()
             .filter_map(|b| ExtendedCommunity::parse(&mut SliceReader::new(&b[..])).ok())
             .collect();
-        v.extend(attr(true, true, 8 * parsed.len(), V::ExtendedCommunities(pa::ExtendedCommunities::new(parsed))));
+        v.extend(attr(
+            true,
+            true,
+            8 * parsed.len(),
+            V::ExtendedCommunities(pa::ExtendedCommunities::new(parsed)),
+        ));
     }
     if !asn4 && a.as_path.iter().any(|s| s.asns.iter().any(|x| *x > 0xffff)) {
         let segs: Vec<pa::As4PathSegment> = a
@@ -795,7 +954,11 @@ fn ngz_attrs(a: &PathAttrs, asn4: bool, ipv4_next_hop: bool) -> Vec<pa::PathAttr
             .iter()
             .filter(|s| matches!(s.kind, SegmentKind::Sequence | SegmentKind::Set))
             .map(|s| {
-                let t = if s.kind == SegmentKind::Set { pa::AsPathSegmentType::AsSet } else { pa::AsPathSegmentType::AsSequence };
+                let t = if s.kind == SegmentKind::Set {
+                    pa::AsPathSegmentType::AsSet
+                } else {
+                    pa::AsPathSegmentType::AsSequence
+                };
                 pa::As4PathSegment::new(t, s.asns.clone())
             })
             .collect();
@@ -808,7 +971,10 @@ fn ngz_attrs(a: &PathAttrs, asn4: bool, ipv4_next_hop: bool) -> Vec<pa::PathAttr
             true,
             12 * a.large_communities.len(),
             V::LargeCommunities(pa::LargeCommunities::new(
-                a.large_communities.iter().map(|(g, l1, l2)| LargeCommunity::new(*g, *l1, *l2)).collect::<Vec<_>>(),
+                a.large_communities
+                    .iter()
+                    .map(|(g, l1, l2)| LargeCommunity::new(*g, *l1, *l2))
+                    .collect::<Vec<_>>(),
             )),
         ));
     }
@@ -857,13 +1023,21 @@ pub fn encode_withdraw(ctx: &EncodeContext, afi: Afi, prefixes: &[Prefix]) -> Ve
         .into_iter()
         .map(|c| {
             let u = match afi {
-                Afi::Ipv4 => BgpUpdateMessage::new(c.iter().filter_map(ipv4).collect::<Vec<_>>(), vec![], vec![]),
+                Afi::Ipv4 => BgpUpdateMessage::new(
+                    c.iter().filter_map(ipv4).collect::<Vec<_>>(),
+                    vec![],
+                    vec![],
+                ),
                 Afi::Ipv6 => {
-                    let un = pa::MpUnreach::Ipv6Unicast { nlri: c.iter().filter_map(ipv6).collect::<Vec<_>>().into() };
+                    let un = pa::MpUnreach::Ipv6Unicast {
+                        nlri: c.iter().filter_map(ipv6).collect::<Vec<_>>().into(),
+                    };
                     let l = 3 + c.iter().map(nlri_len).sum::<usize>();
                     BgpUpdateMessage::new(
                         vec![],
-                        attr(true, false, l, pa::PathAttributeValue::MpUnreach(un)).into_iter().collect::<Vec<_>>(),
+                        attr(true, false, l, pa::PathAttributeValue::MpUnreach(un))
+                            .into_iter()
+                            .collect::<Vec<_>>(),
                         vec![],
                     )
                 }
@@ -875,8 +1049,14 @@ pub fn encode_withdraw(ctx: &EncodeContext, afi: Afi, prefixes: &[Prefix]) -> Ve
 
 /// Encodes announcements of `prefixes` (one family) sharing `attrs`, packed into as few
 /// UPDATEs as fit in the session's maximum message size.
-pub fn encode_announce(ctx: &EncodeContext, attrs: &PathAttrs, prefixes: &[Prefix]) -> Vec<Vec<u8>> {
-    let Some(first) = prefixes.first() else { return vec![] };
+pub fn encode_announce(
+    ctx: &EncodeContext,
+    attrs: &PathAttrs,
+    prefixes: &[Prefix],
+) -> Vec<Vec<u8>> {
+    let Some(first) = prefixes.first() else {
+        return vec![];
+    };
     let afi = first.afi();
     let base = ngz_attrs(attrs, ctx.asn4, afi == Afi::Ipv4);
     let base_len: usize = base.iter().map(|a| a.len()).sum();
@@ -884,13 +1064,24 @@ pub fn encode_announce(ctx: &EncodeContext, attrs: &PathAttrs, prefixes: &[Prefi
         (Some(IpAddr::V6(g)), l) => (g, l),
         _ => (std::net::Ipv6Addr::UNSPECIFIED, None),
     };
-    let mp_overhead = if afi == Afi::Ipv6 { 4 + 5 + if nh_local.is_some() { 32 } else { 16 } } else { 0 };
-    let budget = ctx.max_len.saturating_sub(HEADER_LEN + 4 + base_len + mp_overhead).max(32);
+    let mp_overhead = if afi == Afi::Ipv6 {
+        4 + 5 + if nh_local.is_some() { 32 } else { 16 }
+    } else {
+        0
+    };
+    let budget = ctx
+        .max_len
+        .saturating_sub(HEADER_LEN + 4 + base_len + mp_overhead)
+        .max(32);
     chunks(prefixes, budget)
         .into_iter()
         .map(|c| {
             let u = match afi {
-                Afi::Ipv4 => BgpUpdateMessage::new(vec![], base.clone(), c.iter().filter_map(ipv4).collect::<Vec<_>>()),
+                Afi::Ipv4 => BgpUpdateMessage::new(
+                    vec![],
+                    base.clone(),
+                    c.iter().filter_map(ipv4).collect::<Vec<_>>(),
+                ),
                 Afi::Ipv6 => {
                     let mut all = base.clone();
                     let r = pa::MpReach::Ipv6Unicast {
@@ -914,12 +1105,20 @@ pub fn encode_announce(ctx: &EncodeContext, attrs: &PathAttrs, prefixes: &[Prefi
 /// End-of-RIB marker for a family (RFC 4724 §2).
 pub fn encode_end_of_rib(afi: Afi) -> Vec<u8> {
     match afi {
-        Afi::Ipv4 => write_msg(&BgpMessage::Update(BgpUpdateMessage::new(vec![], vec![], vec![]))),
+        Afi::Ipv4 => write_msg(&BgpMessage::Update(BgpUpdateMessage::new(
+            vec![],
+            vec![],
+            vec![],
+        ))),
         Afi::Ipv6 => {
-            let un = pa::MpUnreach::Ipv6Unicast { nlri: Vec::new().into() };
+            let un = pa::MpUnreach::Ipv6Unicast {
+                nlri: Vec::new().into(),
+            };
             write_msg(&BgpMessage::Update(BgpUpdateMessage::new(
                 vec![],
-                attr(true, false, 3, pa::PathAttributeValue::MpUnreach(un)).into_iter().collect::<Vec<_>>(),
+                attr(true, false, 3, pa::PathAttributeValue::MpUnreach(un))
+                    .into_iter()
+                    .collect::<Vec<_>>(),
                 vec![],
             )))
         }

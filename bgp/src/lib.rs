@@ -5,8 +5,11 @@
 //! and a thin tokio driver ([`speaker`]) that owns sockets and clocks. The core modules
 //! (`codec`, `validate`, `fsm`, `rib`) are sans-IO: bytes and time in, actions out.
 
+pub mod codec;
+pub mod fsm;
+pub mod rib;
+pub mod speaker;
 pub mod status;
 pub mod transport;
-pub mod codec;
 pub mod types;
 pub mod validate;

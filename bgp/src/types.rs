@@ -61,7 +61,11 @@ impl Prefix {
                 })
             }
             IpAddr::V6(a) if len <= 128 => {
-                let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
                 Some(Prefix {
                     addr: IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask)),
                     len,
@@ -133,7 +137,9 @@ impl fmt::Debug for Prefix {
 impl FromStr for Prefix {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, l) = s.split_once('/').ok_or_else(|| format!("{s:?}: missing /len"))?;
+        let (a, l) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?}: missing /len"))?;
         let addr: IpAddr = a.parse().map_err(|e| format!("{s:?}: {e}"))?;
         let len: u8 = l.parse().map_err(|e| format!("{s:?}: {e}"))?;
         Prefix::new(addr, len).ok_or_else(|| format!("{s:?}: prefix length too long"))
@@ -174,10 +180,7 @@ impl Notification {
     pub fn describe(&self) -> String {
         let (c, s) = codes::names(self.code, self.subcode);
         let mut t = format!("{c} / {s}");
-        if self.code == codes::CEASE
-            && matches!(self.subcode, 2 | 4)
-            && !self.data.is_empty()
-        {
+        if self.code == codes::CEASE && matches!(self.subcode, 2 | 4) && !self.data.is_empty() {
             // RFC 8203 shutdown communication
             let n = self.data[0] as usize;
             if let Some(msg) = self.data.get(1..1 + n) {
@@ -347,7 +350,10 @@ pub struct PathAttrs {
 impl PathAttrs {
     /// All AS numbers of the path in order (sets flattened).
     pub fn as_path_flat(&self) -> Vec<u32> {
-        self.as_path.iter().flat_map(|s| s.asns.iter().copied()).collect()
+        self.as_path
+            .iter()
+            .flat_map(|s| s.asns.iter().copied())
+            .collect()
     }
     /// RFC 4271 §9.1.2.2 a): sets count 1, confederation segments 0.
     pub fn as_path_len(&self) -> usize {
@@ -410,7 +416,15 @@ mod tests {
 
     #[test]
     fn nlri_round_trip() {
-        for s in ["0.0.0.0/0", "10.0.0.0/8", "10.65.0.64/26", "1.2.3.4/32", "2001:db8::/32", "::/0", "fd00::1/128"] {
+        for s in [
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "10.65.0.64/26",
+            "1.2.3.4/32",
+            "2001:db8::/32",
+            "::/0",
+            "fd00::1/128",
+        ] {
             let p: Prefix = s.parse().unwrap();
             let mut b = Vec::new();
             p.write_nlri(&mut b);

@@ -19,7 +19,10 @@ pub enum Verdict {
     /// instead. The strings say what was dropped, for the log.
     Sanitized(Vec<u8>, Vec<String>),
     /// RFC 7606 "treat-as-withdraw": every prefix the UPDATE carried is withdrawn.
-    TreatAsWithdraw { prefixes: Vec<Prefix>, reason: String },
+    TreatAsWithdraw {
+        prefixes: Vec<Prefix>,
+        reason: String,
+    },
     /// Session reset with this NOTIFICATION.
     Reset(Notification),
 }
@@ -181,7 +184,10 @@ pub fn check_update(body: &[u8], ctx: &UpdateContext) -> Verdict {
                 missing.push("NEXT_HOP");
             }
             if !missing.is_empty() {
-                taw = Some(format!("missing well-known attribute {}", missing.join(", ")));
+                taw = Some(format!(
+                    "missing well-known attribute {}",
+                    missing.join(", ")
+                ));
             }
         }
     }
@@ -215,7 +221,10 @@ enum AttrVerdict {
 }
 
 fn well_known(code: u8) -> bool {
-    matches!(code, ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF | ATOMIC_AGGREGATE)
+    matches!(
+        code,
+        ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF | ATOMIC_AGGREGATE
+    )
 }
 
 fn known_optional(code: u8) -> Option<bool /* transitive */> {
@@ -349,26 +358,28 @@ fn check_attr(
         }
         AS4_PATH => {
             if ctx.asn4 || !as_path_ok(v, 4) {
-                return AttrVerdict::Discard("AS4_PATH ignored (4-octet session or malformed)".into());
+                return AttrVerdict::Discard(
+                    "AS4_PATH ignored (4-octet session or malformed)".into(),
+                );
             }
         }
         COMMUNITIES => {
-            if v.is_empty() || v.len() % 4 != 0 {
+            if v.is_empty() || !v.len().is_multiple_of(4) {
                 return AttrVerdict::Withdraw("COMMUNITIES: bad length".into());
             }
         }
         EXT_COMMUNITIES => {
-            if v.is_empty() || v.len() % 8 != 0 {
+            if v.is_empty() || !v.len().is_multiple_of(8) {
                 return AttrVerdict::Withdraw("EXTENDED_COMMUNITIES: bad length".into());
             }
         }
         LARGE_COMMUNITIES => {
-            if v.is_empty() || v.len() % 12 != 0 {
+            if v.is_empty() || !v.len().is_multiple_of(12) {
                 return AttrVerdict::Withdraw("LARGE_COMMUNITIES: bad length".into());
             }
         }
         CLUSTER_LIST => {
-            if v.is_empty() || v.len() % 4 != 0 {
+            if v.is_empty() || !v.len().is_multiple_of(4) {
                 return AttrVerdict::Withdraw("CLUSTER_LIST: bad length".into());
             }
             if ctx.ebgp {
@@ -378,15 +389,26 @@ fn check_attr(
         MP_REACH => {
             // AFI(2) SAFI(1) NHLEN(1) NH RESERVED(1) NLRI
             if v.len() < 5 {
-                return AttrVerdict::Reset(Notification::new(codes::UPDATE, codes::UPD_OPTIONAL_ATTR, a.whole.to_vec()));
+                return AttrVerdict::Reset(Notification::new(
+                    codes::UPDATE,
+                    codes::UPD_OPTIONAL_ATTR,
+                    a.whole.to_vec(),
+                ));
             }
             let afi = u16::from_be_bytes([v[0], v[1]]);
             let nhl = v[3] as usize;
             if v.len() < 4 + nhl + 1 {
-                return AttrVerdict::Reset(Notification::new(codes::UPDATE, codes::UPD_OPTIONAL_ATTR, a.whole.to_vec()));
+                return AttrVerdict::Reset(Notification::new(
+                    codes::UPDATE,
+                    codes::UPD_OPTIONAL_ATTR,
+                    a.whole.to_vec(),
+                ));
             }
             let Some(fam) = Afi::from_code(afi, v[2]) else {
-                return AttrVerdict::Discard(format!("MP_REACH_NLRI for AFI {afi} SAFI {} not supported", v[2]));
+                return AttrVerdict::Discard(format!(
+                    "MP_REACH_NLRI for AFI {afi} SAFI {} not supported",
+                    v[2]
+                ));
             };
             if !ctx.afis.contains(&fam) {
                 return AttrVerdict::Discard(format!("MP_REACH_NLRI for {fam:?} not negotiated"));
@@ -396,7 +418,11 @@ fn check_attr(
                 Afi::Ipv6 => nhl == 16 || nhl == 32,
             };
             let Some(prefixes) = parse_nlri(fam, &v[4 + nhl + 1..]) else {
-                return AttrVerdict::Reset(Notification::new(codes::UPDATE, codes::UPD_OPTIONAL_ATTR, a.whole.to_vec()));
+                return AttrVerdict::Reset(Notification::new(
+                    codes::UPDATE,
+                    codes::UPD_OPTIONAL_ATTR,
+                    a.whole.to_vec(),
+                ));
             };
             touched.extend(prefixes);
             *mp_reach_afi = Some(fam);
@@ -406,17 +432,28 @@ fn check_attr(
         }
         MP_UNREACH => {
             if v.len() < 3 {
-                return AttrVerdict::Reset(Notification::new(codes::UPDATE, codes::UPD_OPTIONAL_ATTR, a.whole.to_vec()));
+                return AttrVerdict::Reset(Notification::new(
+                    codes::UPDATE,
+                    codes::UPD_OPTIONAL_ATTR,
+                    a.whole.to_vec(),
+                ));
             }
             let afi = u16::from_be_bytes([v[0], v[1]]);
             let Some(fam) = Afi::from_code(afi, v[2]) else {
-                return AttrVerdict::Discard(format!("MP_UNREACH_NLRI for AFI {afi} SAFI {} not supported", v[2]));
+                return AttrVerdict::Discard(format!(
+                    "MP_UNREACH_NLRI for AFI {afi} SAFI {} not supported",
+                    v[2]
+                ));
             };
             if !ctx.afis.contains(&fam) {
                 return AttrVerdict::Discard(format!("MP_UNREACH_NLRI for {fam:?} not negotiated"));
             }
             let Some(prefixes) = parse_nlri(fam, &v[3..]) else {
-                return AttrVerdict::Reset(Notification::new(codes::UPDATE, codes::UPD_OPTIONAL_ATTR, a.whole.to_vec()));
+                return AttrVerdict::Reset(Notification::new(
+                    codes::UPDATE,
+                    codes::UPD_OPTIONAL_ATTR,
+                    a.whole.to_vec(),
+                ));
             };
             touched.extend(prefixes);
         }
@@ -431,7 +468,9 @@ fn check_attr(
             }
             if a.flags & FLAG_TRANSITIVE == 0 {
                 // optional non-transitive unknown: quietly ignored (RFC 4271 §9)
-                return AttrVerdict::Discard(format!("unknown optional non-transitive attribute {name}"));
+                return AttrVerdict::Discard(format!(
+                    "unknown optional non-transitive attribute {name}"
+                ));
             }
         }
     }
@@ -474,7 +513,10 @@ mod tests {
 
     #[test]
     fn clean_update() {
-        assert_eq!(check_update(&body(&[], &good_attrs(), NLRI), &ctx()), Verdict::Clean);
+        assert_eq!(
+            check_update(&body(&[], &good_attrs(), NLRI), &ctx()),
+            Verdict::Clean
+        );
     }
 
     #[test]
@@ -484,12 +526,16 @@ mod tests {
 
     #[test]
     fn bad_lengths_reset() {
-        assert!(matches!(check_update(&[0, 5, 0], &ctx()), Verdict::Reset(n) if n.code == 3 && n.subcode == 1));
+        assert!(
+            matches!(check_update(&[0, 5, 0], &ctx()), Verdict::Reset(n) if n.code == 3 && n.subcode == 1)
+        );
         let mut b = body(&[], &good_attrs(), NLRI);
         b[3] = 0xff; // attribute length overruns the message
         assert!(matches!(check_update(&b, &ctx()), Verdict::Reset(n) if n.subcode == 1));
         // bad NLRI prefix length
-        assert!(matches!(check_update(&body(&[], &good_attrs(), &[33, 1, 2, 3, 4, 5]), &ctx()), Verdict::Reset(n) if n.subcode == 10));
+        assert!(
+            matches!(check_update(&body(&[], &good_attrs(), &[33, 1, 2, 3, 4, 5]), &ctx()), Verdict::Reset(n) if n.subcode == 10)
+        );
     }
 
     #[test]
@@ -508,23 +554,33 @@ mod tests {
     #[test]
     fn missing_mandatory_is_treat_as_withdraw() {
         let a = &good_attrs()[4..]; // no ORIGIN
-        assert!(matches!(check_update(&body(&[], a, NLRI), &ctx()), Verdict::TreatAsWithdraw { reason, .. } if reason.contains("ORIGIN")));
+        assert!(
+            matches!(check_update(&body(&[], a, NLRI), &ctx()), Verdict::TreatAsWithdraw { reason, .. } if reason.contains("ORIGIN"))
+        );
     }
 
     #[test]
     fn overrunning_attribute_is_treat_as_withdraw() {
         let mut a = good_attrs();
         a.extend_from_slice(&[0xc0, COMMUNITIES, 8, 0, 0]); // claims 8, has 2
-        assert!(matches!(check_update(&body(&[], &a, NLRI), &ctx()), Verdict::TreatAsWithdraw { .. }));
+        assert!(matches!(
+            check_update(&body(&[], &a, NLRI), &ctx()),
+            Verdict::TreatAsWithdraw { .. }
+        ));
     }
 
     #[test]
     fn wrong_first_as_on_ebgp() {
         let mut c = ctx();
         c.peer_as = 65001;
-        assert!(matches!(check_update(&body(&[], &good_attrs(), NLRI), &c), Verdict::TreatAsWithdraw { reason, .. } if reason.contains("65001")));
+        assert!(
+            matches!(check_update(&body(&[], &good_attrs(), NLRI), &c), Verdict::TreatAsWithdraw { reason, .. } if reason.contains("65001"))
+        );
         c.ebgp = false;
-        assert_eq!(check_update(&body(&[], &good_attrs(), NLRI), &c), Verdict::Clean);
+        assert_eq!(
+            check_update(&body(&[], &good_attrs(), NLRI), &c),
+            Verdict::Clean
+        );
     }
 
     #[test]
@@ -545,26 +601,36 @@ mod tests {
     fn duplicate_attrs() {
         let mut a = good_attrs();
         a.extend_from_slice(&[0x40, ORIGIN, 1, 1]);
-        assert!(matches!(check_update(&body(&[], &a, NLRI), &ctx()), Verdict::Sanitized(..)));
+        assert!(matches!(
+            check_update(&body(&[], &a, NLRI), &ctx()),
+            Verdict::Sanitized(..)
+        ));
         let mp = [0x80, MP_UNREACH, 3, 0, 2, 1];
         let mut a = good_attrs();
         a.extend_from_slice(&mp);
         a.extend_from_slice(&mp);
-        assert!(matches!(check_update(&body(&[], &a, NLRI), &ctx()), Verdict::Reset(n) if n.subcode == 1));
+        assert!(
+            matches!(check_update(&body(&[], &a, NLRI), &ctx()), Verdict::Reset(n) if n.subcode == 1)
+        );
     }
 
     #[test]
     fn unknown_well_known_resets() {
         let mut a = good_attrs();
         a.extend_from_slice(&[0x40, 99, 0]);
-        assert!(matches!(check_update(&body(&[], &a, NLRI), &ctx()), Verdict::Reset(n) if n.subcode == 2));
+        assert!(
+            matches!(check_update(&body(&[], &a, NLRI), &ctx()), Verdict::Reset(n) if n.subcode == 2)
+        );
     }
 
     #[test]
     fn bad_flags_on_well_known() {
         let mut a = good_attrs();
         a[0] = 0xc0; // ORIGIN marked optional
-        assert!(matches!(check_update(&body(&[], &a, NLRI), &ctx()), Verdict::TreatAsWithdraw { .. }));
+        assert!(matches!(
+            check_update(&body(&[], &a, NLRI), &ctx()),
+            Verdict::TreatAsWithdraw { .. }
+        ));
     }
 
     #[test]

@@ -2,7 +2,13 @@ use super::*;
 use proptest::prelude::*;
 
 fn ctx4() -> UpdateContext {
-    UpdateContext { asn4: true, ebgp: false, peer_as: 64512, afis: vec![Afi::Ipv4, Afi::Ipv6], enforce_first_as: true }
+    UpdateContext {
+        asn4: true,
+        ebgp: false,
+        peer_as: 64512,
+        afis: vec![Afi::Ipv4, Afi::Ipv6],
+        enforce_first_as: true,
+    }
 }
 
 fn sample_open() -> Open {
@@ -17,7 +23,12 @@ fn sample_open() -> Open {
             route_refresh: true,
             enhanced_route_refresh: false,
             extended_message: true,
-            graceful_restart: Some(GracefulRestart { restart_state: false, notification: false, time: 120, afis: vec![(Afi::Ipv4, true), (Afi::Ipv6, true)] }),
+            graceful_restart: Some(GracefulRestart {
+                restart_state: false,
+                notification: false,
+                time: 120,
+                afis: vec![(Afi::Ipv4, true), (Afi::Ipv6, true)],
+            }),
             add_path: vec![(Afi::Ipv4, false, true)],
             hostname: None,
             other: vec![],
@@ -30,7 +41,9 @@ fn open_round_trip() {
     let o = sample_open();
     let b = encode_open(&o);
     assert_eq!(frame(&b, MAX_LEN).unwrap(), Some(b.len()));
-    let Message::Open(d) = decode(&b, &ctx4()).unwrap() else { panic!() };
+    let Message::Open(d) = decode(&b, &ctx4()).unwrap() else {
+        panic!()
+    };
     assert_eq!(d, o);
     assert_eq!(d.asn(), 4_200_000_001);
 }
@@ -49,7 +62,10 @@ fn header_errors() {
     assert_eq!(frame(&k, MAX_LEN).unwrap(), Some(19));
     assert_eq!(frame(&k[..10], MAX_LEN).unwrap(), None);
     k[3] = 0;
-    assert_eq!(frame(&k, MAX_LEN).unwrap_err().subcode, codes::HDR_NOT_SYNCHRONIZED);
+    assert_eq!(
+        frame(&k, MAX_LEN).unwrap_err().subcode,
+        codes::HDR_NOT_SYNCHRONIZED
+    );
     let mut k = encode_keepalive();
     k[17] = 20;
     let n = frame(&k, MAX_LEN).unwrap_err();
@@ -71,13 +87,23 @@ fn notification_and_refresh_round_trip() {
     let b = encode_notification(&n);
     assert_eq!(decode(&b, &ctx4()).unwrap(), Message::Notification(n));
     let r = encode_route_refresh(Afi::Ipv6);
-    assert_eq!(decode(&r, &ctx4()).unwrap(), Message::RouteRefresh { afi: 2, safi: 1, subtype: 0 });
+    assert_eq!(
+        decode(&r, &ctx4()).unwrap(),
+        Message::RouteRefresh {
+            afi: 2,
+            safi: 1,
+            subtype: 0
+        }
+    );
 }
 
 fn attrs() -> PathAttrs {
     PathAttrs {
         origin: Some(Origin::Igp),
-        as_path: vec![AsSegment { kind: SegmentKind::Sequence, asns: vec![64512, 4_200_000_001] }],
+        as_path: vec![AsSegment {
+            kind: SegmentKind::Sequence,
+            asns: vec![64512, 4_200_000_001],
+        }],
         next_hop: Some("10.0.0.1".parse().unwrap()),
         med: Some(10),
         local_pref: Some(100),
@@ -95,11 +121,19 @@ fn attrs() -> PathAttrs {
 
 #[test]
 fn update_ipv4_round_trip_all_attributes() {
-    let p: Vec<Prefix> = vec!["10.65.0.0/26".parse().unwrap(), "10.96.0.0/12".parse().unwrap()];
-    let ctx = EncodeContext { asn4: true, max_len: MAX_LEN };
+    let p: Vec<Prefix> = vec![
+        "10.65.0.0/26".parse().unwrap(),
+        "10.96.0.0/12".parse().unwrap(),
+    ];
+    let ctx = EncodeContext {
+        asn4: true,
+        max_len: MAX_LEN,
+    };
     let msgs = encode_announce(&ctx, &attrs(), &p);
     assert_eq!(msgs.len(), 1);
-    let Message::Update(u) = decode(&msgs[0], &ctx4()).unwrap() else { panic!() };
+    let Message::Update(u) = decode(&msgs[0], &ctx4()).unwrap() else {
+        panic!()
+    };
     assert_eq!(u.announced, p);
     assert_eq!(u.attrs.unwrap(), attrs());
 }
@@ -110,13 +144,20 @@ fn update_ipv6_round_trip() {
     let mut a = attrs();
     a.next_hop = Some("fd00::1".parse().unwrap());
     a.next_hop_local = Some("fe80::1".parse().unwrap());
-    let ctx = EncodeContext { asn4: true, max_len: MAX_LEN };
+    let ctx = EncodeContext {
+        asn4: true,
+        max_len: MAX_LEN,
+    };
     let msgs = encode_announce(&ctx, &a, &p);
-    let Message::Update(u) = decode(&msgs[0], &ctx4()).unwrap() else { panic!() };
+    let Message::Update(u) = decode(&msgs[0], &ctx4()).unwrap() else {
+        panic!()
+    };
     assert_eq!(u.announced, p);
     assert_eq!(u.attrs.unwrap(), a);
     let w = encode_withdraw(&ctx, Afi::Ipv6, &p);
-    let Message::Update(u) = decode(&w[0], &ctx4()).unwrap() else { panic!() };
+    let Message::Update(u) = decode(&w[0], &ctx4()).unwrap() else {
+        panic!()
+    };
     assert_eq!(u.withdrawn, p);
     assert_eq!(u.end_of_rib, None);
 }
@@ -124,20 +165,30 @@ fn update_ipv6_round_trip() {
 #[test]
 fn end_of_rib_markers() {
     for afi in [Afi::Ipv4, Afi::Ipv6] {
-        let Message::Update(u) = decode(&encode_end_of_rib(afi), &ctx4()).unwrap() else { panic!() };
+        let Message::Update(u) = decode(&encode_end_of_rib(afi), &ctx4()).unwrap() else {
+            panic!()
+        };
         assert_eq!(u.end_of_rib, Some(afi));
     }
 }
 
 #[test]
 fn two_octet_session_uses_as_trans_and_as4_path() {
-    let ctx = EncodeContext { asn4: false, max_len: MAX_LEN };
+    let ctx = EncodeContext {
+        asn4: false,
+        max_len: MAX_LEN,
+    };
     let p: Vec<Prefix> = vec!["10.65.0.0/26".parse().unwrap()];
     let mut a = attrs();
     a.aggregator = None;
     let msgs = encode_announce(&ctx, &a, &p);
-    let d = UpdateContext { asn4: false, ..ctx4() };
-    let Message::Update(u) = decode(&msgs[0], &d).unwrap() else { panic!() };
+    let d = UpdateContext {
+        asn4: false,
+        ..ctx4()
+    };
+    let Message::Update(u) = decode(&msgs[0], &d).unwrap() else {
+        panic!()
+    };
     assert_eq!(u.attrs.unwrap().as_path, a.as_path, "AS4_PATH merged back");
     // raw AS_PATH on the wire carries AS_TRANS
     let raw = &msgs[0];
@@ -146,23 +197,43 @@ fn two_octet_session_uses_as_trans_and_as4_path() {
 
 #[test]
 fn many_prefixes_are_packed_under_4096() {
-    let ctx = EncodeContext { asn4: true, max_len: MAX_LEN };
-    let p: Vec<Prefix> = (0..5000u32).map(|i| Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap()).collect();
+    let ctx = EncodeContext {
+        asn4: true,
+        max_len: MAX_LEN,
+    };
+    let p: Vec<Prefix> = (0..5000u32)
+        .map(|i| Prefix::new(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24).unwrap())
+        .collect();
     let msgs = encode_announce(&ctx, &attrs(), &p);
     assert!(msgs.len() < 25, "{} messages", msgs.len());
     let mut got = Vec::new();
     for m in &msgs {
         assert!(m.len() <= MAX_LEN);
-        let Message::Update(u) = decode(m, &ctx4()).unwrap() else { panic!() };
+        let Message::Update(u) = decode(m, &ctx4()).unwrap() else {
+            panic!()
+        };
         got.extend(u.announced);
     }
     assert_eq!(got, p);
     let w = encode_withdraw(&ctx, Afi::Ipv4, &p);
     assert!(w.iter().all(|m| m.len() <= MAX_LEN));
-    let v6: Vec<Prefix> = (0..3000u32).map(|i| Prefix::new(IpAddr::V6(std::net::Ipv6Addr::from(0xfd00u128 << 112 | (i as u128) << 64)), 64).unwrap()).collect();
+    let v6: Vec<Prefix> = (0..3000u32)
+        .map(|i| {
+            Prefix::new(
+                IpAddr::V6(std::net::Ipv6Addr::from(
+                    0xfd00u128 << 112 | (i as u128) << 64,
+                )),
+                64,
+            )
+            .unwrap()
+        })
+        .collect();
     let mut a = attrs();
     a.next_hop = Some("fd00::1".parse().unwrap());
-    for m in encode_announce(&ctx, &a, &v6).iter().chain(encode_withdraw(&ctx, Afi::Ipv6, &v6).iter()) {
+    for m in encode_announce(&ctx, &a, &v6)
+        .iter()
+        .chain(encode_withdraw(&ctx, Afi::Ipv6, &v6).iter())
+    {
         assert!(m.len() <= MAX_LEN, "{}", m.len());
         decode(m, &ctx4()).unwrap();
     }
@@ -170,13 +241,18 @@ fn many_prefixes_are_packed_under_4096() {
 
 #[test]
 fn treat_as_withdraw_through_decode() {
-    let ctx = EncodeContext { asn4: true, max_len: MAX_LEN };
+    let ctx = EncodeContext {
+        asn4: true,
+        max_len: MAX_LEN,
+    };
     let p: Vec<Prefix> = vec!["10.65.0.0/26".parse().unwrap()];
     let mut m = encode_announce(&ctx, &attrs(), &p).remove(0);
     // ORIGIN is the first attribute: flags(0x40) type(1) len(1) value -> corrupt the value
     let pos = m.windows(3).position(|w| w == [0x40, 1, 1]).unwrap();
     m[pos + 3] = 5;
-    let Message::Update(u) = decode(&m, &ctx4()).unwrap() else { panic!() };
+    let Message::Update(u) = decode(&m, &ctx4()).unwrap() else {
+        panic!()
+    };
     assert_eq!(u.withdrawn, p);
     assert!(u.announced.is_empty());
     assert!(u.treat_as_withdraw.is_some());

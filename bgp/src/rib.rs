@@ -1,0 +1,704 @@
+//! Routing information bases and the decision process, sans-IO.
+//!
+//! - Adj-RIB-In per peer: paths accepted after import checks (AS loop, ORIGINATOR_ID /
+//!   CLUSTER_LIST loop, missing next hop).
+//! - Local routes: prefixes this node originates (its pod blocks, service CIDRs) with
+//!   their communities.
+//! - Loc-RIB: per prefix the best path (RFC 4271 §9.1.2) and the equal-cost paths that
+//!   may share the forwarding entry (ECMP), recomputed only for prefixes marked dirty.
+//! - Adj-RIB-Out per peer ([`AdjRibOut`]): what was last sent, so a change produces only
+//!   the difference, packed as few UPDATEs as possible (prefixes grouped by attributes).
+//!
+//! Export policy: local routes go to every peer. Learned routes are re-advertised only to
+//! peers with `export_learned` (off by default: a Kubernetes node announces only what it
+//! owns, which avoids the "mesh nodes re-advertise everyone's blocks to the ToR" failure),
+//! never back to their source, and never from one iBGP peer to another (no reflection yet).
+
+use crate::types::{Afi, Origin, PathAttrs, Prefix};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+/// A prefix this node originates.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LocalRoute {
+    pub communities: Vec<u32>,
+    pub large_communities: Vec<(u32, u32, u32)>,
+}
+
+/// A path learned from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    pub peer: IpAddr,
+    pub ebgp: bool,
+    pub remote_id: Ipv4Addr,
+    pub attrs: Arc<PathAttrs>,
+}
+
+impl Path {
+    fn local_pref(&self) -> u32 {
+        self.attrs.local_pref.unwrap_or(100)
+    }
+    fn origin(&self) -> u8 {
+        self.attrs.origin.unwrap_or(Origin::Incomplete) as u8
+    }
+    fn id(&self) -> u32 {
+        u32::from(self.attrs.originator_id.unwrap_or(self.remote_id))
+    }
+}
+
+/// RFC 4271 §9.1.2.2 tie-breaking; `Less` means `a` is better.
+pub fn compare(a: &Path, b: &Path) -> Ordering {
+    b.local_pref()
+        .cmp(&a.local_pref())
+        .then(a.attrs.as_path_len().cmp(&b.attrs.as_path_len()))
+        .then(a.origin().cmp(&b.origin()))
+        .then_with(|| {
+            if a.attrs.first_as() == b.attrs.first_as() {
+                a.attrs.med.unwrap_or(0).cmp(&b.attrs.med.unwrap_or(0))
+            } else {
+                Ordering::Equal
+            }
+        })
+        .then(b.ebgp.cmp(&a.ebgp))
+        .then(a.id().cmp(&b.id()))
+        .then(a.attrs.cluster_list.len().cmp(&b.attrs.cluster_list.len()))
+        .then(a.peer.cmp(&b.peer))
+}
+
+/// Paths equal up to the IGP-metric step may share the forwarding entry (multipath).
+fn multipath_equal(a: &Path, b: &Path) -> bool {
+    a.local_pref() == b.local_pref()
+        && a.attrs.as_path_len() == b.attrs.as_path_len()
+        && a.origin() == b.origin()
+        && a.attrs.med.unwrap_or(0) == b.attrs.med.unwrap_or(0)
+        && a.ebgp == b.ebgp
+}
+
+/// The Loc-RIB entry for a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Best {
+    Local(LocalRoute),
+    /// Best path first, then the other multipath members.
+    Learned(Vec<Path>),
+}
+
+/// A change of a learned route's forwarding next hops, for the dataplane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FibChange {
+    pub prefix: Prefix,
+    /// Empty: no learned route any more (withdrawn, or a local route took over).
+    pub next_hops: Vec<IpAddr>,
+}
+
+/// The import outcome of one UPDATE.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportStats {
+    pub accepted: usize,
+    pub rejected: usize,
+    pub withdrawn: usize,
+}
+
+/// The peer a path comes from (import side).
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub address: IpAddr,
+    pub ebgp: bool,
+    pub remote_id: Ipv4Addr,
+}
+
+#[derive(Debug)]
+pub struct Rib {
+    pub local_as: u32,
+    pub router_id: Ipv4Addr,
+    pub cluster_id: Option<Ipv4Addr>,
+    local: BTreeMap<Prefix, LocalRoute>,
+    adj_in: HashMap<IpAddr, BTreeMap<Prefix, Path>>,
+    /// Prefixes received but rejected by import checks, per peer.
+    rejected: HashMap<IpAddr, BTreeSet<Prefix>>,
+    best: BTreeMap<Prefix, Best>,
+    dirty: BTreeSet<Prefix>,
+}
+
+impl Rib {
+    pub fn new(local_as: u32, router_id: Ipv4Addr) -> Self {
+        Rib {
+            local_as,
+            router_id,
+            cluster_id: None,
+            local: BTreeMap::new(),
+            adj_in: HashMap::new(),
+            rejected: HashMap::new(),
+            best: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    pub fn originate(&mut self, prefix: Prefix, route: LocalRoute) {
+        if self.local.get(&prefix) != Some(&route) {
+            self.local.insert(prefix, route);
+            self.dirty.insert(prefix);
+        }
+    }
+
+    pub fn withdraw_local(&mut self, prefix: &Prefix) {
+        if self.local.remove(prefix).is_some() {
+            self.dirty.insert(*prefix);
+        }
+    }
+
+    pub fn local_routes(&self) -> &BTreeMap<Prefix, LocalRoute> {
+        &self.local
+    }
+
+    /// Import checks: AS loop (RFC 4271 §9.1.2), ORIGINATOR_ID / CLUSTER_LIST loop
+    /// (RFC 4456 §8), a next hop to forward to.
+    fn import_check(&self, a: &PathAttrs) -> bool {
+        if a.contains_as(self.local_as) {
+            return false;
+        }
+        if a.originator_id == Some(self.router_id) {
+            return false;
+        }
+        if a.cluster_list
+            .contains(&self.cluster_id.unwrap_or(self.router_id))
+        {
+            return false;
+        }
+        a.next_hop.is_some()
+    }
+
+    /// Applies a received UPDATE to the peer's Adj-RIB-In.
+    pub fn peer_update(
+        &mut self,
+        peer: &PeerInfo,
+        withdrawn: &[Prefix],
+        announced: &[Prefix],
+        attrs: Option<&PathAttrs>,
+    ) -> ImportStats {
+        let mut st = ImportStats::default();
+        let rib_in = self.adj_in.entry(peer.address).or_default();
+        let rejected = self.rejected.entry(peer.address).or_default();
+        for p in withdrawn.iter() {
+            rejected.remove(p);
+            if rib_in.remove(p).is_some() {
+                st.withdrawn += 1;
+                self.dirty.insert(*p);
+            }
+        }
+        if let Some(a) = attrs {
+            let ok = self.import_check(a);
+            let shared = Arc::new(a.clone());
+            let rib_in = self.adj_in.entry(peer.address).or_default();
+            let rejected = self.rejected.entry(peer.address).or_default();
+            for p in announced {
+                if ok {
+                    rejected.remove(p);
+                    let path = Path {
+                        peer: peer.address,
+                        ebgp: peer.ebgp,
+                        remote_id: peer.remote_id,
+                        attrs: shared.clone(),
+                    };
+                    if rib_in.get(p) != Some(&path) {
+                        rib_in.insert(*p, path);
+                        self.dirty.insert(*p);
+                    }
+                    st.accepted += 1;
+                } else {
+                    rejected.insert(*p);
+                    if rib_in.remove(p).is_some() {
+                        self.dirty.insert(*p);
+                    }
+                    st.rejected += 1;
+                }
+            }
+        }
+        st
+    }
+
+    /// The peer went down: forget everything it sent.
+    pub fn peer_down(&mut self, peer: &IpAddr) {
+        if let Some(m) = self.adj_in.remove(peer) {
+            self.dirty.extend(m.into_keys());
+        }
+        self.rejected.remove(peer);
+    }
+
+    /// (received, accepted) prefix counts for a peer.
+    pub fn peer_counts(&self, peer: &IpAddr) -> (u64, u64) {
+        let acc = self.adj_in.get(peer).map_or(0, |m| m.len()) as u64;
+        let rej = self.rejected.get(peer).map_or(0, |m| m.len()) as u64;
+        (acc + rej, acc)
+    }
+
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Runs the decision process for every dirty prefix. Returns the prefixes whose
+    /// Loc-RIB entry changed (for Adj-RIB-Out) and the forwarding changes.
+    pub fn recompute(&mut self) -> (Vec<Prefix>, Vec<FibChange>) {
+        let mut changed = Vec::new();
+        let mut fib = Vec::new();
+        for p in std::mem::take(&mut self.dirty) {
+            let new = if let Some(l) = self.local.get(&p) {
+                Some(Best::Local(l.clone()))
+            } else {
+                let mut paths: Vec<Path> = self
+                    .adj_in
+                    .values()
+                    .filter_map(|m| m.get(&p))
+                    .cloned()
+                    .collect();
+                if paths.is_empty() {
+                    None
+                } else {
+                    paths.sort_by(compare);
+                    let best = paths[0].clone();
+                    let mut set = vec![best.clone()];
+                    set.extend(
+                        paths
+                            .into_iter()
+                            .skip(1)
+                            .filter(|x| multipath_equal(&best, x)),
+                    );
+                    Some(Best::Learned(set))
+                }
+            };
+            let old = self.best.get(&p);
+            if old == new.as_ref() {
+                continue;
+            }
+            let hops = |b: Option<&Best>| -> Vec<IpAddr> {
+                match b {
+                    Some(Best::Learned(v)) => {
+                        let mut h: Vec<IpAddr> =
+                            v.iter().filter_map(|x| x.attrs.next_hop).collect();
+                        h.sort();
+                        h.dedup();
+                        h
+                    }
+                    _ => Vec::new(),
+                }
+            };
+            let (oh, nh) = (hops(old), hops(new.as_ref()));
+            if oh != nh {
+                fib.push(FibChange {
+                    prefix: p,
+                    next_hops: nh,
+                });
+            }
+            match new {
+                Some(b) => self.best.insert(p, b),
+                None => self.best.remove(&p),
+            };
+            changed.push(p);
+        }
+        (changed, fib)
+    }
+
+    pub fn best(&self) -> &BTreeMap<Prefix, Best> {
+        &self.best
+    }
+
+    /// The attributes to send `prefix` with to `peer`, or None if it is not exported.
+    pub fn export(&self, prefix: &Prefix, peer: &ExportPeer) -> Option<PathAttrs> {
+        if !peer.afis.contains(&prefix.afi()) {
+            return None;
+        }
+        let next_hop_self = match prefix.afi() {
+            Afi::Ipv4 => peer.next_hop_v4,
+            Afi::Ipv6 => peer.next_hop_v6,
+        }?;
+        match self.best.get(prefix)? {
+            Best::Local(l) => {
+                let mut a = PathAttrs {
+                    origin: Some(Origin::Igp),
+                    next_hop: Some(next_hop_self),
+                    communities: l.communities.clone(),
+                    large_communities: l.large_communities.clone(),
+                    ..Default::default()
+                };
+                if peer.ebgp {
+                    a.prepend(peer.local_as);
+                } else {
+                    a.local_pref = Some(100);
+                }
+                Some(a)
+            }
+            Best::Learned(paths) => {
+                let best = &paths[0];
+                if !peer.export_learned || best.peer == peer.address || (!best.ebgp && !peer.ebgp) {
+                    return None;
+                }
+                let mut a = (*best.attrs).clone();
+                if peer.ebgp {
+                    if a.contains_as(peer.remote_as) {
+                        return None; // the peer would drop it anyway
+                    }
+                    a.prepend(peer.local_as);
+                    a.local_pref = None;
+                    a.med = None;
+                    a.originator_id = None;
+                    a.cluster_list.clear();
+                } else {
+                    a.local_pref = Some(a.local_pref.unwrap_or(100));
+                }
+                if !peer.keep_original_next_hop {
+                    a.next_hop = Some(next_hop_self);
+                    a.next_hop_local = None;
+                }
+                Some(a)
+            }
+        }
+    }
+}
+
+/// The peer routes are exported to.
+#[derive(Debug, Clone)]
+pub struct ExportPeer {
+    pub address: IpAddr,
+    pub ebgp: bool,
+    pub local_as: u32,
+    pub remote_as: u32,
+    /// Families negotiated on the session.
+    pub afis: Vec<Afi>,
+    /// Next hop self for IPv4 / IPv6 routes (the session's local address, or the node's
+    /// address of that family).
+    pub next_hop_v4: Option<IpAddr>,
+    pub next_hop_v6: Option<IpAddr>,
+    pub export_learned: bool,
+    pub keep_original_next_hop: bool,
+}
+
+/// What was advertised to one peer.
+#[derive(Debug, Default)]
+pub struct AdjRibOut {
+    sent: BTreeMap<Prefix, Arc<PathAttrs>>,
+}
+
+/// Changes to send to a peer: withdrawals per family and announcements grouped by
+/// attributes (each group is one family).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct OutDelta {
+    pub withdraw: BTreeMap<Afi, Vec<Prefix>>,
+    pub announce: Vec<(PathAttrs, Vec<Prefix>)>,
+}
+
+impl OutDelta {
+    pub fn is_empty(&self) -> bool {
+        self.withdraw.is_empty() && self.announce.is_empty()
+    }
+}
+
+impl AdjRibOut {
+    pub fn len(&self) -> usize {
+        self.sent.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.sent.is_empty()
+    }
+    pub fn clear(&mut self) {
+        self.sent.clear();
+    }
+
+    /// Brings the Adj-RIB-Out up to date for `prefixes` (all when `None`).
+    pub fn sync(&mut self, rib: &Rib, peer: &ExportPeer, prefixes: Option<&[Prefix]>) -> OutDelta {
+        let all: Vec<Prefix>;
+        let list: &[Prefix] = match prefixes {
+            Some(p) => p,
+            None => {
+                let mut s: BTreeSet<Prefix> = rib.best().keys().copied().collect();
+                s.extend(self.sent.keys().copied());
+                all = s.into_iter().collect();
+                &all
+            }
+        };
+        let mut d = OutDelta::default();
+        let mut groups: HashMap<(Afi, Arc<PathAttrs>), Vec<Prefix>> = HashMap::new();
+        let mut order: Vec<(Afi, Arc<PathAttrs>)> = Vec::new();
+        for p in list {
+            match rib.export(p, peer) {
+                Some(a) => {
+                    if self.sent.get(p).is_some_and(|s| **s == a) {
+                        continue;
+                    }
+                    let a = Arc::new(a);
+                    self.sent.insert(*p, a.clone());
+                    let key = (p.afi(), a);
+                    let e = groups.entry(key.clone()).or_default();
+                    if e.is_empty() {
+                        order.push(key);
+                    }
+                    e.push(*p);
+                }
+                None => {
+                    if self.sent.remove(p).is_some() {
+                        d.withdraw.entry(p.afi()).or_default().push(*p);
+                    }
+                }
+            }
+        }
+        for k in order {
+            if let Some(v) = groups.remove(&k) {
+                d.announce.push(((*k.1).clone(), v));
+            }
+        }
+        d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{AsSegment, SegmentKind};
+
+    fn p(s: &str) -> Prefix {
+        s.parse().unwrap()
+    }
+    fn peer(a: &str, ebgp: bool) -> PeerInfo {
+        PeerInfo {
+            address: a.parse().unwrap(),
+            ebgp,
+            remote_id: a.parse().unwrap(),
+        }
+    }
+    fn attrs(path: &[u32], nh: &str) -> PathAttrs {
+        PathAttrs {
+            origin: Some(Origin::Igp),
+            as_path: if path.is_empty() {
+                vec![]
+            } else {
+                vec![AsSegment {
+                    kind: SegmentKind::Sequence,
+                    asns: path.to_vec(),
+                }]
+            },
+            next_hop: Some(nh.parse().unwrap()),
+            ..Default::default()
+        }
+    }
+    fn export_peer(a: &str, ebgp: bool) -> ExportPeer {
+        ExportPeer {
+            address: a.parse().unwrap(),
+            ebgp,
+            local_as: 64512,
+            remote_as: if ebgp { 65000 } else { 64512 },
+            afis: vec![Afi::Ipv4, Afi::Ipv6],
+            next_hop_v4: Some("10.0.0.1".parse().unwrap()),
+            next_hop_v6: Some("fd00::1".parse().unwrap()),
+            export_learned: false,
+            keep_original_next_hop: false,
+        }
+    }
+
+    #[test]
+    fn best_path_prefers_shorter_as_path_then_ebgp() {
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        r.peer_update(
+            &peer("10.0.0.2", true),
+            &[],
+            &[p("192.0.2.0/24")],
+            Some(&attrs(&[65000, 65001], "10.0.0.2")),
+        );
+        r.peer_update(
+            &peer("10.0.0.3", true),
+            &[],
+            &[p("192.0.2.0/24")],
+            Some(&attrs(&[65002], "10.0.0.3")),
+        );
+        let (changed, fib) = r.recompute();
+        assert_eq!(changed, vec![p("192.0.2.0/24")]);
+        assert_eq!(
+            fib,
+            vec![FibChange {
+                prefix: p("192.0.2.0/24"),
+                next_hops: vec!["10.0.0.3".parse().unwrap()]
+            }]
+        );
+        let mut a = attrs(&[65003], "10.0.0.4");
+        a.local_pref = Some(200);
+        r.peer_update(
+            &peer("10.0.0.4", false),
+            &[],
+            &[p("192.0.2.0/24")],
+            Some(&a),
+        );
+        let (_, fib) = r.recompute();
+        assert_eq!(
+            fib[0].next_hops,
+            vec!["10.0.0.4".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn ecmp_for_equal_paths() {
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        r.peer_update(
+            &peer("10.0.0.2", false),
+            &[],
+            &[p("10.65.0.0/26")],
+            Some(&attrs(&[], "10.0.0.2")),
+        );
+        r.peer_update(
+            &peer("10.0.0.3", false),
+            &[],
+            &[p("10.65.0.0/26")],
+            Some(&attrs(&[], "10.0.0.3")),
+        );
+        let (_, fib) = r.recompute();
+        assert_eq!(fib.last().unwrap().next_hops.len(), 2);
+        // one withdraws: back to a single next hop
+        r.peer_update(&peer("10.0.0.3", false), &[p("10.65.0.0/26")], &[], None);
+        let (_, fib) = r.recompute();
+        assert_eq!(
+            fib,
+            vec![FibChange {
+                prefix: p("10.65.0.0/26"),
+                next_hops: vec!["10.0.0.2".parse().unwrap()]
+            }]
+        );
+        r.peer_down(&"10.0.0.2".parse().unwrap());
+        let (_, fib) = r.recompute();
+        assert_eq!(
+            fib,
+            vec![FibChange {
+                prefix: p("10.65.0.0/26"),
+                next_hops: vec![]
+            }]
+        );
+    }
+
+    #[test]
+    fn as_loop_and_originator_rejected() {
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        let st = r.peer_update(
+            &peer("10.0.0.2", true),
+            &[],
+            &[p("192.0.2.0/24")],
+            Some(&attrs(&[65000, 64512], "10.0.0.2")),
+        );
+        assert_eq!((st.accepted, st.rejected), (0, 1));
+        let mut a = attrs(&[], "10.0.0.2");
+        a.originator_id = Some("10.0.0.1".parse().unwrap());
+        r.peer_update(
+            &peer("10.0.0.2", false),
+            &[],
+            &[p("192.0.3.0/24")],
+            Some(&a),
+        );
+        assert_eq!(r.peer_counts(&"10.0.0.2".parse().unwrap()), (2, 0));
+        assert!(r.recompute().0.is_empty());
+    }
+
+    #[test]
+    fn local_routes_exported_with_prepend_and_next_hop_self() {
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        r.originate(
+            p("10.65.0.0/26"),
+            LocalRoute {
+                communities: vec![(64512 << 16) | 100],
+                ..Default::default()
+            },
+        );
+        r.originate(p("fd00:65::/122"), LocalRoute::default());
+        r.recompute();
+        let e = r
+            .export(&p("10.65.0.0/26"), &export_peer("10.0.0.254", true))
+            .unwrap();
+        assert_eq!(e.as_path_flat(), vec![64512]);
+        assert_eq!(e.next_hop, Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(e.local_pref, None);
+        assert_eq!(e.communities, vec![(64512 << 16) | 100]);
+        let i = r
+            .export(&p("10.65.0.0/26"), &export_peer("10.0.0.2", false))
+            .unwrap();
+        assert!(i.as_path.is_empty());
+        assert_eq!(i.local_pref, Some(100));
+        let v6 = r
+            .export(&p("fd00:65::/122"), &export_peer("10.0.0.2", false))
+            .unwrap();
+        assert_eq!(v6.next_hop, Some("fd00::1".parse().unwrap()));
+        let mut only4 = export_peer("10.0.0.2", false);
+        only4.afis = vec![Afi::Ipv4];
+        assert!(r.export(&p("fd00:65::/122"), &only4).is_none());
+    }
+
+    #[test]
+    fn learned_routes_split_horizon_and_export_switch() {
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        r.peer_update(
+            &peer("10.0.0.2", false),
+            &[],
+            &[p("10.65.0.64/26")],
+            Some(&attrs(&[], "10.0.0.2")),
+        );
+        r.peer_update(
+            &peer("10.0.0.254", true),
+            &[],
+            &[p("0.0.0.0/0")],
+            Some(&attrs(&[65000], "10.0.0.254")),
+        );
+        r.recompute();
+        let mut ibgp = export_peer("10.0.0.3", false);
+        let mut ebgp = export_peer("10.0.0.250", true);
+        ebgp.remote_as = 65100;
+        // default: nothing learned is re-advertised
+        assert!(r.export(&p("10.65.0.64/26"), &ebgp).is_none());
+        ibgp.export_learned = true;
+        ebgp.export_learned = true;
+        // iBGP -> iBGP never (split horizon)
+        assert!(r.export(&p("10.65.0.64/26"), &ibgp).is_none());
+        // iBGP -> eBGP with prepend
+        assert_eq!(
+            r.export(&p("10.65.0.64/26"), &ebgp).unwrap().as_path_flat(),
+            vec![64512]
+        );
+        // eBGP -> iBGP, next hop self
+        let a = r.export(&p("0.0.0.0/0"), &ibgp).unwrap();
+        assert_eq!(a.next_hop, Some("10.0.0.1".parse().unwrap()));
+        ibgp.keep_original_next_hop = true;
+        assert_eq!(
+            r.export(&p("0.0.0.0/0"), &ibgp).unwrap().next_hop,
+            Some("10.0.0.254".parse().unwrap())
+        );
+        // never back to the source
+        let mut src = export_peer("10.0.0.254", true);
+        src.export_learned = true;
+        assert!(r.export(&p("0.0.0.0/0"), &src).is_none());
+    }
+
+    #[test]
+    fn adj_rib_out_sends_only_differences_grouped() {
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        for s in ["10.65.0.0/26", "10.65.1.0/26", "10.96.0.0/12"] {
+            r.originate(p(s), LocalRoute::default());
+        }
+        r.recompute();
+        let peer = export_peer("10.0.0.254", true);
+        let mut out = AdjRibOut::default();
+        let d = out.sync(&r, &peer, None);
+        assert_eq!(d.announce.len(), 1);
+        assert_eq!(d.announce[0].1.len(), 3);
+        assert!(out.sync(&r, &peer, None).is_empty());
+        r.withdraw_local(&p("10.65.1.0/26"));
+        r.originate(
+            p("10.96.0.0/12"),
+            LocalRoute {
+                communities: vec![1],
+                ..Default::default()
+            },
+        );
+        let (changed, _) = r.recompute();
+        let d = out.sync(&r, &peer, Some(&changed));
+        assert_eq!(
+            d.withdraw.get(&Afi::Ipv4).unwrap(),
+            &vec![p("10.65.1.0/26")]
+        );
+        assert_eq!(d.announce.len(), 1);
+        assert_eq!(d.announce[0].0.communities, vec![1]);
+        assert_eq!(out.len(), 2);
+    }
+}

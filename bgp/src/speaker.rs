@@ -1,0 +1,847 @@
+//! The tokio driver around the sans-IO core: one task owns every [`Session`], the [`Rib`]
+//! and the Adj-RIBs-Out, and reacts to socket events, commands and timers. Small tasks
+//! per connection read and write bytes; connection attempts run in their own tasks. A
+//! panic or error in a connection task is just a closed connection.
+//!
+//! The agent talks to it through [`Speaker`]: declarative `set_peers` /
+//! `set_local_routes` (a changed peer is restarted, unchanged peers are not touched),
+//! status snapshots, and a stream of [`FibChange`]s for the kernel.
+
+use crate::codec;
+use crate::fsm::{Action, ConnId, Session, SessionConfig};
+use crate::rib::{AdjRibOut, Best, ExportPeer, FibChange, LocalRoute, PeerInfo, Rib};
+use crate::status::{PeerStatus, PeerType, RouteStatus, RoutesStatus, SessionState, SpeakerStatus};
+use crate::transport::{self, ConnectOptions, Listener, TtlMode};
+use crate::types::{codes, community_str, Afi, Notification, Prefix};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+/// One configured peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerConfig {
+    /// BIRD-style protocol name ("Mesh_10_0_0_2", "Node_...", "Global_...").
+    pub name: String,
+    pub peer_type: PeerType,
+    pub address: IpAddr,
+    pub port: u16,
+    pub remote_as: u32,
+    pub local_as: u32,
+    pub passive: bool,
+    pub password: Option<String>,
+    /// RFC 5082 GTSM with this many hops.
+    pub ttl_security: Option<u8>,
+    /// Outgoing TTL (default 64; 1 = directly connected only).
+    pub multihop_ttl: Option<u8>,
+    pub source_address: Option<IpAddr>,
+    pub hold_time: u16,
+    pub connect_retry: Duration,
+    pub keep_original_next_hop: bool,
+    pub export_learned: bool,
+    /// Families to offer; empty means the family of `address`.
+    pub afis: Vec<Afi>,
+    pub graceful_restart_time: Option<u16>,
+}
+
+impl PeerConfig {
+    pub fn new(address: IpAddr, remote_as: u32, local_as: u32) -> Self {
+        PeerConfig {
+            name: format!("Global_{}", address.to_string().replace(['.', ':'], "_")),
+            peer_type: PeerType::Global,
+            address,
+            port: 179,
+            remote_as,
+            local_as,
+            passive: false,
+            password: None,
+            ttl_security: None,
+            multihop_ttl: None,
+            source_address: None,
+            hold_time: 90,
+            connect_retry: Duration::from_secs(5),
+            keep_original_next_hop: false,
+            export_learned: false,
+            afis: Vec::new(),
+            graceful_restart_time: Some(120),
+        }
+    }
+
+    fn ttl_mode(&self) -> TtlMode {
+        // Like Calico's BIRD configuration, peers are multihop by default (a home router
+        // or ToR is often a hop away); GTSM when `ttlSecurity` is set.
+        match (self.ttl_security, self.multihop_ttl) {
+            (Some(h), _) => TtlMode::Gtsm { hops: h },
+            (None, Some(1)) => TtlMode::Direct,
+            (None, t) => TtlMode::Multihop(t.unwrap_or(64)),
+        }
+    }
+
+    fn session_config(&self, router_id: Ipv4Addr) -> SessionConfig {
+        let mut s = SessionConfig::new(self.address, self.local_as, self.remote_as, router_id);
+        s.hold_time = self.hold_time;
+        s.connect_retry = self.connect_retry;
+        s.passive = self.passive;
+        if !self.afis.is_empty() {
+            s.afis = self.afis.clone();
+        }
+        s.graceful_restart_time = self.graceful_restart_time;
+        s
+    }
+
+    /// Fields whose change needs a new session (everything but export policy).
+    fn session_key(&self) -> PeerConfig {
+        PeerConfig {
+            keep_original_next_hop: false,
+            export_learned: false,
+            name: String::new(),
+            peer_type: PeerType::Global,
+            ..self.clone()
+        }
+    }
+}
+
+/// Speaker-wide settings.
+#[derive(Debug, Clone)]
+pub struct SpeakerConfig {
+    pub node_name: String,
+    pub router_id: Ipv4Addr,
+    pub local_as: u32,
+    /// Addresses to listen on (empty: do not listen).
+    pub listen: Vec<SocketAddr>,
+    /// Node addresses used as next hop for families the session's own address is not of.
+    pub next_hop_v4: Option<IpAddr>,
+    pub next_hop_v6: Option<IpAddr>,
+}
+
+enum Command {
+    SetPeers(Vec<PeerConfig>),
+    SetLocalRoutes(BTreeMap<Prefix, LocalRoute>),
+    Status(oneshot::Sender<SpeakerStatus>),
+    Routes(oneshot::Sender<RoutesStatus>),
+    SetRouterId(Ipv4Addr, u32),
+    Shutdown(oneshot::Sender<()>),
+}
+
+enum Event {
+    Incoming(TcpStream, SocketAddr, SocketAddr),
+    Connected {
+        peer: IpAddr,
+        generation: u64,
+        stream: TcpStream,
+    },
+    ConnectFailed {
+        peer: IpAddr,
+        generation: u64,
+        error: String,
+    },
+    Bytes(ConnId, Vec<u8>),
+    Closed(ConnId, String),
+}
+
+/// Handle to the running speaker. Cheap to clone.
+#[derive(Clone)]
+pub struct Speaker {
+    tx: mpsc::UnboundedSender<Command>,
+    listen: Vec<SocketAddr>,
+}
+
+impl Speaker {
+    /// Binds the listening sockets and starts the speaker task. Learned-route changes for
+    /// the forwarding table arrive on the returned receiver.
+    pub fn start(cfg: SpeakerConfig) -> io::Result<(Speaker, mpsc::UnboundedReceiver<FibChange>)> {
+        let listener = if cfg.listen.is_empty() {
+            None
+        } else {
+            Some(Arc::new(Listener::bind(&cfg.listen)?))
+        };
+        let listen = listener
+            .as_ref()
+            .map(|l| l.local_addrs())
+            .unwrap_or_default();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+        let (fib_tx, fib_rx) = mpsc::unbounded_channel();
+        if let Some(l) = &listener {
+            let l = l.clone();
+            let ev = ev_tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    match l.accept().await {
+                        Ok((s, peer, local)) => {
+                            if ev.send(Event::Incoming(s, peer, local)).is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            });
+        }
+        let core = Core {
+            rib: Rib::new(cfg.local_as, cfg.router_id),
+            cfg,
+            listen: listen.clone(),
+            listener,
+            peers: BTreeMap::new(),
+            conns: HashMap::new(),
+            next_conn: 1,
+            next_generation: 1,
+            ev_tx,
+            fib_tx,
+        };
+        tokio::spawn(core.run(rx, ev_rx));
+        Ok((Speaker { tx, listen }, fib_rx))
+    }
+
+    /// The addresses actually listened on.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listen
+    }
+
+    /// Replaces the set of peers: new ones start, removed ones get a Cease (Peer
+    /// De-configured), changed ones restart, unchanged ones are not disturbed.
+    pub fn set_peers(&self, peers: Vec<PeerConfig>) {
+        let _ = self.tx.send(Command::SetPeers(peers));
+    }
+
+    /// Replaces the set of originated prefixes.
+    pub fn set_local_routes(&self, routes: BTreeMap<Prefix, LocalRoute>) {
+        let _ = self.tx.send(Command::SetLocalRoutes(routes));
+    }
+
+    /// Changes router ID / AS (restarts every session).
+    pub fn set_identity(&self, router_id: Ipv4Addr, local_as: u32) {
+        let _ = self.tx.send(Command::SetRouterId(router_id, local_as));
+    }
+
+    pub async fn status(&self) -> Option<SpeakerStatus> {
+        let (t, r) = oneshot::channel();
+        self.tx.send(Command::Status(t)).ok()?;
+        r.await.ok()
+    }
+
+    pub async fn routes(&self) -> Option<RoutesStatus> {
+        let (t, r) = oneshot::channel();
+        self.tx.send(Command::Routes(t)).ok()?;
+        r.await.ok()
+    }
+
+    /// Sends Cease (Administrative Shutdown) to every peer and stops.
+    pub async fn shutdown(&self) {
+        let (t, r) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(t)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
+        }
+    }
+}
+
+struct PeerState {
+    cfg: PeerConfig,
+    session: Session,
+    out: AdjRibOut,
+    /// Local address of the Established connection.
+    local_addr: Option<IpAddr>,
+    /// Ignore results of connection attempts from before a restart.
+    generation: u64,
+}
+
+struct ConnHandle {
+    peer: IpAddr,
+    local: SocketAddr,
+    writer: mpsc::UnboundedSender<Option<Vec<u8>>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+struct Core {
+    cfg: SpeakerConfig,
+    listen: Vec<SocketAddr>,
+    listener: Option<Arc<Listener>>,
+    rib: Rib,
+    peers: BTreeMap<IpAddr, PeerState>,
+    conns: HashMap<ConnId, ConnHandle>,
+    next_conn: ConnId,
+    next_generation: u64,
+    ev_tx: mpsc::UnboundedSender<Event>,
+    fib_tx: mpsc::UnboundedSender<FibChange>,
+}
+
+impl Core {
+    async fn run(
+        mut self,
+        mut cmds: mpsc::UnboundedReceiver<Command>,
+        mut evs: mpsc::UnboundedReceiver<Event>,
+    ) {
+        loop {
+            let deadline = self
+                .peers
+                .values()
+                .filter_map(|p| p.session.next_deadline())
+                .min();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                c = cmds.recv() => match c {
+                    Some(Command::Shutdown(done)) => {
+                        self.shutdown();
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(c) => self.command(c),
+                    None => { self.shutdown(); return; }
+                },
+                Some(e) = evs.recv() => self.event(e),
+                _ = sleep => {
+                    let now = Instant::now();
+                    let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+                    for a in addrs {
+                        if let Some(p) = self.peers.get_mut(&a) {
+                            let acts = p.session.on_timer(now);
+                            self.apply(a, acts);
+                        }
+                    }
+                }
+            }
+            self.propagate();
+        }
+    }
+
+    fn shutdown(&mut self) {
+        let now = Instant::now();
+        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for a in addrs {
+            if let Some(p) = self.peers.get_mut(&a) {
+                let acts = p
+                    .session
+                    .stop(now, Notification::cease(codes::CEASE_ADMIN_SHUTDOWN));
+                self.apply(a, acts);
+            }
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::SetPeers(list) => self.set_peers(list),
+            Command::SetLocalRoutes(routes) => {
+                let old: Vec<Prefix> = self.rib.local_routes().keys().copied().collect();
+                for p in old {
+                    if !routes.contains_key(&p) {
+                        self.rib.withdraw_local(&p);
+                    }
+                }
+                for (p, r) in routes {
+                    self.rib.originate(p, r);
+                }
+            }
+            Command::Status(t) => {
+                let _ = t.send(self.status());
+            }
+            Command::Routes(t) => {
+                let _ = t.send(self.routes());
+            }
+            Command::SetRouterId(id, asn) => {
+                if id != self.cfg.router_id || asn != self.cfg.local_as {
+                    self.cfg.router_id = id;
+                    self.cfg.local_as = asn;
+                    self.rib.router_id = id;
+                    self.rib.local_as = asn;
+                    let peers: Vec<PeerConfig> =
+                        self.peers.values().map(|p| p.cfg.clone()).collect();
+                    let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+                    for a in addrs {
+                        self.remove_peer(a, codes::CEASE_OTHER_CONFIG_CHANGE);
+                    }
+                    self.set_peers(peers);
+                }
+            }
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn set_peers(&mut self, list: Vec<PeerConfig>) {
+        let wanted: BTreeMap<IpAddr, PeerConfig> =
+            list.into_iter().map(|p| (p.address, p)).collect();
+        let gone: Vec<IpAddr> = self
+            .peers
+            .keys()
+            .filter(|a| !wanted.contains_key(a))
+            .copied()
+            .collect();
+        for a in gone {
+            info!(peer = %a, "peer removed");
+            self.remove_peer(a, codes::CEASE_PEER_DECONFIGURED);
+        }
+        for (a, cfg) in wanted {
+            match self.peers.get_mut(&a) {
+                Some(p) if p.cfg == cfg => {}
+                Some(p) if p.cfg.session_key() == cfg.session_key() => {
+                    // export policy only: resend what changed, keep the session
+                    p.cfg = cfg;
+                    self.sync_out(a, None);
+                }
+                Some(_) => {
+                    info!(peer = %a, "peer changed; restarting its session");
+                    self.remove_peer(a, codes::CEASE_OTHER_CONFIG_CHANGE);
+                    self.add_peer(cfg);
+                }
+                None => self.add_peer(cfg),
+            }
+        }
+    }
+
+    fn add_peer(&mut self, cfg: PeerConfig) {
+        let now = Instant::now();
+        if let Some(l) = &self.listener {
+            let key = cfg
+                .password
+                .as_deref()
+                .map(str::as_bytes)
+                .filter(|k| !k.is_empty());
+            if let Err(e) = l.set_md5(cfg.address, key) {
+                warn!(peer = %cfg.address, error = %e, "cannot install TCP MD5 key on the listener");
+            }
+        }
+        info!(peer = %cfg.address, remote_as = cfg.remote_as, name = %cfg.name, passive = cfg.passive, "peer added");
+        let session = Session::new(cfg.session_config(self.cfg.router_id), now);
+        let a = cfg.address;
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        self.peers.insert(
+            a,
+            PeerState {
+                cfg,
+                session,
+                out: AdjRibOut::default(),
+                local_addr: None,
+                generation,
+            },
+        );
+        let acts = self
+            .peers
+            .get_mut(&a)
+            .map(|p| p.session.start(now))
+            .unwrap_or_default();
+        self.apply(a, acts);
+    }
+
+    fn remove_peer(&mut self, a: IpAddr, cease: u8) {
+        let now = Instant::now();
+        if let Some(p) = self.peers.get_mut(&a) {
+            let acts = p.session.stop(now, Notification::cease(cease));
+            self.apply(a, acts);
+        }
+        if let Some(p) = self.peers.remove(&a) {
+            if p.cfg.password.is_some() {
+                if let Some(l) = &self.listener {
+                    let _ = l.set_md5(a, None);
+                }
+            }
+        }
+        self.rib.peer_down(&a);
+    }
+
+    fn event(&mut self, e: Event) {
+        let now = Instant::now();
+        match e {
+            Event::Incoming(stream, peer, local) => {
+                let ip = transport::normalize(peer).ip();
+                let Some(p) = self.peers.get_mut(&ip) else {
+                    warn!(from = %peer, "connection from an address that is not a configured peer: closed");
+                    return;
+                };
+                if let Err(e) = transport::apply_ttl(&stream, &p.cfg.ttl_mode()) {
+                    warn!(peer = %ip, error = %e, "cannot set TTL options");
+                }
+                let id = self.next_conn;
+                self.next_conn += 1;
+                debug!(peer = %ip, conn = id, "incoming connection");
+                self.spawn_conn(id, ip, stream, local);
+                let acts = self
+                    .peers
+                    .get_mut(&ip)
+                    .map(|p| p.session.on_incoming(now, id))
+                    .unwrap_or_default();
+                self.apply(ip, acts);
+            }
+            Event::Connected {
+                peer,
+                generation,
+                stream,
+            } => {
+                let local = stream
+                    .local_addr()
+                    .unwrap_or_else(|_| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0));
+                match self.peers.get(&peer) {
+                    Some(p) if p.generation == generation => {}
+                    _ => return, // peer removed or restarted meanwhile
+                }
+                let id = self.next_conn;
+                self.next_conn += 1;
+                debug!(peer = %peer, conn = id, "outgoing connection established");
+                self.spawn_conn(id, peer, stream, transport::normalize(local));
+                let acts = self
+                    .peers
+                    .get_mut(&peer)
+                    .map(|p| p.session.on_connected(now, id))
+                    .unwrap_or_default();
+                self.apply(peer, acts);
+            }
+            Event::ConnectFailed {
+                peer,
+                generation,
+                error,
+            } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    if p.generation == generation {
+                        debug!(peer = %peer, %error, "connect failed");
+                        let acts = p.session.on_connect_failed(now, &error);
+                        self.apply(peer, acts);
+                    }
+                }
+            }
+            Event::Bytes(id, bytes) => {
+                let Some(c) = self.conns.get(&id) else { return };
+                let peer = c.peer;
+                let acts = self
+                    .peers
+                    .get_mut(&peer)
+                    .map(|p| p.session.on_bytes(now, id, &bytes))
+                    .unwrap_or_default();
+                self.apply(peer, acts);
+            }
+            Event::Closed(id, why) => {
+                let Some(c) = self.conns.remove(&id) else {
+                    return;
+                };
+                let acts = self
+                    .peers
+                    .get_mut(&c.peer)
+                    .map(|p| p.session.on_closed(now, id, &why))
+                    .unwrap_or_default();
+                self.apply(c.peer, acts);
+            }
+        }
+    }
+
+    fn spawn_conn(&mut self, id: ConnId, peer: IpAddr, stream: TcpStream, local: SocketAddr) {
+        let (mut rd, mut wr) = stream.into_split();
+        let (wtx, mut wrx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
+        let ev = self.ev_tx.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            let why = loop {
+                match rd.read(&mut buf).await {
+                    Ok(0) => break "closed by peer".to_string(),
+                    Ok(n) => {
+                        if ev.send(Event::Bytes(id, buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => break e.to_string(),
+                }
+            };
+            let _ = ev.send(Event::Closed(id, why));
+        });
+        tokio::spawn(async move {
+            while let Some(m) = wrx.recv().await {
+                match m {
+                    Some(b) => {
+                        if wr.write_all(&b).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            let _ = wr.shutdown().await;
+        });
+        self.conns.insert(
+            id,
+            ConnHandle {
+                peer,
+                local,
+                writer: wtx,
+                reader,
+            },
+        );
+    }
+
+    fn apply(&mut self, peer: IpAddr, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Connect => self.connect(peer),
+                Action::Send(id, bytes) => {
+                    if let Some(c) = self.conns.get(&id) {
+                        let _ = c.writer.send(Some(bytes));
+                    }
+                }
+                Action::Close(id) => {
+                    if let Some(c) = self.conns.remove(&id) {
+                        let _ = c.writer.send(None);
+                        c.reader.abort();
+                    }
+                }
+                Action::Established(id) => {
+                    let local = self.conns.get(&id).map(|c| c.local.ip());
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        info!(peer = %peer, name = %p.cfg.name, "session Established");
+                        p.local_addr = local;
+                        p.out.clear();
+                    }
+                    self.sync_out(peer, None);
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        let afis = p
+                            .session
+                            .negotiated()
+                            .map(|n| n.afis.clone())
+                            .unwrap_or_default();
+                        let eor = afis.into_iter().map(codec::encode_end_of_rib).collect();
+                        let acts = p.session.send_updates(eor);
+                        self.apply(peer, acts);
+                    }
+                }
+                Action::Down { reason } => {
+                    info!(peer = %peer, %reason, "session down");
+                    self.rib.peer_down(&peer);
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.out.clear();
+                        p.local_addr = None;
+                    }
+                }
+                Action::Update(u) => {
+                    let Some(p) = self.peers.get(&peer) else {
+                        continue;
+                    };
+                    if let Some(r) = &u.treat_as_withdraw {
+                        warn!(peer = %peer, reason = %r, prefixes = u.withdrawn.len(), "malformed UPDATE treated as withdraw (RFC 7606)");
+                    }
+                    for d in &u.discarded {
+                        debug!(peer = %peer, note = %d, "attribute discarded (RFC 7606)");
+                    }
+                    let info = PeerInfo {
+                        address: peer,
+                        ebgp: p.cfg.local_as != p.cfg.remote_as,
+                        remote_id: p
+                            .session
+                            .negotiated()
+                            .map_or(Ipv4Addr::UNSPECIFIED, |n| n.remote_id),
+                    };
+                    self.rib
+                        .peer_update(&info, &u.withdrawn, &u.announced, u.attrs.as_ref());
+                }
+                Action::RouteRefresh(_) => {
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.out.clear();
+                    }
+                    self.sync_out(peer, None);
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, peer: IpAddr) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let mut opts = ConnectOptions::new(SocketAddr::new(peer, p.cfg.port), p.cfg.ttl_mode());
+        opts.source = p.cfg.source_address;
+        opts.md5_key = p
+            .cfg
+            .password
+            .as_ref()
+            .map(|s| s.as_bytes().to_vec())
+            .filter(|k| !k.is_empty());
+        opts.timeout = p.cfg.connect_retry.max(Duration::from_secs(1));
+        let generation = p.generation;
+        let ev = self.ev_tx.clone();
+        tokio::spawn(async move {
+            let e = match transport::connect(&opts).await {
+                Ok(stream) => Event::Connected {
+                    peer,
+                    generation,
+                    stream,
+                },
+                Err(e) => Event::ConnectFailed {
+                    peer,
+                    generation,
+                    error: short_error(&e),
+                },
+            };
+            let _ = ev.send(e);
+        });
+    }
+
+    fn export_peer(&self, p: &PeerState) -> Option<ExportPeer> {
+        let n = p.session.negotiated()?;
+        let (mut v4, mut v6) = (self.cfg.next_hop_v4, self.cfg.next_hop_v6);
+        match p.local_addr {
+            Some(a @ IpAddr::V4(_)) => v4 = Some(a),
+            Some(a @ IpAddr::V6(_)) => v6 = Some(a),
+            None => {}
+        }
+        Some(ExportPeer {
+            address: p.cfg.address,
+            ebgp: p.cfg.local_as != p.cfg.remote_as,
+            local_as: p.cfg.local_as,
+            remote_as: p.cfg.remote_as,
+            afis: n.afis.clone(),
+            next_hop_v4: v4,
+            next_hop_v6: v6,
+            export_learned: p.cfg.export_learned,
+            keep_original_next_hop: p.cfg.keep_original_next_hop,
+        })
+    }
+
+    /// Sends a peer what changed in its Adj-RIB-Out (all prefixes when `prefixes` is None).
+    fn sync_out(&mut self, peer: IpAddr, prefixes: Option<&[Prefix]>) {
+        let Some(p) = self.peers.get(&peer) else {
+            return;
+        };
+        let Some(ep) = self.export_peer(p) else {
+            return;
+        };
+        let Some(ctx) = p.session.negotiated().map(|n| n.encode_ctx()) else {
+            return;
+        };
+        let p = self.peers.get_mut(&peer).expect("present");
+        let delta = p.out.sync(&self.rib, &ep, prefixes);
+        if delta.is_empty() {
+            return;
+        }
+        let mut msgs = Vec::new();
+        for (afi, w) in &delta.withdraw {
+            msgs.extend(codec::encode_withdraw(&ctx, *afi, w));
+        }
+        for (attrs, pfx) in &delta.announce {
+            msgs.extend(codec::encode_announce(&ctx, attrs, pfx));
+        }
+        let acts = p.session.send_updates(msgs);
+        self.apply(peer, acts);
+    }
+
+    /// After any event: run the decision process, update every Adj-RIB-Out, and hand
+    /// forwarding changes to the dataplane.
+    fn propagate(&mut self) {
+        if !self.rib.has_dirty() {
+            return;
+        }
+        let (changed, fib) = self.rib.recompute();
+        for f in fib {
+            let _ = self.fib_tx.send(f);
+        }
+        if changed.is_empty() {
+            return;
+        }
+        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for a in addrs {
+            self.sync_out(a, Some(&changed));
+        }
+    }
+
+    fn status(&self) -> SpeakerStatus {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let peers = self
+            .peers
+            .values()
+            .map(|p| {
+                let s = &p.session;
+                let since = wall - now.saturating_duration_since(s.since());
+                let (rx, acc) = self.rib.peer_counts(&p.cfg.address);
+                let n = s.negotiated();
+                PeerStatus {
+                    peer_address: p.cfg.address,
+                    peer_port: p.cfg.port,
+                    peer_type: p.cfg.peer_type,
+                    peer_type_name: p.cfg.peer_type.calico_name().to_string(),
+                    name: p.cfg.name.clone(),
+                    as_number: p.cfg.remote_as,
+                    local_as_number: p.cfg.local_as,
+                    state: s.state(),
+                    since: chrono::DateTime::<chrono::Utc>::from(since)
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    info: s.info.clone(),
+                    last_error: s.last_error.clone(),
+                    prefixes_received: rx,
+                    prefixes_accepted: acc,
+                    prefixes_advertised: if s.state() == SessionState::Established {
+                        p.out.len() as u64
+                    } else {
+                        0
+                    },
+                    messages_in: s.counters.messages_in,
+                    messages_out: s.counters.messages_out,
+                    updates_in: s.counters.updates_in,
+                    updates_out: s.counters.updates_out,
+                    session_resets: s.counters.session_resets,
+                    hold_time: n.map(|n| n.hold_time),
+                    remote_router_id: n.map(|n| n.remote_id),
+                }
+            })
+            .collect();
+        SpeakerStatus {
+            node_name: self.cfg.node_name.clone(),
+            router_id: Some(self.cfg.router_id),
+            as_number: self.cfg.local_as,
+            listen: self.listen.iter().map(|a| a.to_string()).collect(),
+            peers,
+        }
+    }
+
+    fn routes(&self) -> RoutesStatus {
+        let mut routes = Vec::new();
+        for (p, b) in self.rib.best() {
+            match b {
+                Best::Local(l) => routes.push(RouteStatus {
+                    prefix: p.to_string(),
+                    next_hop: String::new(),
+                    peer_address: None,
+                    as_path: vec![],
+                    local_pref: None,
+                    med: None,
+                    communities: l.communities.iter().map(|c| community_str(*c)).collect(),
+                    best: true,
+                    local: true,
+                }),
+                Best::Learned(paths) => {
+                    for path in paths {
+                        let a = &path.attrs;
+                        routes.push(RouteStatus {
+                            prefix: p.to_string(),
+                            next_hop: a.next_hop.map(|n| n.to_string()).unwrap_or_default(),
+                            peer_address: Some(path.peer),
+                            as_path: a.as_path_flat(),
+                            local_pref: a.local_pref,
+                            med: a.med,
+                            communities: a.communities.iter().map(|c| community_str(*c)).collect(),
+                            best: true,
+                            local: false,
+                        })
+                    }
+                }
+            }
+        }
+        RoutesStatus { routes }
+    }
+}
+
+/// "Connection refused" rather than "Connection refused (os error 111)".
+fn short_error(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}

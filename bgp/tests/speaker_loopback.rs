@@ -1,0 +1,138 @@
+//! Two speakers in one process over loopback: session up, routes both ways, withdrawal,
+//! peer removal. (Real-router interop lives in the workspace's tests/.)
+
+use brindle_bgp::rib::LocalRoute;
+use brindle_bgp::speaker::{PeerConfig, Speaker, SpeakerConfig};
+use brindle_bgp::status::SessionState;
+use brindle_bgp::types::Prefix;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+fn lo() -> IpAddr {
+    "127.0.0.1".parse().unwrap()
+}
+
+async fn wait<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, f: F) {
+    for _ in 0..100 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn speaker(
+    asn: u32,
+    id: &str,
+) -> (
+    Speaker,
+    tokio::sync::mpsc::UnboundedReceiver<brindle_bgp::rib::FibChange>,
+) {
+    Speaker::start(SpeakerConfig {
+        node_name: id.into(),
+        router_id: id.parse().unwrap(),
+        local_as: asn,
+        listen: vec![SocketAddr::new(lo(), 0)],
+        next_hop_v4: Some(lo()),
+        next_hop_v6: None,
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn two_speakers_exchange_and_withdraw() {
+    let (a, _fa) = speaker(64512, "1.1.1.1");
+    let (b, mut fb) = speaker(65000, "2.2.2.2");
+    let mut pa = PeerConfig::new(lo(), 65000, 64512);
+    pa.port = b.listen_addrs()[0].port();
+    pa.connect_retry = Duration::from_millis(300);
+    let mut pb = PeerConfig::new(lo(), 64512, 65000);
+    pb.passive = true;
+    a.set_peers(vec![pa.clone()]);
+    b.set_peers(vec![pb]);
+    let p: Prefix = "10.65.0.0/26".parse().unwrap();
+    a.set_local_routes(BTreeMap::from([(
+        p,
+        LocalRoute {
+            communities: vec![(64512 << 16) | 7],
+            ..Default::default()
+        },
+    )]));
+
+    wait("Established", || async {
+        let s = b.status().await.unwrap();
+        s.peers[0].state == SessionState::Established && s.peers[0].prefixes_received == 1
+    })
+    .await;
+    let r = b.routes().await.unwrap();
+    assert_eq!(r.routes[0].prefix, "10.65.0.0/26");
+    assert_eq!(r.routes[0].as_path, vec![64512]);
+    assert_eq!(r.routes[0].communities, vec!["64512:7"]);
+    let f = fb.recv().await.unwrap();
+    assert_eq!((f.prefix, f.next_hops), (p, vec![lo()]));
+    let sa = a.status().await.unwrap();
+    assert_eq!(sa.peers[0].prefixes_advertised, 1);
+
+    // withdrawal
+    a.set_local_routes(BTreeMap::new());
+    let f = tokio::time::timeout(Duration::from_secs(5), fb.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(f.next_hops.is_empty());
+
+    // a change of export policy only does not reset the session
+    let mut pa2 = pa.clone();
+    pa2.export_learned = true;
+    a.set_peers(vec![pa2]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(a.status().await.unwrap().peers[0].session_resets, 0);
+    assert_eq!(
+        b.status().await.unwrap().peers[0].state,
+        SessionState::Established
+    );
+
+    // removing the peer sends a Cease that the other side records
+    a.set_peers(vec![]);
+    wait("Cease seen", || async {
+        let s = b.status().await.unwrap();
+        s.peers[0].state != SessionState::Established
+            && s.peers[0]
+                .last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("Peer De-configured"))
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_as_is_refused_with_open_error() {
+    let (a, _fa) = speaker(64512, "1.1.1.1");
+    let (b, _fb) = speaker(65000, "2.2.2.2");
+    let mut pa = PeerConfig::new(lo(), 65001, 64512); // b is really 65000
+    pa.port = b.listen_addrs()[0].port();
+    let mut pb = PeerConfig::new(lo(), 64512, 65000);
+    pb.passive = true;
+    a.set_peers(vec![pa]);
+    b.set_peers(vec![pb]);
+    wait("Bad peer AS", || async {
+        let s = a.status().await.unwrap();
+        s.peers[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Bad peer AS"))
+    })
+    .await;
+    wait("b saw the NOTIFICATION", || async {
+        let s = b.status().await.unwrap();
+        s.peers[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Bad Peer AS"))
+    })
+    .await;
+}
