@@ -1,1 +1,5 @@
 //! Brindle agent library.
+
+pub mod agent;
+pub mod config;
+pub mod ctl;

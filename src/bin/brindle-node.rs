@@ -1,1 +1,68 @@
-fn main() {}
+//! `brindle-node`: the Brindle node agent.
+
+use brindle::agent::{self, NodeOptions};
+use clap::Parser;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Brindle node agent: BGP speaker (and, soon, dataplane) for one node, configured by a
+/// file of Calico resources (projectcalico.org/v3).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Multi-document YAML file of Calico resources; edits are picked up without a restart.
+    #[arg(
+        long,
+        env = "BRINDLE_CONFIG",
+        default_value = "/etc/brindle/brindle.yaml"
+    )]
+    config: PathBuf,
+    /// This node's name (the Node resource to act as).
+    #[arg(long, env = "NODENAME")]
+    node_name: String,
+    /// Directory for the agent's state.
+    #[arg(long, default_value = "/var/lib/brindle")]
+    state_dir: PathBuf,
+    /// Unix socket serving status to brindlectl.
+    #[arg(
+        long,
+        env = "BRINDLE_STATUS_SOCKET",
+        default_value = "/var/run/brindle/status.sock"
+    )]
+    status_socket: PathBuf,
+    /// Address to listen on for BGP (repeatable); default 0.0.0.0 and ::.
+    #[arg(long = "listen-address")]
+    listen_addresses: Vec<IpAddr>,
+    /// Seconds between checks of the configuration file.
+    #[arg(long, default_value_t = 1.0)]
+    reload_interval: f64,
+}
+
+fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let opts = NodeOptions {
+        config: args.config,
+        node_name: args.node_name,
+        state_dir: args.state_dir,
+        status_socket: args.status_socket,
+        listen_addresses: args.listen_addresses,
+        reload_interval: Duration::from_secs_f64(args.reload_interval.max(0.1)),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    if let Err(e) = rt.block_on(agent::run(opts)) {
+        eprintln!("brindle-node: {e:#}");
+        std::process::exit(1);
+    }
+}
