@@ -148,7 +148,10 @@ mod tests {
     fn distance_and_hint() {
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(closest("asnumber", &["asNumber", "peerIP"]), Some("asNumber"));
+        assert_eq!(
+            closest("asnumber", &["asNumber", "peerIP"]),
+            Some("asNumber")
+        );
         assert_eq!(closest("peerIp", &["asNumber", "peerIP"]), Some("peerIP"));
         assert_eq!(closest("zzzzzzzz", &["asNumber", "peerIP"]), None);
     }

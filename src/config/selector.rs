@@ -80,6 +80,12 @@ impl fmt::Display for Selector {
     }
 }
 
+impl serde::Serialize for Selector {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
 impl std::str::FromStr for Selector {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

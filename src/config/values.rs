@@ -58,7 +58,8 @@ impl fmt::Display for Community {
 
 /// Parses a Go `time.Duration` string: `"120s"`, `"2m"`, `"1h30m"`, `"500ms"`, `"1.5s"`, `"0"`.
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let bad = |why: &str| format!("{s:?} is not a duration ({why}; e.g. \"120s\", \"1h30m\", \"500ms\")");
+    let bad =
+        |why: &str| format!("{s:?} is not a duration ({why}; e.g. \"120s\", \"1h30m\", \"500ms\")");
     let text = s.trim();
     if text == "0" {
         return Ok(Duration::ZERO);
@@ -106,9 +107,8 @@ pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
 /// Formats a duration the way Go would for whole units (`"2m0s"` style is not needed here;
 /// this is only used in messages).
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 != 0 {
-        return format!("{ms}ms");
+    if d.subsec_nanos() != 0 {
+        return format!("{}ms", d.as_millis());
     }
     let s = d.as_secs();
     let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
@@ -205,9 +205,18 @@ mod tests {
     fn durations() {
         assert_eq!(parse_go_duration("120s").unwrap(), Duration::from_secs(120));
         assert_eq!(parse_go_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_go_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_go_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_go_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            parse_go_duration("1h30m").unwrap(),
+            Duration::from_secs(5400)
+        );
+        assert_eq!(
+            parse_go_duration("500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse_go_duration("1.5s").unwrap(),
+            Duration::from_millis(1500)
+        );
         assert_eq!(parse_go_duration("0").unwrap(), Duration::ZERO);
         assert_eq!(parse_go_duration("1m30s").unwrap(), Duration::from_secs(90));
         for bad in ["", "120", "-5s", "5x", "s", "1h-3m", "abc"] {
@@ -231,7 +240,10 @@ mod tests {
         assert!(Community::parse("70000:1").is_err());
         assert!(Community::parse("1").is_err());
         assert!(Community::parse("a:b").is_err());
-        assert_eq!(Community::Standard((65000 << 16) | 100).to_string(), "65000:100");
+        assert_eq!(
+            Community::Standard((65000 << 16) | 100).to_string(),
+            "65000:100"
+        );
         assert_eq!(Community::Large(1, 2, 3).to_string(), "1:2:3");
         assert!(Community::looks_literal("65000:100"));
         assert!(!Community::looks_literal("no-export"));
@@ -244,7 +256,10 @@ mod tests {
         assert_eq!(parse_peer_ip("10.0.0.1").unwrap(), (v4, None));
         assert_eq!(parse_peer_ip("10.0.0.1:1790").unwrap(), (v4, Some(1790)));
         assert_eq!(parse_peer_ip("2001:db8::1").unwrap(), (v6, None));
-        assert_eq!(parse_peer_ip("[2001:db8::1]:1790").unwrap(), (v6, Some(1790)));
+        assert_eq!(
+            parse_peer_ip("[2001:db8::1]:1790").unwrap(),
+            (v6, Some(1790))
+        );
         assert_eq!(parse_peer_ip("[2001:db8::1]").unwrap(), (v6, None));
         assert_eq!(
             parse_peer_ip("10.0.0.300").unwrap_err(),

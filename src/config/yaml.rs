@@ -160,7 +160,14 @@ impl Value {
 
 /// Parses every YAML document in `text` (empty documents are skipped).
 pub(crate) fn parse_documents(file: &str, text: &str) -> Result<Vec<Node>, ConfigError> {
-    match serde_saphyr::from_multiple::<Spanned<Value>>(text) {
+    // YAML 1.2 core booleans only (`n`, `yes`, `off` stay strings), and `01` / `1_000`
+    // stay strings too: names and label values are strings in Calico resources.
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        leading_zero_numbers_as_strings: true,
+        underscored_numbers_as_strings: true,
+    };
+    match serde_saphyr::from_multiple_with_options::<Spanned<Value>>(text, options) {
         Ok(docs) => Ok(docs
             .into_iter()
             .map(Node::from)
@@ -168,7 +175,12 @@ pub(crate) fn parse_documents(file: &str, text: &str) -> Result<Vec<Node>, Confi
             .collect()),
         Err(e) => {
             let inner = e.without_snippet();
-            let message = DefaultMessageFormatter.format_message(inner).escape_debug().to_string();
+            // One line: control characters (newlines in parser messages) become spaces.
+            let message: String = DefaultMessageFormatter
+                .format_message(inner)
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
             Err(ConfigError::Yaml {
                 file: file.to_string(),
                 line: e.location().map(|l| l.line()).filter(|l| *l > 0),

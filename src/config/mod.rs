@@ -1,0 +1,504 @@
+//! Calico resources (`apiVersion: projectcalico.org/v3`) read from a YAML file: the
+//! configuration source of Brindle's file mode.
+//!
+//! [`load`] / [`parse`] read a multi-document YAML file of `BGPConfiguration`, `Node`,
+//! `BGPPeer`, `IPPool` and `BlockAffinity` resources (optionally wrapped in `kind: List`
+//! or `kind: <Kind>List` documents as `calicoctl get -o yaml` prints them), validate each
+//! field and the resources against each other, and return a [`ClusterConfig`].
+//! [`ClusterConfig::node_plan`] then computes what one node's BGP speaker should do.
+//!
+//! Every error is a [`ConfigError`] naming the file, the resource (`Kind/name`), the field
+//! path and the line. Unknown fields are rejected with a "did you mean" hint.
+
+mod error;
+mod plan;
+mod resources;
+mod selector;
+mod values;
+mod yaml;
+
+pub use error::ConfigError;
+pub use plan::{Advertisement, NodePlan, PeerPlan};
+pub use resources::{
+    AffinityState, AllowedUse, BgpConfiguration, BgpPeerSpec, BindMode, BlockAffinitySpec,
+    EncapMode, IpPoolSpec, Kind, NamedCommunity, NodeSpec, PrefixAdvertisement, RawResource,
+    SourceAddress, API_VERSION,
+};
+pub use selector::Selector;
+pub use values::{format_duration, parse_go_duration, parse_peer_ip, Community};
+
+use ipnetwork::IpNetwork;
+use resources::{Decoded, Resource};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+use values::{net_contains, nets_overlap};
+
+/// Default AS number (Calico's).
+pub const DEFAULT_AS_NUMBER: u32 = 64512;
+/// Default BGP port.
+pub const DEFAULT_LISTEN_PORT: u16 = 179;
+
+/// Everything read from one resource file.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterConfig {
+    /// The file label used in error messages.
+    pub file: String,
+    pub bgp_configurations: Vec<BgpConfiguration>,
+    pub nodes: Vec<NodeSpec>,
+    pub bgp_peers: Vec<BgpPeerSpec>,
+    pub ip_pools: Vec<IpPoolSpec>,
+    pub block_affinities: Vec<BlockAffinitySpec>,
+    /// Every resource as written, in file order.
+    pub resources: Vec<RawResource>,
+    /// Suspicious but accepted things (block outside every pool, peer for an unknown node...),
+    /// formatted like [`ConfigError`]s.
+    pub warnings: Vec<String>,
+}
+
+/// The BGP configuration in force for one node: `default` overlaid with `node.<name>`,
+/// with Calico's defaults for anything unset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectiveBgpConfig {
+    pub as_number: u32,
+    pub node_to_node_mesh_enabled: bool,
+    pub listen_port: u16,
+    pub log_severity_screen: String,
+    /// Merged by name (node-specific definitions win).
+    pub communities: Vec<NamedCommunity>,
+    pub prefix_advertisements: Vec<PrefixAdvertisement>,
+    pub service_cluster_ips: Vec<IpNetwork>,
+    pub service_external_ips: Vec<IpNetwork>,
+    pub service_load_balancer_ips: Vec<IpNetwork>,
+    pub node_mesh_password: Option<String>,
+    pub node_mesh_max_restart_time: Option<Duration>,
+    pub bind_mode: BindMode,
+    pub ignored_interfaces: Vec<String>,
+}
+
+impl Default for EffectiveBgpConfig {
+    fn default() -> Self {
+        EffectiveBgpConfig {
+            as_number: DEFAULT_AS_NUMBER,
+            node_to_node_mesh_enabled: true,
+            listen_port: DEFAULT_LISTEN_PORT,
+            log_severity_screen: "Info".to_string(),
+            communities: Vec::new(),
+            prefix_advertisements: Vec::new(),
+            service_cluster_ips: Vec::new(),
+            service_external_ips: Vec::new(),
+            service_load_balancer_ips: Vec::new(),
+            node_mesh_password: None,
+            node_mesh_max_restart_time: None,
+            bind_mode: BindMode::None,
+            ignored_interfaces: Vec::new(),
+        }
+    }
+}
+
+impl EffectiveBgpConfig {
+    fn overlay(&mut self, c: &BgpConfiguration) {
+        if let Some(v) = c.as_number {
+            self.as_number = v;
+        }
+        if let Some(v) = c.node_to_node_mesh_enabled {
+            self.node_to_node_mesh_enabled = v;
+        }
+        if let Some(v) = c.listen_port {
+            self.listen_port = v;
+        }
+        if let Some(v) = &c.log_severity_screen {
+            self.log_severity_screen = v.clone();
+        }
+        for nc in c.communities.iter().flatten() {
+            match self.communities.iter_mut().find(|x| x.name == nc.name) {
+                Some(existing) => existing.value = nc.value,
+                None => self.communities.push(nc.clone()),
+            }
+        }
+        if let Some(v) = &c.prefix_advertisements {
+            self.prefix_advertisements = v.clone();
+        }
+        if let Some(v) = &c.service_cluster_ips {
+            self.service_cluster_ips = v.clone();
+        }
+        if let Some(v) = &c.service_external_ips {
+            self.service_external_ips = v.clone();
+        }
+        if let Some(v) = &c.service_load_balancer_ips {
+            self.service_load_balancer_ips = v.clone();
+        }
+        if let Some(v) = &c.node_mesh_password {
+            self.node_mesh_password = Some(v.clone());
+        }
+        if let Some(v) = c.node_mesh_max_restart_time {
+            self.node_mesh_max_restart_time = Some(v);
+        }
+        if let Some(v) = c.bind_mode {
+            self.bind_mode = v;
+        }
+        if let Some(v) = &c.ignored_interfaces {
+            self.ignored_interfaces = v.clone();
+        }
+    }
+
+    /// Resolves a community name (or literal value) from `prefixAdvertisements`.
+    pub fn resolve_community(&self, text: &str) -> Option<Community> {
+        if Community::looks_literal(text) {
+            return Community::parse(text).ok();
+        }
+        self.communities
+            .iter()
+            .find(|c| c.name == text)
+            .map(|c| c.value)
+    }
+}
+
+/// Reads, parses and validates the resource file at `path`.
+pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let label = path.display().to_string();
+    parse(&label, &text)
+}
+
+/// Parses and validates resource YAML; `file_label` is used in error messages.
+pub fn parse(file_label: &str, text: &str) -> Result<ClusterConfig, ConfigError> {
+    let docs = yaml::parse_documents(file_label, text)?;
+    let mut decoded = Vec::new();
+    for doc in &docs {
+        resources::decode_document(file_label, doc, &mut decoded)?;
+    }
+    let warnings = validate(file_label, &decoded)?;
+    let mut cfg = ClusterConfig {
+        file: file_label.to_string(),
+        warnings,
+        ..ClusterConfig::default()
+    };
+    for d in decoded {
+        cfg.resources.push(d.raw);
+        match d.resource {
+            Resource::BgpConfiguration(r) => cfg.bgp_configurations.push(r),
+            Resource::Node(r) => cfg.nodes.push(r),
+            Resource::BgpPeer(r) => cfg.bgp_peers.push(r),
+            Resource::IpPool(r) => cfg.ip_pools.push(r),
+            Resource::BlockAffinity(r) => cfg.block_affinities.push(r),
+        }
+    }
+    Ok(cfg)
+}
+
+fn err_at(file: &str, d: &Decoded, field: &'static str, message: String) -> ConfigError {
+    ConfigError::invalid(
+        file,
+        Some(d.label.clone()),
+        Some(field.to_string()),
+        message,
+        Some(d.lines.get(field).copied().unwrap_or(d.raw.line)),
+    )
+}
+
+/// Cross-resource checks. Returns warnings; errors for what is clearly wrong.
+fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError> {
+    let mut warnings = Vec::new();
+
+    // Duplicate names per kind.
+    let mut seen: HashMap<(Kind, &str), &Decoded> = HashMap::new();
+    for d in decoded {
+        if let Some(first) = seen.insert((d.raw.kind, d.raw.name.as_str()), d) {
+            return Err(err_at(
+                file,
+                d,
+                "metadata.name",
+                format!(
+                    "duplicate {} name {:?} (first defined at line {})",
+                    d.raw.kind, d.raw.name, first.raw.line
+                ),
+            ));
+        }
+    }
+
+    let nodes: Vec<(&Decoded, &NodeSpec)> = decoded
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::Node(n) => Some((d, n)),
+            _ => None,
+        })
+        .collect();
+    let node_exists = |name: &str| nodes.iter().any(|(_, n)| n.name == name);
+
+    // Node addresses must be unique.
+    for (i, (d, n)) in nodes.iter().enumerate() {
+        for (od, o) in &nodes[..i] {
+            if let (Some(a), Some(b)) = (n.ipv4_address, o.ipv4_address) {
+                if a.ip() == b.ip() {
+                    return Err(err_at(
+                        file,
+                        d,
+                        "spec.bgp.ipv4Address",
+                        format!(
+                            "{} is also the address of {} (defined at line {})",
+                            a.ip(),
+                            od.label,
+                            od.raw.line
+                        ),
+                    ));
+                }
+            }
+            if let (Some(a), Some(b)) = (n.ipv6_address, o.ipv6_address) {
+                if a.ip() == b.ip() {
+                    return Err(err_at(
+                        file,
+                        d,
+                        "spec.bgp.ipv6Address",
+                        format!(
+                            "{} is also the address of {} (defined at line {})",
+                            a.ip(),
+                            od.label,
+                            od.raw.line
+                        ),
+                    ));
+                }
+            }
+        }
+        if n.ipv4_address.is_some_and(|a| a.prefix() == 32) {
+            warnings.push(
+                err_at(file, d, "spec.bgp.ipv4Address", "a /32 node address puts every other node in a different subnet (CrossSubnet will always encapsulate); use the interface's real prefix length".into())
+                    .to_string(),
+            );
+        }
+    }
+
+    // BGP configurations: community names used by prefixAdvertisements must exist.
+    let default_cfg = decoded.iter().find_map(|d| match &d.resource {
+        Resource::BgpConfiguration(c) if c.name == "default" => Some(c),
+        _ => None,
+    });
+    for d in decoded {
+        let Resource::BgpConfiguration(c) = &d.resource else {
+            continue;
+        };
+        if let Some(node) = c.node_name() {
+            if !node_exists(node) {
+                warnings.push(
+                    err_at(
+                        file,
+                        d,
+                        "metadata.name",
+                        format!("there is no Node named {node:?} in this file"),
+                    )
+                    .to_string(),
+                );
+            }
+        }
+        for pa in c.prefix_advertisements.iter().flatten() {
+            for name in &pa.communities {
+                if Community::looks_literal(name) {
+                    continue;
+                }
+                let defined = |cfg: Option<&BgpConfiguration>| {
+                    cfg.and_then(|c| c.communities.as_ref())
+                        .is_some_and(|cs| cs.iter().any(|x| &x.name == name))
+                };
+                if !defined(Some(c)) && !defined(default_cfg) {
+                    return Err(ConfigError::invalid(
+                        file,
+                        Some(d.label.clone()),
+                        Some("spec.prefixAdvertisements".into()),
+                        format!(
+                            "community {name:?} (for {}) is neither defined in spec.communities nor a literal value like \"65000:100\"",
+                            pa.cidr
+                        ),
+                        Some(d.raw.line),
+                    ));
+                }
+            }
+        }
+    }
+
+    // BGP peers for unknown nodes.
+    for d in decoded {
+        if let Resource::BgpPeer(p) = &d.resource {
+            if let Some(node) = &p.node {
+                if !node_exists(node) {
+                    warnings.push(
+                        err_at(
+                            file,
+                            d,
+                            "spec.node",
+                            format!("there is no Node named {node:?} in this file"),
+                        )
+                        .to_string(),
+                    );
+                }
+            }
+        }
+    }
+
+    // IP pools must not overlap.
+    let pools: Vec<(&Decoded, &IpPoolSpec)> = decoded
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::IpPool(p) => Some((d, p)),
+            _ => None,
+        })
+        .collect();
+    for (i, (d, p)) in pools.iter().enumerate() {
+        for (od, o) in &pools[..i] {
+            if nets_overlap(&p.cidr, &o.cidr) {
+                return Err(err_at(
+                    file,
+                    d,
+                    "spec.cidr",
+                    format!(
+                        "{} overlaps {} of {} (defined at line {})",
+                        p.cidr, o.cidr, od.label, od.raw.line
+                    ),
+                ));
+            }
+        }
+    }
+
+    // Block affinities: inside a pool, not claimed twice.
+    let blocks: Vec<(&Decoded, &BlockAffinitySpec)> = decoded
+        .iter()
+        .filter_map(|d| match &d.resource {
+            Resource::BlockAffinity(b) => Some((d, b)),
+            _ => None,
+        })
+        .collect();
+    for (i, (d, b)) in blocks.iter().enumerate() {
+        if !node_exists(&b.node) {
+            warnings.push(
+                err_at(
+                    file,
+                    d,
+                    "spec.node",
+                    format!("there is no Node named {:?} in this file", b.node),
+                )
+                .to_string(),
+            );
+        }
+        let same_family: Vec<&IpPoolSpec> = pools
+            .iter()
+            .map(|(_, p)| *p)
+            .filter(|p| p.cidr.is_ipv4() == b.cidr.is_ipv4())
+            .collect();
+        match same_family.iter().find(|p| net_contains(&p.cidr, &b.cidr)) {
+            Some(pool) => {
+                if pool.block_size != b.cidr.prefix() {
+                    warnings.push(
+                        err_at(
+                            file,
+                            d,
+                            "spec.cidr",
+                            format!(
+                                "{} is a /{} but IPPool/{} has blockSize {}",
+                                b.cidr,
+                                b.cidr.prefix(),
+                                pool.name,
+                                pool.block_size
+                            ),
+                        )
+                        .to_string(),
+                    );
+                }
+            }
+            None if same_family.is_empty() => warnings.push(
+                err_at(
+                    file,
+                    d,
+                    "spec.cidr",
+                    format!(
+                        "{} is not inside any IPPool (there is no IPv{} pool)",
+                        b.cidr,
+                        if b.cidr.is_ipv4() { 4 } else { 6 }
+                    ),
+                )
+                .to_string(),
+            ),
+            None => {
+                let list: Vec<String> = same_family.iter().map(|p| p.cidr.to_string()).collect();
+                return Err(err_at(
+                    file,
+                    d,
+                    "spec.cidr",
+                    format!("{} is not inside any IPPool ({})", b.cidr, list.join(", ")),
+                ));
+            }
+        }
+        if !b.is_active() {
+            continue;
+        }
+        for (od, o) in &blocks[..i] {
+            if o.is_active() && nets_overlap(&b.cidr, &o.cidr) {
+                let what = if o.node == b.node {
+                    format!(
+                        "{} overlaps {} of the same node (defined at line {})",
+                        b.cidr, od.label, od.raw.line
+                    )
+                } else {
+                    format!(
+                        "{} overlaps {} owned by node {:?} ({}, defined at line {})",
+                        b.cidr, o.cidr, o.node, od.label, od.raw.line
+                    )
+                };
+                return Err(err_at(file, d, "spec.cidr", what));
+            }
+        }
+    }
+    Ok(warnings)
+}
+
+impl ClusterConfig {
+    /// The Node named `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeSpec> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// The `BGPConfiguration` named `name` (`default`, `node.<x>`).
+    pub fn bgp_configuration(&self, name: &str) -> Option<&BgpConfiguration> {
+        self.bgp_configurations.iter().find(|c| c.name == name)
+    }
+
+    /// The BGP configuration in force for `node_name` (`default` overlaid with
+    /// `node.<node_name>`, Calico defaults for the rest).
+    pub fn bgp_config_for(&self, node_name: &str) -> EffectiveBgpConfig {
+        let mut eff = EffectiveBgpConfig::default();
+        if let Some(c) = self.bgp_configuration("default") {
+            eff.overlay(c);
+        }
+        if let Some(c) = self.bgp_configuration(&format!("node.{node_name}")) {
+            eff.overlay(c);
+        }
+        eff
+    }
+
+    /// The AS number of `node`, and whether it is inherited from the BGP configuration.
+    pub fn node_as_number(&self, node: &NodeSpec) -> (u32, bool) {
+        match node.as_number {
+            Some(asn) => (asn, false),
+            None => (self.bgp_config_for(&node.name).as_number, true),
+        }
+    }
+
+    /// Nodes whose labels match `selector`.
+    pub fn nodes_matching<'a>(
+        &'a self,
+        selector: &'a Selector,
+    ) -> impl Iterator<Item = &'a NodeSpec> + 'a {
+        self.nodes
+            .iter()
+            .filter(move |n| selector.matches(&n.labels))
+    }
+
+    /// The pool containing `net`, if any.
+    pub fn pool_for(&self, net: &IpNetwork) -> Option<&IpPoolSpec> {
+        self.ip_pools.iter().find(|p| net_contains(&p.cidr, net))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,870 @@
+use super::*;
+use brindle_bgp::status::PeerType;
+use std::net::{IpAddr, Ipv4Addr};
+
+const HDR: &str = "apiVersion: projectcalico.org/v3\n";
+
+/// A realistic cluster exercising every kind and most fields.
+const FULL: &str = r#"
+# cluster-wide
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata:
+  name: default
+spec:
+  logSeverityScreen: Info
+  nodeToNodeMeshEnabled: true
+  asNumber: 64512
+  listenPort: 179
+  serviceClusterIPs:
+    - cidr: 10.96.0.0/12
+  serviceExternalIPs:
+    - cidr: 192.0.2.0/24
+  serviceLoadBalancerIPs:
+    - cidr: 198.51.100.0/24
+  communities:
+    - name: pods
+      value: "64512:100"
+    - name: big
+      value: "4200000000:1:2"
+  prefixAdvertisements:
+    - cidr: 10.65.0.0/16
+      communities: [pods]
+    - cidr: 10.65.0.0/24
+      communities: [big, "65000:7"]
+  nodeMeshPassword:
+    value: mesh-secret
+  nodeMeshMaxRestartTime: 2m
+  bindMode: NodeIP
+  ignoredInterfaces: [docker0, "kube-ipvs*"]
+---
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata:
+  name: node.node-c
+spec:
+  listenPort: 1790
+  logSeverityScreen: Debug
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: node-a
+  labels: {rack: r1, kubernetes.io/os: linux}
+spec:
+  bgp:
+    ipv4Address: 10.0.0.1/24
+    ipv6Address: fd00::1/64
+    ipv4IPIPTunnelAddr: 10.65.0.1
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: node-b
+  labels: {rack: r2}
+spec:
+  bgp:
+    ipv4Address: 10.0.0.2/24
+    ipv6Address: fd00::2/64
+    asNumber: 65010
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: node-c
+  labels: {rack: r1}
+spec:
+  bgp:
+    ipv4Address: 10.0.1.3/24
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: rack1-tor
+spec:
+  nodeSelector: rack == 'r1'
+  peerIP: 10.0.0.253:1179
+  asNumber: 65001
+  localASNumber: 64600
+  password:
+    value: tor-secret
+  keepOriginalNextHop: true
+  ttlSecurity: 1
+  maxRestartTime: 300s
+  keepaliveTime: 10s
+  numAllowedLocalASNumbers: 2
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata:
+  name: edge
+spec:
+  nodeSelector: all()
+  peerIP: "[fd00::fe]:179"
+  asNumber: 65000
+  sourceAddress: None
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: pool4
+spec:
+  cidr: 10.65.0.0/16
+  blockSize: 26
+  ipipMode: CrossSubnet
+  natOutgoing: true
+  nodeSelector: all()
+  allowedUses: [Workload, Tunnel]
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: private
+spec:
+  cidr: 10.70.0.0/16
+  disableBGPExport: true
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata:
+  name: pool6
+spec:
+  cidr: fd00:65::/48
+  vxlanMode: Always
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata:
+  name: node-a-10-65-0-0-26
+spec:
+  node: node-a
+  cidr: 10.65.0.0/26
+  state: confirmed
+  deleted: "false"
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata:
+  name: node-a-10-65-1-0-26
+spec:
+  node: node-a
+  cidr: 10.65.1.0/26
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata:
+  name: node-a-10-70-0-0-26
+spec:
+  node: node-a
+  cidr: 10.70.0.0/26
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata:
+  name: node-a-old
+spec:
+  node: node-a
+  cidr: 10.65.2.0/26
+  state: pendingDeletion
+---
+apiVersion: projectcalico.org/v3
+kind: BlockAffinity
+metadata:
+  name: node-b-10-65-0-64-26
+spec:
+  node: node-b
+  cidr: 10.65.0.64/26
+"#;
+
+fn full() -> ClusterConfig {
+    parse("cluster.yaml", FULL).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn err(text: &str) -> ConfigError {
+    match parse("cluster.yaml", text) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn std_comm(a: u32, n: u32) -> Community {
+    Community::Standard((a << 16) | n)
+}
+
+#[test]
+fn parses_full_example() {
+    let c = full();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.bgp_configurations.len(), 2);
+    assert_eq!(c.nodes.len(), 3);
+    assert_eq!(c.bgp_peers.len(), 2);
+    assert_eq!(c.ip_pools.len(), 3);
+    assert_eq!(c.block_affinities.len(), 5);
+    assert_eq!(c.resources.len(), 15);
+    assert_eq!(c.resources[0].kind, Kind::BgpConfiguration);
+    assert_eq!(c.resources[0].line, 3);
+
+    let d = c.bgp_configuration("default").unwrap();
+    assert_eq!(d.as_number, Some(64512));
+    assert_eq!(d.node_mesh_password.as_deref(), Some("mesh-secret"));
+    assert_eq!(d.node_mesh_max_restart_time, Some(Duration::from_secs(120)));
+    assert_eq!(d.bind_mode, Some(BindMode::NodeIP));
+    assert_eq!(
+        d.ignored_interfaces.as_deref(),
+        Some(&["docker0".to_string(), "kube-ipvs*".to_string()][..])
+    );
+    assert_eq!(
+        d.communities.as_ref().unwrap()[1].value,
+        Community::Large(4200000000, 1, 2)
+    );
+
+    let a = c.node("node-a").unwrap();
+    assert_eq!(a.ipv4_address.unwrap().to_string(), "10.0.0.1/24");
+    assert_eq!(a.ipv4_address.unwrap().prefix(), 24);
+    assert_eq!(a.ipv4_ipip_tunnel_addr, Some(Ipv4Addr::new(10, 65, 0, 1)));
+    assert_eq!(a.labels["kubernetes.io/os"], "linux");
+    assert_eq!(c.node_as_number(a), (64512, true));
+    assert_eq!(c.node_as_number(c.node("node-b").unwrap()), (65010, false));
+
+    let tor = &c.bgp_peers[0];
+    assert_eq!(tor.peer_ip, Some(ip("10.0.0.253")));
+    assert_eq!(tor.peer_port, Some(1179));
+    assert_eq!(tor.peer_type(), PeerType::NodeSpecific);
+    assert_eq!(tor.ttl_security, Some(1));
+    assert_eq!(tor.keepalive_time, Some(Duration::from_secs(10)));
+    let edge = &c.bgp_peers[1];
+    assert_eq!(
+        edge.peer_type(),
+        PeerType::Global,
+        "nodeSelector all() is global"
+    );
+    assert_eq!(edge.peer_ip, Some(ip("fd00::fe")));
+    assert_eq!(edge.source_address, SourceAddress::None);
+
+    let p4 = &c.ip_pools[0];
+    assert_eq!(p4.ipip_mode, EncapMode::CrossSubnet);
+    assert_eq!(p4.vxlan_mode, EncapMode::Never);
+    assert!(p4.nat_outgoing);
+    assert_eq!(c.ip_pools[1].block_size, 26);
+    assert_eq!(c.ip_pools[2].block_size, 122);
+    assert_eq!(c.ip_pools[2].vxlan_mode, EncapMode::Always);
+    assert_eq!(c.block_affinities[3].state, AffinityState::PendingDeletion);
+
+    // raw JSON keeps the resource as written
+    assert_eq!(c.resources[5].json["spec"]["peerIP"], "10.0.0.253:1179");
+}
+
+#[test]
+fn loads_the_shipped_example() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/calico-basic.yaml");
+    let c = load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(c.nodes.len(), 2);
+    let plan = c.node_plan("node-a").unwrap();
+    assert_eq!(plan.router_id, Ipv4Addr::new(10, 0, 0, 1));
+    assert_eq!(plan.local_as, 64512);
+    let names: Vec<&str> = plan.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Mesh_10_0_0_2", "Global_10_0_0_254", "Mesh_fd00_10__2"]
+    );
+    let router = &plan.peers[1];
+    assert_eq!(router.remote_as, 65000);
+    assert_eq!(router.password.as_deref(), Some("change-me"));
+    assert_eq!(router.source_address, Some(ip("10.0.0.1")));
+    assert_eq!(
+        plan.advertise,
+        vec![
+            Advertisement {
+                prefix: "10.65.0.0/26".parse().unwrap(),
+                communities: vec![std_comm(64512, 100)],
+            },
+            Advertisement {
+                prefix: "10.96.0.0/12".parse().unwrap(),
+                communities: vec![],
+            },
+        ]
+    );
+    assert_eq!(
+        plan.blocks,
+        vec!["10.65.0.0/26".parse::<IpNetwork>().unwrap()]
+    );
+    let b = c.node_plan("node-b").unwrap();
+    assert_eq!(
+        b.blocks,
+        vec!["10.65.0.64/26".parse::<IpNetwork>().unwrap()]
+    );
+}
+
+#[test]
+fn mesh_passive_side_is_the_higher_address() {
+    let c = full();
+    let a = c.node_plan("node-a").unwrap();
+    let mesh_b = a
+        .peers
+        .iter()
+        .find(|p| p.address == ip("10.0.0.2"))
+        .unwrap();
+    assert_eq!(mesh_b.peer_type, PeerType::NodeMesh);
+    assert_eq!(mesh_b.name, "Mesh_10_0_0_2");
+    assert!(!mesh_b.passive, "10.0.0.1 < 10.0.0.2: node-a connects");
+    assert_eq!(mesh_b.remote_as, 65010);
+    assert_eq!(mesh_b.local_as, 64512);
+    assert_eq!(mesh_b.password.as_deref(), Some("mesh-secret"));
+    assert_eq!(mesh_b.max_restart_time, Some(Duration::from_secs(120)));
+    assert_eq!(mesh_b.source_address, Some(ip("10.0.0.1")));
+
+    let b = c.node_plan("node-b").unwrap();
+    let mesh_a = b
+        .peers
+        .iter()
+        .find(|p| p.address == ip("10.0.0.1"))
+        .unwrap();
+    assert!(mesh_a.passive, "node-b has the higher address");
+    assert_eq!(mesh_a.remote_as, 64512);
+    assert_eq!(b.local_as, 65010);
+    let mesh_a6 = b.peers.iter().find(|p| p.address == ip("fd00::1")).unwrap();
+    assert!(mesh_a6.passive);
+    assert_eq!(mesh_a6.name, "Mesh_fd00__1");
+}
+
+#[test]
+fn node_plan_peers_and_overrides() {
+    let c = full();
+    let a = c.node_plan("node-a").unwrap();
+    let names: Vec<&str> = a.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Mesh_10_0_0_2",
+            "Node_10_0_0_253",
+            "Mesh_10_0_1_3",
+            "Mesh_fd00__2",
+            "Global_fd00__fe"
+        ]
+    );
+    // node-c has a node-specific listenPort: the mesh peers it on that port.
+    let mesh_c = a.peers.iter().find(|p| p.name == "Mesh_10_0_1_3").unwrap();
+    assert_eq!(mesh_c.port, 1790);
+    let tor = a
+        .peers
+        .iter()
+        .find(|p| p.name == "Node_10_0_0_253")
+        .unwrap();
+    assert_eq!(tor.peer_type, PeerType::NodeSpecific);
+    assert_eq!(tor.port, 1179);
+    assert_eq!(tor.remote_as, 65001);
+    assert_eq!(tor.local_as, 64600);
+    assert_eq!(tor.password.as_deref(), Some("tor-secret"));
+    assert!(tor.keep_original_next_hop);
+    assert_eq!(tor.ttl_security, Some(1));
+    assert_eq!(tor.max_restart_time, Some(Duration::from_secs(300)));
+    assert_eq!(tor.num_allowed_local_as_numbers, Some(2));
+    assert!(!tor.passive);
+    let edge = a
+        .peers
+        .iter()
+        .find(|p| p.name == "Global_fd00__fe")
+        .unwrap();
+    assert_eq!(edge.peer_type, PeerType::Global);
+    assert_eq!(edge.source_address, None, "sourceAddress: None");
+
+    // node-b is in rack r2: no ToR peer; node-c has no IPv6: no IPv6 mesh.
+    let b = c.node_plan("node-b").unwrap();
+    assert!(b.peers.iter().all(|p| p.name != "Node_10_0_0_253"));
+    let cc = c.node_plan("node-c").unwrap();
+    assert_eq!(cc.listen_port, 1790);
+    assert_eq!(cc.router_id, Ipv4Addr::new(10, 0, 1, 3));
+    let names: Vec<&str> = cc.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Mesh_10_0_0_1",
+            "Mesh_10_0_0_2",
+            "Node_10_0_0_253",
+            "Global_fd00__fe"
+        ]
+    );
+    let edge = cc
+        .peers
+        .iter()
+        .find(|p| p.name == "Global_fd00__fe")
+        .unwrap();
+    assert_eq!(edge.source_address, None);
+
+    // node-specific BGPConfiguration overrides the default for that node only.
+    assert_eq!(c.bgp_config_for("node-c").log_severity_screen, "Debug");
+    assert_eq!(c.bgp_config_for("node-a").log_severity_screen, "Info");
+    assert_eq!(c.bgp_config_for("node-a").listen_port, 179);
+    assert_eq!(
+        c.bgp_config_for("node-c").as_number,
+        64512,
+        "inherited from default"
+    );
+}
+
+#[test]
+fn node_plan_advertisements_and_communities() {
+    let c = full();
+    let a = c.node_plan("node-a").unwrap();
+    // 10.70.0.0/26 is in a disableBGPExport pool; 10.65.2.0/26 is pendingDeletion.
+    assert_eq!(
+        a.blocks,
+        ["10.65.0.0/26", "10.65.1.0/26", "10.70.0.0/26"]
+            .iter()
+            .map(|s| s.parse::<IpNetwork>().unwrap())
+            .collect::<Vec<_>>()
+    );
+    let adv: Vec<(String, Vec<String>)> = a
+        .advertise
+        .iter()
+        .map(|x| {
+            (
+                x.prefix.to_string(),
+                x.communities.iter().map(|c| c.to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        adv,
+        vec![
+            // longest match: 10.65.0.0/24 wins over 10.65.0.0/16
+            (
+                "10.65.0.0/26".to_string(),
+                vec!["4200000000:1:2".to_string(), "65000:7".to_string()]
+            ),
+            ("10.65.1.0/26".to_string(), vec!["64512:100".to_string()]),
+            ("10.96.0.0/12".to_string(), vec![]),
+        ]
+    );
+    assert_eq!(a.pools.len(), 3);
+}
+
+#[test]
+fn node_specific_configuration_override() {
+    let text = format!(
+        "{HDR}kind: BGPConfiguration\nmetadata: {{name: default}}\nspec:\n  serviceClusterIPs: [{{cidr: 10.96.0.0/12}}]\n  communities: [{{name: c1, value: '1:1'}}]\n  prefixAdvertisements: [{{cidr: 10.96.0.0/12, communities: [c1]}}]\n---\n\
+         {HDR}kind: BGPConfiguration\nmetadata: {{name: node.n1}}\nspec:\n  listenPort: 1179\n  asNumber: 65100\n  nodeToNodeMeshEnabled: false\n  communities: [{{name: c1, value: '2:2'}}]\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: n1}}\nspec: {{bgp: {{ipv4Address: 10.0.0.1/24}}}}\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: n2}}\nspec: {{bgp: {{ipv4Address: 10.0.0.2/24}}}}\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: n3}}\nspec: {{bgp: {{ipv4Address: 10.0.0.3/24}}}}\n"
+    );
+    let c = parse("o.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let n1 = c.node_plan("n1").unwrap();
+    assert_eq!(n1.listen_port, 1179);
+    assert_eq!(n1.local_as, 65100);
+    assert!(n1.peers.is_empty(), "mesh disabled for n1: {:?}", n1.peers);
+    assert_eq!(n1.advertise[0].communities, vec![std_comm(2, 2)]);
+    let n2 = c.node_plan("n2").unwrap();
+    assert_eq!(n2.listen_port, 179);
+    assert_eq!(n2.local_as, 64512);
+    let names: Vec<&str> = n2.peers.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Mesh_10_0_0_3"], "n1 left the mesh");
+    assert_eq!(n2.advertise[0].communities, vec![std_comm(1, 1)]);
+}
+
+#[test]
+fn route_reflectors_and_peer_selectors() {
+    let text = format!(
+        "{HDR}kind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{nodeToNodeMeshEnabled: true}}\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: rr1, labels: {{route-reflector: 'true'}}}}\nspec: {{bgp: {{ipv4Address: 10.0.0.10/24, routeReflectorClusterID: 224.0.0.1}}}}\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: rr2, labels: {{route-reflector: 'true'}}}}\nspec: {{bgp: {{ipv4Address: 10.0.0.11/24, routeReflectorClusterID: 224.0.0.1}}}}\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: w1}}\nspec: {{bgp: {{ipv4Address: 10.0.0.21/24}}}}\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: w2}}\nspec: {{bgp: {{ipv4Address: 10.0.0.22/24}}}}\n---\n\
+         {HDR}kind: BGPPeer\nmetadata: {{name: peer-with-rrs}}\nspec:\n  nodeSelector: all()\n  peerSelector: route-reflector == 'true'\n---\n\
+         {HDR}kind: BGPPeer\nmetadata: {{name: rrs-to-clients}}\nspec:\n  nodeSelector: has(route-reflector)\n  peerSelector: \"!has(route-reflector)\"\n"
+    );
+    let c = parse("rr.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let rr1 = c.node_plan("rr1").unwrap();
+    let got: Vec<(&str, bool)> = rr1
+        .peers
+        .iter()
+        .map(|p| (p.name.as_str(), p.route_reflector_client))
+        .collect();
+    // RRs are not in the mesh; rr2 is the same cluster (not a client); w1/w2 are clients.
+    assert_eq!(
+        got,
+        [
+            ("Global_10_0_0_11", false),
+            ("Node_10_0_0_21", true),
+            ("Node_10_0_0_22", true)
+        ]
+    );
+    assert_eq!(
+        rr1.route_reflector_cluster_id,
+        Some(Ipv4Addr::new(224, 0, 0, 1))
+    );
+    let w1 = c.node_plan("w1").unwrap();
+    let got: Vec<(&str, PeerType)> = w1
+        .peers
+        .iter()
+        .map(|p| (p.name.as_str(), p.peer_type))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Global_10_0_0_10", PeerType::Global),
+            ("Global_10_0_0_11", PeerType::Global),
+            ("Mesh_10_0_0_22", PeerType::NodeMesh)
+        ]
+    );
+    assert!(w1.peers.iter().all(|p| !p.route_reflector_client));
+}
+
+#[test]
+fn dedup_prefers_node_specific_then_global_then_mesh() {
+    let text = format!(
+        "{HDR}kind: Node\nmetadata: {{name: n1}}\nspec: {{bgp: {{ipv4Address: 10.0.0.1/24}}}}\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: n2}}\nspec: {{bgp: {{ipv4Address: 10.0.0.2/24}}}}\n---\n\
+         {HDR}kind: BGPPeer\nmetadata: {{name: node-specific}}\nspec: {{node: n1, peerIP: 10.0.0.2, asNumber: 65002}}\n---\n\
+         {HDR}kind: BGPPeer\nmetadata: {{name: global}}\nspec: {{peerIP: 10.0.0.2, asNumber: 65001}}\n---\n\
+         {HDR}kind: BGPPeer\nmetadata: {{name: self}}\nspec: {{peerIP: 10.0.0.1, asNumber: 65001}}\n"
+    );
+    let c = parse("d.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let n1 = c.node_plan("n1").unwrap();
+    assert_eq!(n1.peers.len(), 1, "{:?}", n1.peers);
+    assert_eq!(n1.peers[0].name, "Node_10_0_0_2");
+    assert_eq!(n1.peers[0].remote_as, 65002);
+    let n2 = c.node_plan("n2").unwrap();
+    let names: Vec<&str> = n2.peers.iter().map(|p| p.name.as_str()).collect();
+    // n1 skipped the global peer at its own address; for n2 that global peer
+    // replaces the mesh session to n1.
+    assert_eq!(names, ["Global_10_0_0_1"]);
+    assert_eq!(n2.peers[0].remote_as, 65001);
+}
+
+#[test]
+fn plan_errors() {
+    let c = full();
+    let e = c.node_plan("node-z").unwrap_err();
+    let s = e.to_string();
+    assert!(
+        s.starts_with("cluster.yaml: Node/node-z: no Node named \"node-z\""),
+        "{s}"
+    );
+    assert!(s.contains("node-a, node-b, node-c"), "{s}");
+    let text = format!("{HDR}kind: Node\nmetadata: {{name: v6only}}\nspec: {{bgp: {{ipv6Address: 'fd00::1/64'}}}}\n");
+    let c = parse("v6.yaml", &text).unwrap();
+    let e = c.node_plan("v6only").unwrap_err().to_string();
+    assert!(e.contains("routerID"), "{e}");
+    let text = format!(
+        "{HDR}kind: Node\nmetadata: {{name: v6only}}\nspec: {{bgp: {{ipv6Address: 'fd00::1/64', routerID: 1.2.3.4}}}}\n"
+    );
+    let c = parse("v6.yaml", &text).unwrap();
+    assert_eq!(
+        c.node_plan("v6only").unwrap().router_id,
+        Ipv4Addr::new(1, 2, 3, 4)
+    );
+}
+
+#[test]
+fn error_bad_peer_ip_names_everything() {
+    let text = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: rack1-tor\nspec:\n  peerIP: 10.0.0.300\n  asNumber: 65000\n";
+    let e = err(text);
+    assert_eq!(
+        e.to_string(),
+        "cluster.yaml: BGPPeer/rack1-tor: spec.peerIP: \"10.0.0.300\" is not an IP address (line 6)"
+    );
+    assert_eq!(e.resource(), Some("BGPPeer/rack1-tor"));
+    assert_eq!(e.field(), Some("spec.peerIP"));
+    assert_eq!(e.line(), Some(6));
+}
+
+#[test]
+fn error_unknown_field_hint() {
+    let text = format!(
+        "{HDR}kind: BGPPeer\nmetadata:\n  name: p\nspec:\n  peerIP: 10.0.0.1\n  asnumber: 65000\n"
+    );
+    let e = err(&text);
+    assert_eq!(
+        e.to_string(),
+        "cluster.yaml: BGPPeer/p: spec.asnumber: unknown field; did you mean asNumber? (line 7)"
+    );
+    let text = format!(
+        "{HDR}kind: Node\nmetadata:\n  name: n\nspec:\n  bgp:\n    ipv4Adress: 10.0.0.1/24\n"
+    );
+    assert!(err(&text)
+        .to_string()
+        .contains("Node/n: spec.bgp.ipv4Adress: unknown field; did you mean ipv4Address?"));
+    let text = format!("{HDR}kind: Node\nmetadata:\n  name: n\n  lables: {{a: b}}\n");
+    assert!(err(&text)
+        .to_string()
+        .contains("metadata.lables: unknown field; did you mean labels?"));
+    let text = format!("{HDR}kind: Node\nmetadata:\n  name: n\nspce: {{}}\n");
+    assert!(err(&text)
+        .to_string()
+        .contains("Node/n: spce: unknown field; did you mean spec?"));
+    let text = format!(
+        "{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec:\n  cidr: 10.0.0.0/16\n  totallyWrong: 1\n"
+    );
+    let s = err(&text).to_string();
+    assert!(
+        s.contains("spec.totallyWrong: unknown field (valid fields: cidr, blockSize"),
+        "{s}"
+    );
+}
+
+#[test]
+fn error_cases_name_file_resource_field() {
+    // (yaml, expected substring)
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{peerIP: 10.0.0.1, asNumber: 0}}\n"),
+            "BGPPeer/p: spec.asNumber: AS number must be between 1 and 4294967295 (line 4)",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{peerIP: 10.0.0.1, asNumber: 4294967296}}\n"),
+            "BGPPeer/p: spec.asNumber: AS number must be between 1 and 4294967295",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{peerIP: 10.0.0.1}}\n"),
+            "BGPPeer/p: spec.asNumber: required when peerIP is set",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{asNumber: 1}}\n"),
+            "BGPPeer/p: spec: a BGPPeer needs either peerIP (with asNumber) or peerSelector",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{peerIP: 10.0.0.1, asNumber: 1, peerSelector: all()}}\n"),
+            "BGPPeer/p: spec.peerSelector: peerIP and peerSelector cannot both be set",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{node: a, nodeSelector: all(), peerIP: 10.0.0.1, asNumber: 1}}\n"),
+            "BGPPeer/p: spec.nodeSelector: node and nodeSelector cannot both be set",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec:\n  peerIP: 10.0.0.1\n  asNumber: 1\n  password:\n    secretKeyRef: {{name: s, key: k}}\n"),
+            "BGPPeer/p: spec.password.secretKeyRef: Kubernetes secrets are not available in file mode; put the password itself in spec.password.value instead (line 8)",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{peerIP: 10.0.0.1, asNumber: 1, maxRestartTime: 120}}\n"),
+            "BGPPeer/p: spec.maxRestartTime: expected a duration string with a unit (e.g. \"120s\")",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{peerIP: 10.0.0.1, asNumber: 1, keepaliveTime: 5parsecs}}\n"),
+            "BGPPeer/p: spec.keepaliveTime: \"5parsecs\" is not a duration",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{peerIP: 10.0.0.1, asNumber: 1, ttlSecurity: 300}}\n"),
+            "BGPPeer/p: spec.ttlSecurity: 300 is out of range (0..=255)",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{peerSelector: \"rack = 'x'\"}}\n"),
+            "BGPPeer/p: spec.peerSelector: invalid selector \"rack = 'x'\": use '==' to compare labels",
+        ),
+        (
+            format!("{HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{peerIP: 10.0.0.1, asNumber: 1, sourceAddress: UseNodeIp}}\n"),
+            "BGPPeer/p: spec.sourceAddress: \"UseNodeIp\" is not one of UseNodeIP, None; did you mean UseNodeIP?",
+        ),
+        (
+            format!("{HDR}kind: Node\nmetadata: {{name: n}}\nspec:\n  bgp:\n    ipv4Address: 10.0.0.1\n"),
+            "Node/n: spec.bgp.ipv4Address: \"10.0.0.1\" must be a CIDR that includes the node's prefix length, e.g. \"10.0.0.1/24\"",
+        ),
+        (
+            format!("{HDR}kind: Node\nmetadata: {{name: n}}\nspec:\n  bgp:\n    ipv4Address: fd00::1/64\n"),
+            "Node/n: spec.bgp.ipv4Address: \"fd00::1/64\" is an IPv6 CIDR; put it in spec.bgp.ipv6Address",
+        ),
+        (
+            format!("{HDR}kind: Node\nmetadata: {{name: n}}\nspec: {{bgp: {{asNumber: many}}}}\n"),
+            "Node/n: spec.bgp.asNumber: \"many\" is not an AS number",
+        ),
+        (
+            format!("{HDR}kind: Node\nmetadata: {{name: N_1}}\n"),
+            "Node/N_1: metadata.name: \"N_1\" is not a valid name",
+        ),
+        (
+            format!("{HDR}kind: Node\nmetadata: {{labels: {{a: b}}}}\n"),
+            "cluster.yaml: Node: metadata.name: required field is missing",
+        ),
+        (
+            format!("{HDR}kind: Node\nmetadata: {{name: n, labels: {{rack: 1}}}}\n"),
+            "Node/n: metadata.labels.rack: expected a string, found a number (quote it: \"1\")",
+        ),
+        (
+            format!("{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.65.1.0/16}}\n"),
+            "IPPool/p: spec.cidr: \"10.65.1.0/16\" has host bits set; did you mean \"10.65.0.0/16\"?",
+        ),
+        (
+            format!("{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.65.0.0/16, blockSize: 33}}\n"),
+            "IPPool/p: spec.blockSize: 33 is out of range (20..=32)",
+        ),
+        (
+            format!("{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.65.0.0/16, ipipMode: always}}\n"),
+            "IPPool/p: spec.ipipMode: \"always\" is not one of Never, Always, CrossSubnet; did you mean Always?",
+        ),
+        (
+            format!("{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.65.0.0/16, ipipMode: Always, vxlanMode: Always}}\n"),
+            "IPPool/p: spec.vxlanMode: ipipMode and vxlanMode cannot both be enabled",
+        ),
+        (
+            format!("{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 'fd00::/48', ipipMode: Always}}\n"),
+            "IPPool/p: spec.ipipMode: IPIP is not supported for IPv6 pools",
+        ),
+        (
+            format!("{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.65.0.0/16}}\n---\n{HDR}kind: IPPool\nmetadata: {{name: q}}\nspec: {{cidr: 10.65.128.0/17}}\n"),
+            "IPPool/q: spec.cidr: 10.65.128.0/17 overlaps 10.65.0.0/16 of IPPool/p (defined at line 1) (line 9)",
+        ),
+        (
+            format!("{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.65.0.0/16}}\n---\n{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.66.0.0/16}}\n"),
+            "IPPool/p: metadata.name: duplicate IPPool name \"p\" (first defined at line 1) (line 8)",
+        ),
+        (
+            format!("{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.65.0.0/16}}\n---\n{HDR}kind: BlockAffinity\nmetadata: {{name: b}}\nspec: {{node: n, cidr: 10.66.0.0/26}}\n"),
+            "BlockAffinity/b: spec.cidr: 10.66.0.0/26 is not inside any IPPool (10.65.0.0/16) (line 9)",
+        ),
+        (
+            format!("{HDR}kind: BlockAffinity\nmetadata: {{name: b1}}\nspec: {{node: n1, cidr: 10.66.0.0/26}}\n---\n{HDR}kind: BlockAffinity\nmetadata: {{name: b2}}\nspec: {{node: n2, cidr: 10.66.0.0/26}}\n"),
+            "BlockAffinity/b2: spec.cidr: 10.66.0.0/26 overlaps 10.66.0.0/26 owned by node \"n1\"",
+        ),
+        (
+            format!("{HDR}kind: Node\nmetadata: {{name: a}}\nspec: {{bgp: {{ipv4Address: 10.0.0.1/24}}}}\n---\n{HDR}kind: Node\nmetadata: {{name: b}}\nspec: {{bgp: {{ipv4Address: 10.0.0.1/24}}}}\n"),
+            "Node/b: spec.bgp.ipv4Address: 10.0.0.1 is also the address of Node/a",
+        ),
+        (
+            format!("{HDR}kind: BGPConfiguration\nmetadata: {{name: global}}\n"),
+            "BGPConfiguration/global: metadata.name: BGPConfiguration \"global\" would never be used",
+        ),
+        (
+            format!("{HDR}kind: BGPConfiguration\nmetadata: {{name: default}}\nspec:\n  communities:\n    - name: c\n      value: 70000:1\n"),
+            "BGPConfiguration/default: spec.communities[0].value: \"70000:1\" is not a community",
+        ),
+        (
+            format!("{HDR}kind: BGPConfiguration\nmetadata: {{name: default}}\nspec:\n  prefixAdvertisements:\n    - cidr: 10.0.0.0/8\n      communities: [nope]\n"),
+            "BGPConfiguration/default: spec.prefixAdvertisements: community \"nope\" (for 10.0.0.0/8) is neither defined",
+        ),
+        (
+            format!("{HDR}kind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{nodeToNodeMeshEnabled: maybe}}\n"),
+            "BGPConfiguration/default: spec.nodeToNodeMeshEnabled: expected true or false, found a string",
+        ),
+        (
+            format!("{HDR}kind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{serviceClusterIPs: [{{cidr: 10.96.0.1}}]}}\n"),
+            "BGPConfiguration/default: spec.serviceClusterIPs[0].cidr: \"10.96.0.1\" is not a CIDR: add the prefix length (e.g. \"10.96.0.1/32\")",
+        ),
+        (
+            format!("{HDR}kind: BGPConfiguration\nmetadata: {{name: default}}\nspec: {{listenPort: 70000}}\n"),
+            "BGPConfiguration/default: spec.listenPort: 70000 is out of range (1..=65535)",
+        ),
+        (
+            format!("{HDR}kind: BgpPeer\nmetadata: {{name: p}}\n"),
+            "cluster.yaml: BgpPeer/p: kind: unknown kind \"BgpPeer\"; did you mean BGPPeer? (line 2)",
+        ),
+        (
+            format!("{HDR}kind: GlobalNetworkPolicy\nmetadata: {{name: p}}\n"),
+            "GlobalNetworkPolicy/p: kind: kind GlobalNetworkPolicy is not supported by Brindle",
+        ),
+        (
+            "apiVersion: crd.projectcalico.org/v1\nkind: IPPool\nmetadata: {name: p}\n".to_string(),
+            "IPPool/p: apiVersion: unsupported apiVersion \"crd.projectcalico.org/v1\"; this is Calico's CRD storage form",
+        ),
+        (
+            "kind: IPPool\nmetadata: {name: p}\n".to_string(),
+            "IPPool/p: apiVersion: required field is missing (use apiVersion: projectcalico.org/v3)",
+        ),
+        (
+            "- a\n- b\n".to_string(),
+            "cluster.yaml: resource: expected a resource (a mapping with apiVersion, kind, metadata, spec), found a list",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let e = err(&yaml).to_string();
+        assert!(e.contains(want), "\n got: {e}\nwant: {want}\nyaml:\n{yaml}");
+        assert!(e.starts_with("cluster.yaml: "), "{e}");
+    }
+}
+
+#[test]
+fn yaml_syntax_error_has_line() {
+    let e =
+        err("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata:\n   name: a\n  labels: {}\n");
+    assert!(matches!(e, ConfigError::Yaml { .. }), "{e:?}");
+    assert_eq!(e.line(), Some(5));
+    let e = err("apiVersion: x\napiVersion: y\n");
+    assert!(e.to_string().contains("duplicate mapping key"), "{e}");
+}
+
+#[test]
+fn load_reports_missing_file() {
+    let e = load(Path::new("/nonexistent/brindle.yaml")).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/brindle.yaml: cannot read: "),
+        "{e}"
+    );
+}
+
+#[test]
+fn warnings_for_suspicious_but_valid_input() {
+    let text = format!(
+        "{HDR}kind: BlockAffinity\nmetadata: {{name: b}}\nspec: {{node: ghost, cidr: 10.66.0.0/26}}\n---\n\
+         {HDR}kind: BGPPeer\nmetadata: {{name: p}}\nspec: {{node: ghost2, peerIP: 10.0.0.1, asNumber: 1}}\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: n}}\nspec: {{bgp: {{ipv4Address: 10.0.0.5/32}}}}\n"
+    );
+    let c = parse("w.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let all = c.warnings.join("\n");
+    assert!(
+        all.contains("BlockAffinity/b: spec.node: there is no Node named \"ghost\""),
+        "{all}"
+    );
+    assert!(all.contains("BlockAffinity/b: spec.cidr: 10.66.0.0/26 is not inside any IPPool (there is no IPv4 pool)"), "{all}");
+    assert!(
+        all.contains("BGPPeer/p: spec.node: there is no Node named \"ghost2\""),
+        "{all}"
+    );
+    assert!(
+        all.contains("Node/n: spec.bgp.ipv4Address: a /32 node address"),
+        "{all}"
+    );
+}
+
+#[test]
+fn list_documents_are_unwrapped() {
+    let text = r#"
+apiVersion: projectcalico.org/v3
+kind: BGPPeerList
+metadata:
+  resourceVersion: "123"
+items:
+  - apiVersion: projectcalico.org/v3
+    kind: BGPPeer
+    metadata:
+      name: one
+    spec:
+      peerIP: 10.0.0.1
+      asNumber: 65000
+  - metadata:
+      name: two
+    spec:
+      peerIP: 10.0.0.2
+      asNumber: 65000
+---
+apiVersion: projectcalico.org/v3
+kind: List
+items:
+  - apiVersion: projectcalico.org/v3
+    kind: Node
+    metadata: {name: n}
+    spec: {bgp: {ipv4Address: 10.0.0.9/24}}
+"#;
+    let c = parse("l.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.bgp_peers.len(), 2);
+    assert_eq!(c.bgp_peers[1].name, "two");
+    assert_eq!(c.resources[1].json["kind"], "BGPPeer");
+    assert_eq!(c.nodes.len(), 1);
+    let bad = "apiVersion: projectcalico.org/v3\nkind: List\nitems:\n  - apiVersion: projectcalico.org/v3\n    kind: Node\n    metadata: {name: n}\n    spec: {bgp: {ipv4Address: nope}}\n";
+    let e = parse("l.yaml", bad).unwrap_err().to_string();
+    assert!(
+        e.contains("Node/n: spec.bgp.ipv4Address: \"nope\" is not a CIDR (line 7)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn empty_file_is_an_empty_config() {
+    let c = parse("e.yaml", "# nothing yet\n").unwrap();
+    assert!(c.nodes.is_empty() && c.resources.is_empty());
+    assert_eq!(c.bgp_config_for("x"), EffectiveBgpConfig::default());
+}
