@@ -29,6 +29,8 @@ pub struct NodeOptions {
     pub listen_addresses: Vec<IpAddr>,
     /// How often the configuration file is checked for changes.
     pub reload_interval: Duration,
+    /// Address for `/metrics`, `/liveness`, `/readiness` (None: off).
+    pub http_address: Option<SocketAddr>,
 }
 
 /// Converts one planned session into the speaker's peer configuration.
@@ -194,6 +196,15 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     apply_plan(&speaker, &plan);
     let status = bind_status_socket(&opts.status_socket)?;
     tokio::spawn(serve_status(status, speaker.clone()));
+    let dataplane_metrics = std::sync::Arc::new(crate::health::DataplaneMetrics::default());
+    if let Some(addr) = opts.http_address {
+        let (sp, dp) = (speaker.clone(), dataplane_metrics.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::health::serve(addr, sp, dp).await {
+                error!("cannot serve metrics and health on {addr}: {e}");
+            }
+        });
+    }
 
     // Learned routes: the dataplane (felix) consumes these; until it is wired in they are logged.
     tokio::spawn(async move {

@@ -2,4 +2,5 @@
 
 pub mod agent;
 pub mod config;
+pub mod health;
 pub mod ctl;

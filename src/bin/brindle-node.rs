@@ -34,6 +34,9 @@ struct Args {
     /// Address to listen on for BGP (repeatable); default 0.0.0.0 and ::.
     #[arg(long = "listen-address")]
     listen_addresses: Vec<IpAddr>,
+    /// Address for /metrics, /liveness and /readiness ("off" to disable).
+    #[arg(long, default_value = "127.0.0.1:9099")]
+    http_address: String,
     /// Seconds between checks of the configuration file.
     #[arg(long, default_value_t = 1.0)]
     reload_interval: f64,
@@ -48,7 +51,18 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    let http_address = match args.http_address.as_str() {
+        "off" | "" => None,
+        a => match a.parse() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                eprintln!("brindle-node: --http-address {a:?}: {e}");
+                std::process::exit(2);
+            }
+        },
+    };
     let opts = NodeOptions {
+        http_address,
         config: args.config,
         node_name: args.node_name,
         state_dir: args.state_dir,
