@@ -50,7 +50,15 @@ pub fn require_bin(name: &str, package: &str) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
-    for d in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/lib/frr", "/usr/local/sbin", "/usr/local/bin"] {
+    for d in [
+        "/usr/sbin",
+        "/sbin",
+        "/usr/bin",
+        "/bin",
+        "/usr/lib/frr",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ] {
         dirs.push(PathBuf::from(d));
     }
     for d in dirs {
@@ -71,11 +79,67 @@ fn ip_bin() -> PathBuf {
     require_bin("ip", "iproute2")
 }
 
-/// Run a command, return its output (never panics on a non-zero status).
+/// Bound of every one-shot command (CLI queries, `ip`): a hung daemon must not hang a test.
+pub const CMD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Run a command, return its output (never panics on a non-zero status). Killed after
+/// [`CMD_TIMEOUT`]; a timed-out command returns a failed status with "timed out" in stderr.
 fn run(cmd: &mut Command) -> Output {
+    run_timeout(cmd, CMD_TIMEOUT)
+}
+
+fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
     cmd.stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut so = child.stdout.take().unwrap();
+    let mut se = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(st)) => break st,
+            Ok(None) if start.elapsed() >= timeout => {
+                let _ = child.kill();
+                timed_out = true;
+                break child
+                    .wait()
+                    .unwrap_or(std::process::ExitStatus::from_raw(9));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("waiting for {cmd:?}: {e}"),
+        }
+    };
+    let stdout = t_out.join().unwrap_or_default();
+    let mut stderr = t_err.join().unwrap_or_default();
+    if timed_out {
+        stderr.extend_from_slice(format!("\n<{cmd:?} timed out after {timeout:?}>").as_bytes());
+        return Output {
+            status: std::process::ExitStatus::from_raw(9),
+            stdout,
+            stderr,
+        };
+    }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
 
 /// Run a command and panic (with its stderr) unless it succeeds; returns stdout.
@@ -104,10 +168,25 @@ fn output_text(out: &Output) -> String {
 
 /// The last `n` lines of a file ("" if unreadable).
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
+    let text = fs::read_to_string(path)
+        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(n);
     lines[start..].join("\n")
+}
+
+/// A per-daemon temp dir. Its path is printed (shown with a failing test's output); with
+/// `BRINDLE_KEEP_TEST_DIRS=1` it is kept after the test for post-mortem reading.
+pub fn test_dir(prefix: &str) -> tempfile::TempDir {
+    let mut d = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("create temp dir");
+    if std::env::var_os("BRINDLE_KEEP_TEST_DIRS").is_some() {
+        d.disable_cleanup(true);
+    }
+    eprintln!("{prefix} files: {}", d.path().display());
+    d
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -141,7 +220,12 @@ fn check_alive(what: &str, dumps: &[&dyn Dump]) {
 
 /// Poll `cond` every [`POLL`] until it holds; panics after `timeout` with every dump.
 /// Also panics early when one of the dumped daemons has exited.
-pub fn wait_until(what: &str, timeout: Duration, dumps: &[&dyn Dump], mut cond: impl FnMut() -> bool) -> Duration {
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    dumps: &[&dyn Dump],
+    mut cond: impl FnMut() -> bool,
+) -> Duration {
     let start = Instant::now();
     loop {
         if cond() {
@@ -149,7 +233,10 @@ pub fn wait_until(what: &str, timeout: Duration, dumps: &[&dyn Dump], mut cond: 
         }
         check_alive(what, dumps);
         if start.elapsed() >= timeout {
-            panic!("timed out after {timeout:?} waiting for {what}\n\n{}", dump_all(dumps));
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n\n{}",
+                dump_all(dumps)
+            );
         }
         std::thread::sleep(POLL);
     }
@@ -157,11 +244,20 @@ pub fn wait_until(what: &str, timeout: Duration, dumps: &[&dyn Dump], mut cond: 
 
 /// Poll for `duration` and panic as soon as `bad` holds (a negative assertion, e.g.
 /// "never Established with a wrong password").
-pub fn assert_never(what: &str, duration: Duration, dumps: &[&dyn Dump], mut bad: impl FnMut() -> bool) {
+pub fn assert_never(
+    what: &str,
+    duration: Duration,
+    dumps: &[&dyn Dump],
+    mut bad: impl FnMut() -> bool,
+) {
     let start = Instant::now();
     while start.elapsed() < duration {
         if bad() {
-            panic!("{what} happened after {:?}\n\n{}", start.elapsed(), dump_all(dumps));
+            panic!(
+                "{what} happened after {:?}\n\n{}",
+                start.elapsed(),
+                dump_all(dumps)
+            );
         }
         check_alive(what, dumps);
         std::thread::sleep(POLL);
@@ -197,8 +293,15 @@ impl Daemon {
                 Ok(())
             });
         }
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
-        Daemon { name: name.to_string(), pid: child.id() as i32, child: Mutex::new(child), log: log.to_path_buf() }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({cmd:?}): {e}"));
+        Daemon {
+            name: name.to_string(),
+            pid: child.id() as i32,
+            child: Mutex::new(child),
+            log: log.to_path_buf(),
+        }
     }
 
     /// `Some(status)` if the process has exited.
@@ -216,7 +319,12 @@ impl Daemon {
 
     pub fn dead_reason(&self) -> Option<String> {
         self.exited().map(|st| {
-            format!("{} (pid {}) exited: {st}; log tail:\n{}", self.name, self.pid, tail(&self.log, 40))
+            format!(
+                "{} (pid {}) exited: {st}; log tail:\n{}",
+                self.name,
+                self.pid,
+                tail(&self.log, 40)
+            )
         })
     }
 }
@@ -259,8 +367,12 @@ fn reap_stale_namespaces() {
         let out = run(Command::new(ip_bin()).args(["netns", "list"]));
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let name = line.split_whitespace().next().unwrap_or("");
-            let Some(rest) = name.strip_prefix('b') else { continue };
-            let Some((pid, tail)) = rest.split_once('x') else { continue };
+            let Some(rest) = name.strip_prefix('b') else {
+                continue;
+            };
+            let Some((pid, tail)) = rest.split_once('x') else {
+                continue;
+            };
             let well_formed = !pid.is_empty()
                 && pid.bytes().all(|c| c.is_ascii_digit())
                 && tail.bytes().next().is_some_and(|c| c.is_ascii_digit())
@@ -360,8 +472,13 @@ impl Drop for Netns {
 
 /// A veth pair between two namespaces (created with `ip -n`, never in the root namespace), both ends up.
 pub fn veth(a: &Netns, a_if: &str, b: &Netns, b_if: &str) {
-    assert!(a_if.len() <= 15 && b_if.len() <= 15, "interface names must be at most 15 chars");
-    a.ip(&["link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name]);
+    assert!(
+        a_if.len() <= 15 && b_if.len() <= 15,
+        "interface names must be at most 15 chars"
+    );
+    a.ip(&[
+        "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
+    ]);
     a.link_up(a_if);
     b.link_up(b_if);
 }
@@ -453,7 +570,7 @@ impl Bird {
     pub fn start(ns: &Netns, router_id: &str, body: &str) -> Bird {
         let bird = require_bin("bird", "bird2");
         require_bin("birdc", "bird2");
-        let dir = tempfile::Builder::new().prefix("bird").tempdir().expect("tempdir");
+        let dir = test_dir("bird");
         let sock = dir.path().join("bird.ctl");
         let conf = dir.path().join("bird.conf");
         let log = dir.path().join("bird.out");
@@ -473,10 +590,20 @@ impl Bird {
             ],
             &log,
         );
-        let b = Bird { daemon, ns_name: ns.name.clone(), sock, conf, router_id: router_id.to_string(), dir };
-        wait_until("BIRD control socket", Duration::from_secs(10), &[&b], || {
-            b.cmd("show status").contains("Daemon is up and running")
-        });
+        let b = Bird {
+            daemon,
+            ns_name: ns.name.clone(),
+            sock,
+            conf,
+            router_id: router_id.to_string(),
+            dir,
+        };
+        wait_until(
+            "BIRD control socket",
+            Duration::from_secs(10),
+            &[&b],
+            || b.cmd("show status").contains("Daemon is up and running"),
+        );
         b
     }
 
@@ -504,16 +631,20 @@ impl Bird {
 
     /// The `BGP state:` of a BGP protocol ("Established", "Active", "Connect", ...).
     pub fn protocol_state(&self, name: &str) -> Option<String> {
-        self.protocol_all(name)
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("BGP state:").map(|s| s.trim().to_string()))
+        self.protocol_all(name).lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("BGP state:")
+                .map(|s| s.trim().to_string())
+        })
     }
 
     /// The `Last error:` line of a protocol, if any.
     pub fn last_error(&self, name: &str) -> Option<String> {
-        self.protocol_all(name)
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Last error:").map(|s| s.trim().to_string()))
+        self.protocol_all(name).lines().find_map(|l| {
+            l.trim()
+                .strip_prefix("Last error:")
+                .map(|s| s.trim().to_string())
+        })
     }
 
     pub fn established(&self, name: &str) -> bool {
@@ -523,7 +654,9 @@ impl Bird {
     /// `(imported, exported)` from the first channel's `Routes:` line of a protocol.
     pub fn route_counts(&self, name: &str) -> Option<(u64, u64)> {
         let text = self.protocol_all(name);
-        let line = text.lines().find_map(|l| l.trim().strip_prefix("Routes:"))?;
+        let line = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Routes:"))?;
         // "1 imported, 2 exported, 1 preferred"
         let mut imported = None;
         let mut exported = None;
@@ -576,8 +709,14 @@ fn write_bird_conf(conf: &Path, dir: &Path, router_id: &str, body: &str) {
         dir.join("bird.log").display(),
     );
     fs::write(conf, &text).expect("write bird.conf");
-    let out = run(Command::new(require_bin("bird", "bird2")).args(["-p", "-c"]).arg(conf));
-    assert!(out.status.success(), "bird.conf does not parse: {}\n--- bird.conf ---\n{text}", output_text(&out));
+    let out = run(Command::new(require_bin("bird", "bird2"))
+        .args(["-p", "-c"])
+        .arg(conf));
+    assert!(
+        out.status.success(),
+        "bird.conf does not parse: {}\n--- bird.conf ---\n{text}",
+        output_text(&out)
+    );
 }
 
 /// Parse BIRD's `show route` output into prefixes (deduplicated, in order).
@@ -587,11 +726,19 @@ pub fn parse_bird_routes(text: &str) -> Vec<String> {
         if line.starts_with(char::is_whitespace) {
             continue;
         }
-        let Some(tok) = line.split_whitespace().next() else { continue };
-        if tok.contains('/') && tok.split('/').next().unwrap().parse::<std::net::IpAddr>().is_ok() {
-            if !out.iter().any(|p| p == tok) {
-                out.push(tok.to_string());
-            }
+        let Some(tok) = line.split_whitespace().next() else {
+            continue;
+        };
+        if tok.contains('/')
+            && tok
+                .split('/')
+                .next()
+                .unwrap()
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+            && !out.iter().any(|p| p == tok)
+        {
+            out.push(tok.to_string());
         }
     }
     out
@@ -618,8 +765,19 @@ impl Dump for Bird {
 /// `ipv4 { import all; export all; };`, `extra` more protocol options (`hold time 6;`,
 /// `password "x";`). iBGP sessions get `direct;` (BIRD treats iBGP as multihop with recursive
 /// next hops otherwise; every topology here is on one link).
-pub fn bird_bgp(name: &str, local_as: u32, neighbor: &str, neighbor_as: u32, extra: &str, channels: &str) -> String {
-    let direct = if local_as == neighbor_as { "direct;" } else { "" };
+pub fn bird_bgp(
+    name: &str,
+    local_as: u32,
+    neighbor: &str,
+    neighbor_as: u32,
+    extra: &str,
+    channels: &str,
+) -> String {
+    let direct = if local_as == neighbor_as {
+        "direct;"
+    } else {
+        ""
+    };
     format!(
         "protocol bgp {name} {{\n  local as {local_as};\n  neighbor {neighbor} as {neighbor_as};\n  {direct}\n  \
          connect delay time 1;\n  connect retry time 2;\n  error wait time 1, 5;\n  {extra}\n  {channels}\n}}\n"
@@ -646,13 +804,17 @@ impl Frr {
         let zebra_bin = require_bin("zebra", "frr");
         let bgpd_bin = require_bin("bgpd", "frr");
         require_bin("vtysh", "frr");
-        let dir = tempfile::Builder::new().prefix("frr").tempdir().expect("tempdir");
+        let dir = test_dir("frr");
         // frrvty group members need to reach the vty sockets in this directory.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
         let d = dir.path();
         let zconf = d.join("zebra.conf");
         let bconf = d.join("bgpd.conf");
-        fs::write(&zconf, format!("hostname {}\nlog file {}/zebra.log\n", ns.name, d.display())).unwrap();
+        fs::write(
+            &zconf,
+            format!("hostname {}\nlog file {}/zebra.log\n", ns.name, d.display()),
+        )
+        .unwrap();
         fs::write(
             &bconf,
             format!(
@@ -697,7 +859,12 @@ impl Frr {
         let mut bc = ns.command(&bgpd_bin);
         bc.args(common(&bconf, "bgpd.pid"));
         let bgpd = Daemon::spawn("bgpd", bc, &d.join("bgpd.out"));
-        let frr = Frr { zebra, bgpd, ns_name: ns.name.clone(), dir };
+        let frr = Frr {
+            zebra,
+            bgpd,
+            ns_name: ns.name.clone(),
+            dir,
+        };
         wait_until("FRR bgpd vty", Duration::from_secs(15), &[&frr], || {
             frr.vtysh_json("show bgp summary json").is_some()
         });
@@ -706,7 +873,10 @@ impl Frr {
 
     fn vtysh_cmd(&self) -> Command {
         let mut c = Command::new(require_bin("vtysh", "frr"));
-        c.arg("--vty_socket").arg(self.dir.path()).arg("--config_dir").arg(self.dir.path());
+        c.arg("--vty_socket")
+            .arg(self.dir.path())
+            .arg("--config_dir")
+            .arg(self.dir.path());
         c
     }
 
@@ -742,7 +912,8 @@ impl Frr {
     }
 
     pub fn summary(&self) -> Value {
-        self.vtysh_json("show bgp summary json").unwrap_or(Value::Null)
+        self.vtysh_json("show bgp summary json")
+            .unwrap_or(Value::Null)
     }
 
     /// `bgpState` of a neighbor from `show bgp neighbors ADDR json` ("Established", "Active", ...).
@@ -763,7 +934,8 @@ impl Frr {
     /// `show bgp ipv4 unicast json` / `show bgp ipv6 unicast json`.
     pub fn rib(&self, v6: bool) -> Value {
         let fam = if v6 { "ipv6" } else { "ipv4" };
-        self.vtysh_json(&format!("show bgp {fam} unicast json")).unwrap_or(Value::Null)
+        self.vtysh_json(&format!("show bgp {fam} unicast json"))
+            .unwrap_or(Value::Null)
     }
 
     /// The paths FRR holds for a prefix (the `routes[prefix]` array), if any.
@@ -800,7 +972,13 @@ impl Dump for Frr {
 /// `network` without an IGP route, fast connect retry), plus `neighbors`
 /// `(address, remote_as)` and `networks` (each activated in its address family; IPv6
 /// neighbors carry only IPv6 unicast, IPv4 neighbors only IPv4 unicast).
-pub fn frr_router_bgp(asn: u32, router_id: &str, neighbors: &[(&str, u32)], networks: &[&str], extra_neighbor_lines: &[&str]) -> String {
+pub fn frr_router_bgp(
+    asn: u32,
+    router_id: &str,
+    neighbors: &[(&str, u32)],
+    networks: &[&str],
+    extra_neighbor_lines: &[&str],
+) -> String {
     let mut s = format!(
         "router bgp {asn}\n bgp router-id {router_id}\n no bgp ebgp-requires-policy\n no bgp network import-check\n no bgp default ipv4-unicast\n"
     );
@@ -842,7 +1020,7 @@ impl GoBgp {
     pub fn start(ns: &Netns, toml: &str) -> GoBgp {
         let gobgpd = require_bin("gobgpd", "gobgpd");
         require_bin("gobgp", "gobgpd");
-        let dir = tempfile::Builder::new().prefix("gobgp").tempdir().expect("tempdir");
+        let dir = test_dir("gobgp");
         let conf = dir.path().join("gobgpd.toml");
         fs::write(&conf, toml).unwrap();
         let port = 50051 + (unique_number() % 10000) as u16;
@@ -864,7 +1042,12 @@ impl GoBgp {
             ],
             &dir.path().join("gobgpd.log"),
         );
-        let g = GoBgp { daemon, ns_name: ns.name.clone(), dir, port };
+        let g = GoBgp {
+            daemon,
+            ns_name: ns.name.clone(),
+            dir,
+            port,
+        };
         wait_until("gobgpd API", Duration::from_secs(15), &[&g], || {
             let out = g.cli_output(&["global"]);
             out.status.success()
@@ -889,7 +1072,11 @@ impl GoBgp {
     /// Same, panicking on failure.
     pub fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli_output(args);
-        assert!(out.status.success(), "gobgp {args:?} failed: {}", output_text(&out));
+        assert!(
+            out.status.success(),
+            "gobgp {args:?} failed: {}",
+            output_text(&out)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -981,9 +1168,14 @@ impl Dump for GoBgp {
 /// A gobgpd TOML config: global AS / router id, and neighbors `(address, peer_as)`.
 /// IPv6 neighbors get the ipv6-unicast AFI-SAFI, IPv4 ones ipv4-unicast.
 pub fn gobgp_toml(asn: u32, router_id: &str, neighbors: &[(&str, u32)]) -> String {
-    let mut s = format!("[global.config]\n  as = {asn}\n  router-id = \"{router_id}\"\n  port = 179\n\n");
+    let mut s =
+        format!("[global.config]\n  as = {asn}\n  router-id = \"{router_id}\"\n  port = 179\n\n");
     for (addr, peer_as) in neighbors {
-        let fam = if addr.contains(':') { "ipv6-unicast" } else { "ipv4-unicast" };
+        let fam = if addr.contains(':') {
+            "ipv6-unicast"
+        } else {
+            "ipv4-unicast"
+        };
         let _ = write!(
             s,
             "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"{addr}\"\n    peer-as = {peer_as}\n  \
@@ -1073,7 +1265,14 @@ fn q(s: &str) -> String {
 
 impl CalicoConfig {
     pub fn new(as_number: u32, mesh: bool) -> Self {
-        CalicoConfig { bgp: BgpConfiguration { as_number, mesh, ..Default::default() }, ..Default::default() }
+        CalicoConfig {
+            bgp: BgpConfiguration {
+                as_number,
+                mesh,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
     }
 
     pub fn node(mut self, name: &str, ipv4: &str, ipv6: Option<&str>) -> Self {
@@ -1098,19 +1297,33 @@ impl CalicoConfig {
         self
     }
 
-    pub fn peer_with_password(mut self, name: &str, peer_ip: &str, as_number: u32, node: Option<&str>, password: &str) -> Self {
+    pub fn peer_with_password(
+        mut self,
+        name: &str,
+        peer_ip: &str,
+        as_number: u32,
+        node: Option<&str>,
+        password: &str,
+    ) -> Self {
         self = self.peer(name, peer_ip, as_number, node);
         self.peers.last_mut().unwrap().password = Some(password.into());
         self
     }
 
     pub fn pool(mut self, name: &str, cidr: &str, block_size: u8) -> Self {
-        self.pools.push(IpPoolRes { name: name.into(), cidr: cidr.into(), block_size });
+        self.pools.push(IpPoolRes {
+            name: name.into(),
+            cidr: cidr.into(),
+            block_size,
+        });
         self
     }
 
     pub fn affinity(mut self, node: &str, cidr: &str) -> Self {
-        self.affinities.push(BlockAffinityRes { node: node.into(), cidr: cidr.into() });
+        self.affinities.push(BlockAffinityRes {
+            node: node.into(),
+            cidr: cidr.into(),
+        });
         self
     }
 
@@ -1125,9 +1338,10 @@ impl CalicoConfig {
     }
 
     pub fn prefix_advertisement(mut self, cidr: &str, communities: &[&str]) -> Self {
-        self.bgp
-            .prefix_advertisements
-            .push((cidr.into(), communities.iter().map(|s| s.to_string()).collect()));
+        self.bgp.prefix_advertisements.push((
+            cidr.into(),
+            communities.iter().map(|s| s.to_string()).collect(),
+        ));
         self
     }
 
@@ -1238,7 +1452,7 @@ impl BrindleNode {
     /// `brindle-node --config .. --node-name NAME --state-dir DIR/state --status-socket DIR/status.sock
     ///  --listen-address A [--listen-address B]` with RUST_LOG=debug, output to DIR/node.log.
     pub fn start(ns: &Netns, node_name: &str, yaml: &str, listen: &[&str]) -> BrindleNode {
-        let dir = tempfile::Builder::new().prefix("brindle").tempdir().expect("tempdir");
+        let dir = test_dir("brindle");
         let config = dir.path().join("config.yaml");
         let socket = dir.path().join("status.sock");
         let state = dir.path().join("state");
@@ -1265,7 +1479,12 @@ impl BrindleNode {
             config,
             socket,
         };
-        wait_until("brindle-node status socket", Duration::from_secs(15), &[&n], || n.try_status().is_ok());
+        wait_until(
+            "brindle-node status socket",
+            Duration::from_secs(15),
+            &[&n],
+            || n.try_status().is_ok(),
+        );
         n
     }
 
@@ -1293,14 +1512,19 @@ impl BrindleNode {
     }
 
     pub fn status(&self) -> Value {
-        self.try_status().unwrap_or_else(|e| panic!("brindlectl node status failed: {e}\n\n{}", self.dump()))
+        self.try_status()
+            .unwrap_or_else(|e| panic!("brindlectl node status failed: {e}\n\n{}", self.dump()))
     }
 
     /// `brindlectl node status --socket S` (table output).
     pub fn status_table(&self) -> String {
         let s = self.socket.to_str().unwrap();
         let out = self.ctl(&["node", "status", "--socket", s]);
-        assert!(out.status.success(), "brindlectl node status failed: {}", output_text(&out));
+        assert!(
+            out.status.success(),
+            "brindlectl node status failed: {}",
+            output_text(&out)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -1315,15 +1539,23 @@ impl BrindleNode {
     }
 
     pub fn routes(&self) -> Value {
-        self.try_routes().unwrap_or_else(|e| panic!("brindlectl node routes failed: {e}\n\n{}", self.dump()))
+        self.try_routes()
+            .unwrap_or_else(|e| panic!("brindlectl node routes failed: {e}\n\n{}", self.dump()))
     }
 
     /// Every route entry for `prefix` in `brindlectl node routes`.
     pub fn route_entries(&self, prefix: &str) -> Vec<Value> {
-        let Ok(v) = self.try_routes() else { return vec![] };
+        let Ok(v) = self.try_routes() else {
+            return vec![];
+        };
         v.get("routes")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter(|r| r.get("prefix").and_then(Value::as_str) == Some(prefix)).cloned().collect())
+            .map(|a| {
+                a.iter()
+                    .filter(|r| r.get("prefix").and_then(Value::as_str) == Some(prefix))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -1405,7 +1637,11 @@ impl Dump for BrindleNode {
 /// A `Dump` of a namespace's kernel routes (handy to add to the dumps of a failing wait).
 impl Dump for Netns {
     fn dump(&self) -> String {
-        format!("=== kernel routes in {} ===\n{}", self.name, self.routes_text())
+        format!(
+            "=== kernel routes in {} ===\n{}",
+            self.name,
+            self.routes_text()
+        )
     }
 }
 
