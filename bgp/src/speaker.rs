@@ -121,6 +121,11 @@ pub struct SpeakerConfig {
 
 enum Command {
     SetPeers(Vec<PeerConfig>),
+    /// Add or update one peer; others untouched.
+    UpsertPeer(PeerConfig),
+    RemovePeer(IpAddr),
+    Originate(Prefix, LocalRoute),
+    Withdraw(Prefix),
     SetLocalRoutes(BTreeMap<Prefix, LocalRoute>),
     Status(oneshot::Sender<SpeakerStatus>),
     Routes(oneshot::Sender<RoutesStatus>),
@@ -211,6 +216,27 @@ impl Speaker {
     /// De-configured), changed ones restart, unchanged ones are not disturbed.
     pub fn set_peers(&self, peers: Vec<PeerConfig>) {
         let _ = self.tx.send(Command::SetPeers(peers));
+    }
+
+    /// Adds a peer, or updates it (restarting its session only if a session parameter
+    /// changed). Other peers are not touched.
+    pub fn upsert_peer(&self, peer: PeerConfig) {
+        let _ = self.tx.send(Command::UpsertPeer(peer));
+    }
+
+    /// Removes a peer (Cease / Peer De-configured).
+    pub fn remove_peer(&self, address: IpAddr) {
+        let _ = self.tx.send(Command::RemovePeer(address));
+    }
+
+    /// Originates (or updates the communities of) one prefix.
+    pub fn originate(&self, prefix: Prefix, route: LocalRoute) {
+        let _ = self.tx.send(Command::Originate(prefix, route));
+    }
+
+    /// Stops originating one prefix.
+    pub fn withdraw(&self, prefix: Prefix) {
+        let _ = self.tx.send(Command::Withdraw(prefix));
     }
 
     /// Replaces the set of originated prefixes.
@@ -334,6 +360,15 @@ impl Core {
     fn command(&mut self, c: Command) {
         match c {
             Command::SetPeers(list) => self.set_peers(list),
+            Command::UpsertPeer(cfg) => self.upsert_peer(cfg),
+            Command::RemovePeer(a) => {
+                if self.peers.contains_key(&a) {
+                    info!(peer = %a, "peer removed");
+                    self.remove_peer(a, codes::CEASE_PEER_DECONFIGURED);
+                }
+            }
+            Command::Originate(p, r) => self.rib.originate(p, r),
+            Command::Withdraw(p) => self.rib.withdraw_local(&p),
             Command::SetLocalRoutes(routes) => {
                 let old: Vec<Prefix> = self.rib.local_routes().keys().copied().collect();
                 for p in old {
@@ -383,21 +418,26 @@ impl Core {
             info!(peer = %a, "peer removed");
             self.remove_peer(a, codes::CEASE_PEER_DECONFIGURED);
         }
-        for (a, cfg) in wanted {
-            match self.peers.get_mut(&a) {
-                Some(p) if p.cfg == cfg => {}
-                Some(p) if p.cfg.session_key() == cfg.session_key() => {
-                    // export policy only: resend what changed, keep the session
-                    p.cfg = cfg;
-                    self.sync_out(a, None);
-                }
-                Some(_) => {
-                    info!(peer = %a, "peer changed; restarting its session");
-                    self.remove_peer(a, codes::CEASE_OTHER_CONFIG_CHANGE);
-                    self.add_peer(cfg);
-                }
-                None => self.add_peer(cfg),
+        for cfg in wanted.into_values() {
+            self.upsert_peer(cfg);
+        }
+    }
+
+    fn upsert_peer(&mut self, cfg: PeerConfig) {
+        let a = cfg.address;
+        match self.peers.get_mut(&a) {
+            Some(p) if p.cfg == cfg => {}
+            Some(p) if p.cfg.session_key() == cfg.session_key() => {
+                // export policy or names only: resend what changed, keep the session
+                p.cfg = cfg;
+                self.sync_out(a, None);
             }
+            Some(_) => {
+                info!(peer = %a, "peer changed; restarting its session");
+                self.remove_peer(a, codes::CEASE_OTHER_CONFIG_CHANGE);
+                self.add_peer(cfg);
+            }
+            None => self.add_peer(cfg),
         }
     }
 

@@ -95,7 +95,7 @@ async fn two_speakers_exchange_and_withdraw() {
     );
 
     // removing the peer sends a Cease that the other side records
-    a.set_peers(vec![]);
+    a.remove_peer(lo());
     wait("Cease seen", || async {
         let s = b.status().await.unwrap();
         s.peers[0].state != SessionState::Established
