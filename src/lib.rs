@@ -2,5 +2,7 @@
 
 pub mod agent;
 pub mod config;
+pub mod dataplane;
 pub mod health;
 pub mod ctl;
+pub mod cni;

@@ -1,0 +1,740 @@
+//! `brindle-cni`: Brindle's CNI plugin (CNI spec 1.0: ADD, DEL, CHECK, VERSION; also the
+//! 1.1 STATUS and GC).
+//!
+//! Per pod interface it builds Calico's dataplane: a veth pair with the host end named
+//! `cali` + 11 hex chars of SHA-1(`"<namespace>.<pod>"`), MAC `ee:ee:ee:ee:ee:ee` and no
+//! address; the pod end (`CNI_IFNAME`) carries the pod's /32 (and /128) from the node's
+//! own block, a `169.254.1.1 dev eth0 scope link` route and `default via 169.254.1.1`
+//! (IPv6: `default via fe80::ecee:eeff:feee:eeee`); the host routes `<podIP>/32 dev caliX
+//! scope link proto 80` and answers ARP for 169.254.1.1 by proxy ARP. The endpoint is
+//! then recorded for the node agent (`brindle_felix::endpoint`).
+//!
+//! Network configuration (stdin):
+//! ```json
+//! {"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "brindle-cni",
+//!  "nodename": "node-a", "stateDir": "/var/lib/brindle",
+//!  "config": "/etc/brindle/cluster.yaml", "mtu": 1440, "log_level": "info"}
+//! ```
+//! `config` is the Calico resource file (file mode): the node's blocks are its confirmed
+//! `BlockAffinity` resources. Addresses are allocated by [`ipam`] under `<stateDir>/ipam`.
+//! The log goes to `<stateDir>/cni.log`; stdout carries only the result or the CNI error.
+
+pub mod conf;
+pub mod dataplane;
+pub mod error;
+pub mod ipam;
+pub mod log;
+pub mod result;
+
+use brindle_felix::endpoint::{self, EndpointRecord};
+use conf::{CniEnv, Command, NetConf, DEFAULT_VERSION, SUPPORTED_VERSIONS};
+use dataplane::{Link, GATEWAY_V4, GATEWAY_V6, HOST_MAC, ROUTE_PROTOCOL};
+pub use error::{code, CniError, Result};
+use ipam::{Ipam, Owner, Source};
+use ipnetwork::IpNetwork;
+use log::Logger;
+use sha1::{Digest, Sha1};
+use std::net::IpAddr;
+use std::path::Path;
+
+/// Route protocol of the routes inside the pod (`boot`, what `ip route add` uses).
+const POD_ROUTE_PROTOCOL: u8 = 3;
+
+/// The pod MTU when neither the configuration nor the agent says.
+pub const DEFAULT_MTU: u32 = 1500;
+
+/// Host-side veth name of a pod: `cali` + the first 11 hex characters of
+/// SHA-1(`"<namespace>.<pod>"`), as Calico names it.
+pub fn host_veth_name(namespace: &str, pod: &str) -> String {
+    let digest = Sha1::digest(format!("{namespace}.{pod}").as_bytes());
+    format!("cali{}", &hex::encode(digest)[..11])
+}
+
+/// What the plugin prints and its exit code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub stdout: String,
+    pub exit_code: i32,
+}
+
+/// Runs one invocation: `get` reads the environment, `stdin` is the network configuration.
+pub fn run(get: &dyn Fn(&str) -> Option<String>, stdin: &[u8]) -> Outcome {
+    let version = conf::sniff_version(stdin).unwrap_or_else(|| DEFAULT_VERSION.to_string());
+    match dispatch(get, stdin) {
+        Ok(stdout) => Outcome {
+            stdout,
+            exit_code: 0,
+        },
+        Err(e) => Outcome {
+            stdout: e.to_json(&version),
+            exit_code: 1,
+        },
+    }
+}
+
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8(buf[..end].to_vec()).ok()
+}
+
+fn dispatch(get: &dyn Fn(&str) -> Option<String>, stdin: &[u8]) -> Result<String> {
+    let command = conf::command_from(get)?;
+    if command == Command::Version {
+        return Ok(version_reply(stdin));
+    }
+    let conf = NetConf::parse(stdin, &hostname)?;
+    let mut log = Logger::open(
+        &conf.state_dir,
+        conf.log_level,
+        command.as_str().to_string(),
+    );
+    let res = match command {
+        Command::Add | Command::Del | Command::Check => {
+            let env = match CniEnv::from(command, get) {
+                Ok(env) => env,
+                Err(e) => {
+                    log.error(&e.to_string());
+                    return Err(e);
+                }
+            };
+            log.set_context(format!(
+                "{} {}/{} ns={}/{}",
+                command.as_str(),
+                env.container_id,
+                env.ifname,
+                env.pod_namespace(),
+                env.pod_name()
+            ));
+            log.debug(&format!(
+                "netns={:?} nodename={} stateDir={} config={}",
+                env.netns,
+                conf.nodename,
+                conf.state_dir.display(),
+                conf.config.display()
+            ));
+            match command {
+                Command::Add => cmd_add(&conf, &env, &log),
+                Command::Del => cmd_del(&conf, &env, &log).map(|()| String::new()),
+                _ => cmd_check(&conf, &env, &log).map(|()| String::new()),
+            }
+        }
+        Command::Status => cmd_status(&conf).map(|()| String::new()),
+        Command::Gc => cmd_gc(&conf, &log).map(|()| String::new()),
+        Command::Version => Ok(version_reply(stdin)),
+    };
+    match &res {
+        Ok(_) => log.info("ok"),
+        Err(e) => log.error(&e.to_string()),
+    }
+    res
+}
+
+fn version_reply(stdin: &[u8]) -> String {
+    let version = conf::sniff_version(stdin).unwrap_or_else(|| DEFAULT_VERSION.to_string());
+    serde_json::json!({
+        "cniVersion": version,
+        "supportedVersions": SUPPORTED_VERSIONS,
+    })
+    .to_string()
+}
+
+/// The node's address sources (IPv4, IPv6) from the Calico resource file.
+fn node_sources(conf: &NetConf) -> Result<Vec<Source>> {
+    let cfg = crate::config::load(&conf.config).map_err(|e| {
+        CniError::config(format!(
+            "cannot load the Calico resource file {}",
+            conf.config.display()
+        ))
+        .with_details(e.to_string())
+    })?;
+    let plan = cfg.node_plan(&conf.nodename).map_err(|e| {
+        CniError::config(format!(
+            "node {:?} is not usable in {}",
+            conf.nodename,
+            conf.config.display()
+        ))
+        .with_details(e.to_string())
+    })?;
+    let node = cfg.node(&conf.nodename);
+    let usable = |b: &IpNetwork| match cfg.pool_for(b) {
+        Some(p) => {
+            !p.disabled
+                && (p.allowed_uses.is_empty()
+                    || p.allowed_uses
+                        .contains(&crate::config::AllowedUse::Workload))
+        }
+        None => true,
+    };
+    let mut v4 = Source::default();
+    let mut v6 = Source::default();
+    for b in plan.blocks.iter().filter(|b| usable(b)) {
+        if b.is_ipv4() {
+            v4.blocks.push(*b);
+        } else {
+            v6.blocks.push(*b);
+        }
+    }
+    if let Some(n) = node {
+        v4.reserved
+            .extend(n.ipv4_address.map(|a| IpAddr::V4(a.ip())));
+        v4.reserved.extend(n.ipv4_ipip_tunnel_addr.map(IpAddr::V4));
+        v6.reserved
+            .extend(n.ipv6_address.map(|a| IpAddr::V6(a.ip())));
+    }
+    if v4.blocks.is_empty() && v6.blocks.is_empty() {
+        return Err(CniError::new(
+            code::NO_BLOCK,
+            format!(
+                "node {:?} has no address block: {} has no confirmed BlockAffinity for it in an enabled IPPool for workloads",
+                conf.nodename,
+                conf.config.display()
+            ),
+        ));
+    }
+    Ok(vec![v4, v6])
+}
+
+fn prefix_of(ip: IpAddr) -> u8 {
+    if ip.is_ipv4() {
+        32
+    } else {
+        128
+    }
+}
+
+fn host_net(ip: IpAddr) -> IpNetwork {
+    IpNetwork::new(ip, prefix_of(ip)).expect("full-length prefix is valid")
+}
+
+/// Reads the endpoint record of a container interface (None: none, or unreadable).
+fn read_record(state_dir: &Path, id: &str, ifname: &str, log: &Logger) -> Option<EndpointRecord> {
+    let path = endpoint::record_path(state_dir, id, ifname);
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            log.warn(&format!(
+                "ignoring unreadable endpoint record {}: {e}",
+                path.display()
+            ));
+            None
+        }
+    }
+}
+
+fn remove_record(state_dir: &Path, id: &str, ifname: &str) -> Result<()> {
+    let path = endpoint::record_path(state_dir, id, ifname);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CniError::io(format!(
+            "cannot remove {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// The host-side sysctls of a pod's veth (felix sets them too; the pod must work before).
+fn host_sysctls(iface: &str, ipv6: bool, log: &Logger) -> Result<()> {
+    dataplane::write_sysctl(&format!("ipv4/conf/{iface}/proxy_arp"), "1", false)?;
+    dataplane::write_sysctl(&format!("ipv4/conf/{iface}/forwarding"), "1", false)?;
+    dataplane::write_sysctl(&format!("ipv4/neigh/{iface}/proxy_delay"), "0", false)?;
+    dataplane::write_sysctl(&format!("ipv6/conf/{iface}/accept_ra"), "0", true)?;
+    if ipv6 {
+        // The pod's next hop is this end's EUI-64 link-local address: usable at once.
+        for (key, value) in [("accept_dad", "0"), ("addr_gen_mode", "0")] {
+            if let Err(e) =
+                dataplane::write_sysctl(&format!("ipv6/conf/{iface}/{key}"), value, true)
+            {
+                log.warn(&e.msg);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What ADD built.
+struct Built {
+    pod_mac: String,
+}
+
+/// Creates the veth pair and configures both ends. On failure the host end (and with it
+/// the pod end) is removed again.
+fn build_dataplane(
+    host_iface: &str,
+    env: &CniEnv,
+    ips: &[IpAddr],
+    mtu: u32,
+    log: &Logger,
+) -> Result<Built> {
+    let ns = dataplane::open_netns(Path::new(&env.netns))?;
+    let ns_ref = &ns;
+    let host = dataplane::with_netlink(|h| async move {
+        if let Some(old) = dataplane::link_by_name(&h, host_iface).await? {
+            log.info(&format!(
+                "{host_iface} already exists (index {}): deleting it first",
+                old.index
+            ));
+            dataplane::delete_link(&h, old.index, host_iface).await?;
+        }
+        dataplane::create_veth(&h, host_iface, &env.ifname, ns_ref, mtu).await?;
+        dataplane::link_by_name(&h, host_iface)
+            .await?
+            .ok_or_else(|| CniError::netlink(format!("{host_iface} vanished right after creation")))
+    })?;
+    log.debug(&format!(
+        "created {host_iface} (index {}) mtu {mtu}",
+        host.index
+    ));
+    let configured = configure(&host, ns, env, ips, log);
+    if configured.is_err() {
+        let _ = dataplane::with_netlink(|h| async move {
+            dataplane::delete_link(&h, host.index, &host.name).await
+        });
+    }
+    configured
+}
+
+fn configure(
+    host: &Link,
+    ns: std::fs::File,
+    env: &CniEnv,
+    ips: &[IpAddr],
+    log: &Logger,
+) -> Result<Built> {
+    let ipv6 = ips.iter().any(IpAddr::is_ipv6);
+    host_sysctls(&host.name, ipv6, log)?;
+    dataplane::with_netlink(|h| async move { dataplane::set_up(&h, host).await })?;
+
+    // Pod side, on a thread inside the pod's namespace.
+    let ifname = env.ifname.clone();
+    let pod_ips = ips.to_vec();
+    let pod_mac = dataplane::in_netns(ns, "configuring the pod side", move || {
+        if pod_ips.iter().any(IpAddr::is_ipv6) {
+            dataplane::write_sysctl(&format!("ipv6/conf/{ifname}/accept_dad"), "0", true)?;
+        }
+        dataplane::with_netlink(|h| async move {
+            let link = dataplane::link_by_name(&h, &ifname).await?.ok_or_else(|| {
+                CniError::netlink(format!("{ifname} is missing in the pod after creation"))
+            })?;
+            dataplane::set_up(&h, &link).await?;
+            for ip in &pod_ips {
+                dataplane::add_address(&h, &link, *ip, prefix_of(*ip)).await?;
+            }
+            if pod_ips.iter().any(IpAddr::is_ipv4) {
+                let gw = IpAddr::V4(GATEWAY_V4);
+                dataplane::replace_route(&h, host_net(gw), None, &link, POD_ROUTE_PROTOCOL).await?;
+                dataplane::replace_route(
+                    &h,
+                    "0.0.0.0/0".parse().expect("valid"),
+                    Some(gw),
+                    &link,
+                    POD_ROUTE_PROTOCOL,
+                )
+                .await?;
+            }
+            if pod_ips.iter().any(IpAddr::is_ipv6) {
+                dataplane::replace_route(
+                    &h,
+                    "::/0".parse().expect("valid"),
+                    Some(IpAddr::V6(GATEWAY_V6)),
+                    &link,
+                    POD_ROUTE_PROTOCOL,
+                )
+                .await?;
+            }
+            Ok(dataplane::format_mac(&link.mac))
+        })
+    })?;
+
+    // Host routes to the pod.
+    dataplane::with_netlink(|h| async move {
+        for ip in ips {
+            dataplane::replace_route(&h, host_net(*ip), None, host, ROUTE_PROTOCOL).await?;
+        }
+        Ok(())
+    })?;
+    Ok(Built { pod_mac })
+}
+
+fn cmd_add(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<String> {
+    let namespace = env.pod_namespace();
+    let pod = env.pod_name();
+    let host_iface = host_veth_name(&namespace, &pod);
+    let sources = node_sources(conf)?;
+    let mtu = conf
+        .mtu
+        .or_else(|| endpoint::read_mtu(&conf.state_dir))
+        .unwrap_or(DEFAULT_MTU);
+    let ipam = Ipam::new(&conf.state_dir);
+    let owner = Owner {
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+        namespace: namespace.clone(),
+        pod: pod.clone(),
+    };
+    let ips = ipam.allocate(&owner, &conf.nodename, &sources)?;
+    log.info(&format!(
+        "allocated {} for {host_iface}",
+        ips.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let undo = |e: CniError| -> CniError {
+        if let Err(re) = ipam.release(&env.container_id, &env.ifname) {
+            log.warn(&format!("releasing the addresses after a failed ADD: {re}"));
+        }
+        e
+    };
+    let built = build_dataplane(&host_iface, env, &ips, mtu, log).map_err(undo)?;
+    let record = EndpointRecord {
+        container_id: env.container_id.clone(),
+        ifname: env.ifname.clone(),
+        namespace,
+        pod,
+        host_iface: host_iface.clone(),
+        mac: built.pod_mac.clone(),
+        ips: ips.iter().map(|ip| host_net(*ip)).collect(),
+        netns: env.netns.clone(),
+    };
+    if let Err(e) = record.write(&conf.state_dir) {
+        let _ = dataplane::with_netlink(|h| async move {
+            if let Some(l) = dataplane::link_by_name(&h, &host_iface).await? {
+                dataplane::delete_link(&h, l.index, &host_iface).await?;
+            }
+            Ok(())
+        });
+        return Err(undo(CniError::io(format!(
+            "cannot write the endpoint record in {}: {e}",
+            endpoint::endpoints_dir(&conf.state_dir).display()
+        ))));
+    }
+    let result = result::AddResult {
+        interfaces: vec![
+            result::Interface {
+                name: host_iface,
+                mac: dataplane::format_mac(&HOST_MAC),
+                sandbox: None,
+            },
+            result::Interface {
+                name: env.ifname.clone(),
+                mac: built.pod_mac,
+                sandbox: Some(env.netns.clone()),
+            },
+        ],
+        ips: ips
+            .iter()
+            .map(|ip| result::IpConfig {
+                address: host_net(*ip),
+                gateway: Some(if ip.is_ipv4() {
+                    IpAddr::V4(GATEWAY_V4)
+                } else {
+                    IpAddr::V6(GATEWAY_V6)
+                }),
+                interface: 1,
+            })
+            .collect(),
+        routes: ips
+            .iter()
+            .map(|ip| {
+                if ip.is_ipv4() {
+                    result::Route {
+                        dst: "0.0.0.0/0".parse().expect("valid"),
+                        gw: Some(IpAddr::V4(GATEWAY_V4)),
+                    }
+                } else {
+                    result::Route {
+                        dst: "::/0".parse().expect("valid"),
+                        gw: Some(IpAddr::V6(GATEWAY_V6)),
+                    }
+                }
+            })
+            .collect(),
+    };
+    Ok(result.to_json(&conf.cni_version).to_string())
+}
+
+/// Removes the host veth `host_iface` (the pod end goes with it) and the routes to `ips`
+/// through it. A missing veth is fine.
+fn remove_host_side(host_iface: &str, ips: &[IpAddr], log: &Logger) -> Result<()> {
+    dataplane::with_netlink(|h| async move {
+        let Some(link) = dataplane::link_by_name(&h, host_iface).await? else {
+            log.info(&format!("{host_iface} does not exist (already deleted)"));
+            return Ok(());
+        };
+        for ip in ips {
+            dataplane::delete_routes(&h, host_net(*ip), link.index).await?;
+        }
+        dataplane::delete_link(&h, link.index, host_iface).await?;
+        log.info(&format!("deleted {host_iface}"));
+        Ok(())
+    })
+}
+
+/// Tears down one attachment: veth, routes, record, addresses. `fallback_iface` is the
+/// name computed from CNI_ARGS, used when there is no record.
+fn teardown(
+    state_dir: &Path,
+    id: &str,
+    ifname: &str,
+    fallback_iface: Option<String>,
+    log: &Logger,
+) -> Result<()> {
+    let record = read_record(state_dir, id, ifname, log);
+    let ipam = Ipam::new(state_dir);
+    let held = ipam.lookup(id, ifname)?;
+    let host_iface = record
+        .as_ref()
+        .map(|r| r.host_iface.clone())
+        .or(fallback_iface);
+    if let Some(host_iface) = host_iface {
+        // Only remove a veth this attachment owns: one its record names or, without a
+        // record, one of a half-done ADD that holds addresses. A newer sandbox of the same
+        // pod has the same veth name: leave its veth alone.
+        let claimed_by_other = endpoint::read_all(state_dir)
+            .0
+            .iter()
+            .any(|r| r.host_iface == host_iface && !(r.container_id == id && r.ifname == ifname));
+        if claimed_by_other {
+            log.info(&format!(
+                "{host_iface} now belongs to another container: not deleting it"
+            ));
+        } else if record.is_some() || !held.is_empty() {
+            let mut ips = held.clone();
+            for n in record.iter().flat_map(|r| r.ips.iter()) {
+                if !ips.contains(&n.ip()) {
+                    ips.push(n.ip());
+                }
+            }
+            remove_host_side(&host_iface, &ips, log)?;
+        } else {
+            log.info("unknown container: nothing to delete");
+        }
+    }
+    remove_record(state_dir, id, ifname)?;
+    let released = ipam.release(id, ifname)?;
+    if !released.is_empty() {
+        log.info(&format!(
+            "released {}",
+            released
+                .iter()
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn cmd_del(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
+    let fallback = host_veth_name(&env.pod_namespace(), &env.pod_name());
+    teardown(
+        &conf.state_dir,
+        &env.container_id,
+        &env.ifname,
+        Some(fallback),
+        log,
+    )
+}
+
+fn cmd_check(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
+    let id = &env.container_id;
+    let ifname = &env.ifname;
+    let Some(record) = read_record(&conf.state_dir, id, ifname, log) else {
+        return Err(CniError::check(format!(
+            "no endpoint record for container {id} interface {ifname} ({} is missing)",
+            endpoint::record_path(&conf.state_dir, id, ifname).display()
+        )));
+    };
+    let ips: Vec<IpAddr> = record.ips.iter().map(|n| n.ip()).collect();
+    let mut held = Ipam::new(&conf.state_dir).lookup(id, ifname)?;
+    held.sort();
+    let mut want = ips.clone();
+    want.sort();
+    if held != want {
+        return Err(CniError::check(format!(
+            "the IPAM allocations of container {id} ({held:?}) differ from its endpoint record ({want:?})"
+        )));
+    }
+    if let Some(prev) = &conf.prev_result {
+        let mut prev_ips: Vec<IpAddr> = result::addresses_of(prev).iter().map(|n| n.ip()).collect();
+        prev_ips.sort();
+        if !prev_ips.is_empty() && prev_ips != want {
+            return Err(CniError::check(format!(
+                "prevResult lists {prev_ips:?} but the pod has {want:?}"
+            )));
+        }
+    }
+    let host_iface = record.host_iface.clone();
+    // Host side.
+    dataplane::with_netlink(|h| {
+        let ips = ips.clone();
+        let host_iface = host_iface.clone();
+        async move {
+            let Some(link) = dataplane::link_by_name(&h, &host_iface).await? else {
+                return Err(CniError::check(format!(
+                    "host veth {host_iface} does not exist"
+                )));
+            };
+            if link.mac != HOST_MAC {
+                return Err(CniError::check(format!(
+                    "host veth {host_iface} has MAC {} instead of {}",
+                    dataplane::format_mac(&link.mac),
+                    dataplane::format_mac(&HOST_MAC)
+                )));
+            }
+            if !link.up {
+                return Err(CniError::check(format!("host veth {host_iface} is down")));
+            }
+            for ip in &ips {
+                let routes = dataplane::main_routes(&h, ip.is_ipv4()).await?;
+                let dst = host_net(*ip);
+                if !routes.iter().any(|r| {
+                    r.dst == dst && r.oif == Some(link.index) && r.protocol == ROUTE_PROTOCOL
+                }) {
+                    return Err(CniError::check(format!(
+                        "the host has no route {dst} dev {host_iface} proto {ROUTE_PROTOCOL}"
+                    )));
+                }
+            }
+            Ok(())
+        }
+    })?;
+    // Pod side.
+    let ns = dataplane::open_netns(Path::new(&env.netns)).map_err(|e| CniError::check(e.msg))?;
+    let ifname = ifname.clone();
+    let pod_mac = record.mac.clone();
+    dataplane::in_netns(ns, "checking the pod side", move || {
+        dataplane::with_netlink(|h| async move {
+            let Some(link) = dataplane::link_by_name(&h, &ifname).await? else {
+                return Err(CniError::check(format!(
+                    "{ifname} does not exist in the pod"
+                )));
+            };
+            if !link.up {
+                return Err(CniError::check(format!("{ifname} is down in the pod")));
+            }
+            if !pod_mac.is_empty() && dataplane::format_mac(&link.mac) != pod_mac {
+                return Err(CniError::check(format!(
+                    "{ifname} has MAC {} but the record says {pod_mac}",
+                    dataplane::format_mac(&link.mac)
+                )));
+            }
+            let addrs = dataplane::addresses(&h, link.index).await?;
+            for ip in &ips {
+                if !addrs.contains(&host_net(*ip)) {
+                    return Err(CniError::check(format!(
+                        "{ifname} in the pod does not have {}",
+                        host_net(*ip)
+                    )));
+                }
+            }
+            if ips.iter().any(IpAddr::is_ipv4) {
+                let routes = dataplane::main_routes(&h, true).await?;
+                let gw = IpAddr::V4(GATEWAY_V4);
+                if !routes.iter().any(|r| {
+                    r.dst == host_net(gw) && r.oif == Some(link.index) && r.gateway.is_none()
+                }) {
+                    return Err(CniError::check(format!(
+                        "the pod has no route {GATEWAY_V4} dev {ifname} scope link"
+                    )));
+                }
+                if !routes.iter().any(|r| {
+                    r.dst.prefix() == 0 && r.gateway == Some(gw) && r.oif == Some(link.index)
+                }) {
+                    return Err(CniError::check(format!(
+                        "the pod has no route default via {GATEWAY_V4} dev {ifname}"
+                    )));
+                }
+            }
+            if ips.iter().any(IpAddr::is_ipv6) {
+                let routes = dataplane::main_routes(&h, false).await?;
+                if !routes.iter().any(|r| {
+                    r.dst.prefix() == 0
+                        && r.gateway == Some(IpAddr::V6(GATEWAY_V6))
+                        && r.oif == Some(link.index)
+                }) {
+                    return Err(CniError::check(format!(
+                        "the pod has no route default via {GATEWAY_V6} dev {ifname}"
+                    )));
+                }
+            }
+            Ok(())
+        })
+    })
+}
+
+fn cmd_status(conf: &NetConf) -> Result<()> {
+    node_sources(conf).map(|_| ()).map_err(|e| {
+        CniError::new(
+            code::NOT_AVAILABLE,
+            format!("brindle-cni cannot add pods: {}", e.msg),
+        )
+        .with_details(e.details)
+    })
+}
+
+fn cmd_gc(conf: &NetConf, log: &Logger) -> Result<()> {
+    let Some(valid) = &conf.valid_attachments else {
+        return Err(CniError::config(
+            "GC needs \"cni.dev/valid-attachments\" in the network configuration",
+        ));
+    };
+    let keep = |id: &str, ifname: &str| valid.iter().any(|(v, i)| v == id && i == ifname);
+    let (records, _) = endpoint::read_all(&conf.state_dir);
+    for r in records.iter().filter(|r| !keep(&r.container_id, &r.ifname)) {
+        log.info(&format!(
+            "GC: removing stale attachment {}/{}",
+            r.container_id, r.ifname
+        ));
+        teardown(&conf.state_dir, &r.container_id, &r.ifname, None, log)?;
+    }
+    let released =
+        Ipam::new(&conf.state_dir).release_unless(&|o| keep(&o.container_id, &o.ifname))?;
+    for a in released {
+        log.info(&format!("GC: released {} of {:?}", a.ip, a.owner));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names_match_calico() {
+        // sha1("default.nginx") = c440f455693b...
+        assert_eq!(host_veth_name("default", "nginx"), "calic440f455693");
+        assert_eq!(
+            host_veth_name("kube-system", "coredns-5d78c9869d-abcde"),
+            "cali4d5f75c480c"
+        );
+        assert_eq!(host_veth_name("a", "b").len(), 15);
+    }
+
+    #[test]
+    fn version_and_errors() {
+        let env = |k: &str| (k == "CNI_COMMAND").then(|| "VERSION".to_string());
+        let out = run(&env, b"");
+        assert_eq!(out.exit_code, 0);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["cniVersion"], "1.0.0");
+        assert_eq!(v["supportedVersions"][3], "1.0.0");
+        let out = run(&env, br#"{"cniVersion":"0.4.0"}"#);
+        assert!(out.stdout.contains("\"cniVersion\":\"0.4.0\""));
+
+        let env = |k: &str| (k == "CNI_COMMAND").then(|| "ADD".to_string());
+        let out = run(&env, br#"{"cniVersion":"0.3.1","name":"x"}"#);
+        assert_eq!(out.exit_code, 1);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        assert_eq!(v["code"], 4);
+        assert_eq!(v["cniVersion"], "0.3.1");
+    }
+}
