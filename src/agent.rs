@@ -31,6 +31,11 @@ pub struct NodeOptions {
     pub reload_interval: Duration,
     /// Address for `/metrics`, `/liveness`, `/readiness` (None: off).
     pub http_address: Option<SocketAddr>,
+    /// Program the kernel (felix). Off: BGP only.
+    pub dataplane: bool,
+    /// On shutdown, remove every route and link Brindle owns (default: leave them, so a
+    /// restart does not interrupt traffic).
+    pub cleanup: bool,
 }
 
 /// Converts one planned session into the speaker's peer configuration.
@@ -89,9 +94,10 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
     Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
-fn load_plan(opts: &NodeOptions) -> anyhow::Result<NodePlan> {
+fn load_plan(opts: &NodeOptions) -> anyhow::Result<(config::ClusterConfig, NodePlan)> {
     let cfg = config::load(&opts.config)?;
-    Ok(cfg.node_plan(&opts.node_name)?)
+    let plan = cfg.node_plan(&opts.node_name)?;
+    Ok((cfg, plan))
 }
 
 /// Binds the BGP listener: the given addresses, else both wildcards (IPv4 only when the
@@ -132,12 +138,17 @@ fn apply_plan(speaker: &Speaker, plan: &NodePlan) {
 }
 
 /// Serves `status` and `routes` requests on the Unix socket.
-async fn serve_status(listener: UnixListener, speaker: Speaker) {
+async fn serve_status(
+    listener: UnixListener,
+    speaker: Speaker,
+    dataplane: crate::dataplane::SharedStatus,
+) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let speaker = speaker.clone();
+        let dataplane = dataplane.clone();
         tokio::spawn(async move {
             let (rd, mut wr) = stream.into_split();
             let mut line = String::new();
@@ -149,10 +160,10 @@ async fn serve_status(listener: UnixListener, speaker: Speaker) {
                 return;
             }
             let body = match line.trim() {
-                STATUS_REQUEST => speaker
-                    .status()
-                    .await
-                    .and_then(|s| serde_json::to_string(&s).ok()),
+                STATUS_REQUEST => speaker.status().await.and_then(|mut s| {
+                    s.dataplane = dataplane.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    serde_json::to_string(&s).ok()
+                }),
                 ROUTES_REQUEST => speaker
                     .routes()
                     .await
@@ -189,13 +200,14 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
     let mut stamp = file_stamp(&opts.config);
-    let mut plan = load_plan(&opts)?;
+    let (cfg, mut plan) = load_plan(&opts)?;
     info!(node = %plan.node_name, router_id = %plan.router_id, asn = plan.local_as, peers = plan.peers.len(), prefixes = plan.advertise.len(), "configuration loaded");
     let (speaker, mut fib) = start_speaker(&plan, &opts)?;
     info!(listen = ?speaker.listen_addrs(), "BGP listening");
     apply_plan(&speaker, &plan);
     let status = bind_status_socket(&opts.status_socket)?;
-    tokio::spawn(serve_status(status, speaker.clone()));
+    let dp_status = crate::dataplane::SharedStatus::default();
+    tokio::spawn(serve_status(status, speaker.clone(), dp_status.clone()));
     let dataplane_metrics = std::sync::Arc::new(crate::health::DataplaneMetrics::default());
     if let Some(addr) = opts.http_address {
         let (sp, dp) = (speaker.clone(), dataplane_metrics.clone());
@@ -206,15 +218,57 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         });
     }
 
-    // Learned routes: the dataplane (felix) consumes these; until it is wired in they are logged.
+    // The dataplane model: configuration + CNI endpoint records + routes BGP learned.
+    let mut asm = crate::dataplane::ModelAssembler {
+        base: crate::dataplane::base_model(&cfg, &plan),
+        endpoints: Vec::new(),
+        learned: BTreeMap::new(),
+    };
+    let (model_tx, model_rx) = tokio::sync::watch::channel(asm.model());
+    let (base_tx, mut base_rx) = mpsc::unbounded_channel();
+    let state_dir = opts.state_dir.clone();
     tokio::spawn(async move {
-        while let Some(change) = fib.recv().await {
-            if change.next_hops.is_empty() {
-                info!(prefix = %change.prefix, "learned route removed");
-            } else {
-                info!(prefix = %change.prefix, next_hops = ?change.next_hops, "learned route");
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut bad_seen = std::collections::BTreeSet::new();
+        loop {
+            tokio::select! {
+                c = fib.recv() => match c {
+                    Some(c) => {
+                        tracing::debug!(prefix = %c.prefix, next_hops = ?c.next_hops, "learned route change");
+                        asm.learned_change(&c);
+                    }
+                    None => break,
+                },
+                Some(b) = base_rx.recv() => asm.base = b,
+                _ = tick.tick() => {
+                    let (records, bad) = brindle_felix::endpoint::read_all(&state_dir);
+                    for (path, e) in bad {
+                        if bad_seen.insert(path.clone()) {
+                            warn!(file = %path.display(), error = %e, "unreadable endpoint record ignored");
+                        }
+                    }
+                    asm.endpoints = crate::dataplane::endpoints(&records);
+                }
             }
+            let m = asm.model();
+            model_tx.send_if_modified(|cur| {
+                if *cur != m {
+                    *cur = m;
+                    true
+                } else {
+                    false
+                }
+            });
         }
+    });
+    let felix = opts.dataplane.then(|| {
+        crate::dataplane::spawn(
+            opts.state_dir.clone(),
+            model_rx,
+            dp_status.clone(),
+            dataplane_metrics.clone(),
+            opts.cleanup,
+        )
     });
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -230,7 +284,8 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                 }
                 stamp = now;
                 match load_plan(&opts) {
-                    Ok(new) => {
+                    Ok((cfg, new)) => {
+                        let _ = base_tx.send(crate::dataplane::base_model(&cfg, &new));
                         if new == plan {
                             continue;
                         }
@@ -248,6 +303,14 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     }
     info!("shutting down");
     speaker.shutdown().await;
+    if let Some((stop, handle)) = felix {
+        let _ = stop.send(());
+        match tokio::task::spawn_blocking(move || handle.join()).await {
+            Ok(Ok(Err(e))) => error!("dataplane: {e:#}"),
+            Ok(Err(_)) => error!("dataplane thread panicked"),
+            _ => {}
+        }
+    }
     let _ = std::fs::remove_file(&opts.status_socket);
     Ok(())
 }

@@ -258,6 +258,23 @@ pub fn render_status_table(status: &SpeakerStatus, now: DateTime<Local>) -> Stri
             ));
         }
     }
+    if let Some(d) = &status.dataplane {
+        out.push_str(&format!(
+            "\nDataplane: {} routes programmed, {} local endpoints, host MTU {}, pod MTU {}, last apply {} ({:.1} ms)\n",
+            d.routes_programmed,
+            d.local_endpoints,
+            d.host_mtu,
+            d.pod_mtu,
+            format_since(&d.last_apply, now),
+            d.last_apply_millis
+        ));
+        for w in &d.warnings {
+            out.push_str(&format!("WARNING: {w}\n"));
+        }
+        for e in &d.errors {
+            out.push_str(&format!("ERROR: {e}\n"));
+        }
+    }
     out
 }
 

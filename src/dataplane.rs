@@ -33,7 +33,12 @@ fn pool(p: &IpPoolSpec) -> Pool {
 }
 
 fn active_blocks(cfg: &ClusterConfig, node: &str) -> Vec<IpNetwork> {
-    let mut v: Vec<IpNetwork> = cfg.block_affinities.iter().filter(|b| b.node == node && b.is_active()).map(|b| b.cidr).collect();
+    let mut v: Vec<IpNetwork> = cfg
+        .block_affinities
+        .iter()
+        .filter(|b| b.node == node && b.is_active())
+        .map(|b| b.cidr)
+        .collect();
     v.sort_by_key(|n| (n.ip(), n.prefix()));
     v.dedup();
     v
@@ -42,7 +47,9 @@ fn active_blocks(cfg: &ClusterConfig, node: &str) -> Vec<IpNetwork> {
 /// First address of the node's first block in a pool with the given encapsulation.
 fn tunnel_addr(cfg: &ClusterConfig, blocks: &[IpNetwork], ipip: bool) -> Option<Ipv4Addr> {
     blocks.iter().find_map(|b| {
-        let IpAddr::V4(a) = b.network() else { return None };
+        let IpAddr::V4(a) = b.network() else {
+            return None;
+        };
         let p = cfg.pool_for(b)?;
         let mode = if ipip { p.ipip_mode } else { p.vxlan_mode };
         (mode != CfgEncap::Never && !p.disabled).then_some(a)
@@ -63,7 +70,9 @@ pub fn base_model(cfg: &ClusterConfig, plan: &NodePlan) -> Model {
                 name: n.name.clone(),
                 ipv4: n.ipv4_address,
                 ipv6: n.ipv6_address,
-                ipip_tunnel_addr: n.ipv4_ipip_tunnel_addr.or_else(|| tunnel_addr(cfg, &blocks, true)),
+                ipip_tunnel_addr: n
+                    .ipv4_ipip_tunnel_addr
+                    .or_else(|| tunnel_addr(cfg, &blocks, true)),
                 vxlan_tunnel_addr: tunnel_addr(cfg, &blocks, false),
                 vxlan_mac: None,
                 blocks,
@@ -75,7 +84,9 @@ pub fn base_model(cfg: &ClusterConfig, plan: &NodePlan) -> Model {
         node_ipv4: plan.ipv4_address,
         node_ipv6: plan.ipv6_address,
         pools: cfg.ip_pools.iter().map(pool).collect(),
-        ipip_tunnel_addr: me.and_then(|n| n.ipv4_ipip_tunnel_addr).or_else(|| tunnel_addr(cfg, &own, true)),
+        ipip_tunnel_addr: me
+            .and_then(|n| n.ipv4_ipip_tunnel_addr)
+            .or_else(|| tunnel_addr(cfg, &own, true)),
         vxlan_tunnel_addr: tunnel_addr(cfg, &own, false),
         own_blocks: own,
         endpoints: Vec::new(),
@@ -88,10 +99,146 @@ pub fn base_model(cfg: &ClusterConfig, plan: &NodePlan) -> Model {
 pub fn endpoints(records: &[EndpointRecord]) -> Vec<LocalEndpoint> {
     let mut v: Vec<LocalEndpoint> = records
         .iter()
-        .map(|r| LocalEndpoint { iface: r.host_iface.clone(), ips: r.ips.clone(), mac: Some(r.mac.clone()) })
+        .map(|r| LocalEndpoint {
+            iface: r.host_iface.clone(),
+            ips: r.ips.clone(),
+            mac: Some(r.mac.clone()),
+        })
         .collect();
     v.sort_by(|a, b| a.iface.cmp(&b.iface));
     v
+}
+
+/// What the dataplane thread reports back to the agent.
+pub type SharedStatus =
+    std::sync::Arc<std::sync::Mutex<Option<brindle_bgp::status::DataplaneStatus>>>;
+
+/// Converts an apply report into the status document and the metrics.
+pub fn record_report(
+    r: &brindle_felix::ApplyReport,
+    status: &SharedStatus,
+    m: &crate::health::DataplaneMetrics,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    m.routes_programmed
+        .store(r.routes_programmed as u64, Relaxed);
+    m.local_endpoints.store(r.local_endpoints as u64, Relaxed);
+    m.applies.fetch_add(1, Relaxed);
+    if r.resync {
+        m.resyncs.fetch_add(1, Relaxed);
+    }
+    m.errors.fetch_add(r.errors.len() as u64, Relaxed);
+    m.last_apply_micros
+        .store(r.duration.as_micros() as u64, Relaxed);
+    let s = brindle_bgp::status::DataplaneStatus {
+        routes_programmed: r.routes_programmed as u64,
+        local_endpoints: r.local_endpoints as u64,
+        host_mtu: r.host_mtu,
+        pod_mtu: r.pod_mtu,
+        last_apply: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        last_apply_millis: r.duration.as_secs_f64() * 1000.0,
+        warnings: r.warnings.iter().map(|w| w.to_string()).collect(),
+        errors: r.errors.clone(),
+    };
+    *status.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+}
+
+/// Runs felix on its own thread (netlink sockets and /proc/sys follow the thread's
+/// namespace; a dedicated current-thread runtime keeps that simple). Returns a sender
+/// that stops it; the join handle's result says whether it ran.
+pub fn spawn(
+    state_dir: std::path::PathBuf,
+    models: tokio::sync::watch::Receiver<Model>,
+    status: SharedStatus,
+    metrics: std::sync::Arc<crate::health::DataplaneMetrics>,
+    cleanup_on_exit: bool,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<anyhow::Result<()>>,
+) {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let h = std::thread::Builder::new()
+        .name("felix".into())
+        .spawn(move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let cfg = brindle_felix::DataplaneConfig {
+                    state_dir: Some(state_dir),
+                    ..Default::default()
+                };
+                let mut dp = brindle_felix::Dataplane::new(cfg)?;
+                let mut last_warnings: Vec<String> = Vec::new();
+                dp.run(
+                    models,
+                    |r| {
+                        record_report(r, &status, &metrics);
+                        for e in &r.errors {
+                            tracing::error!(error = %e, "dataplane");
+                        }
+                        let w: Vec<String> = r.warnings.iter().map(|w| w.to_string()).collect();
+                        if w != last_warnings {
+                            for x in &w {
+                                tracing::warn!(warning = %x, "dataplane");
+                            }
+                            last_warnings = w;
+                        }
+                        if r.changes() > 0 {
+                            tracing::info!(
+                                added = r.routes_added,
+                                removed = r.routes_removed,
+                                programmed = r.routes_programmed,
+                                endpoints = r.local_endpoints,
+                                ms = r.duration.as_secs_f64() * 1000.0,
+                                resync = r.resync,
+                                "dataplane applied"
+                            );
+                        }
+                    },
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                )
+                .await?;
+                if cleanup_on_exit {
+                    let c = dp.cleanup().await?;
+                    tracing::info!(
+                        routes = c.routes_removed,
+                        "dataplane cleaned up (--cleanup)"
+                    );
+                }
+                Ok(())
+            })
+        })
+        .expect("spawn felix thread");
+    (stop_tx, h)
+}
+
+/// Assembles the model from its three sources and publishes it when it changes.
+pub struct ModelAssembler {
+    pub base: Model,
+    pub endpoints: Vec<LocalEndpoint>,
+    pub learned: BTreeMap<IpNetwork, Vec<IpAddr>>,
+}
+
+impl ModelAssembler {
+    pub fn model(&self) -> Model {
+        let mut m = self.base.clone();
+        m.endpoints = self.endpoints.clone();
+        m.learned = self.learned.clone();
+        m
+    }
+
+    /// Applies a learned-route change from BGP.
+    pub fn learned_change(&mut self, c: &brindle_bgp::rib::FibChange) {
+        let net: IpNetwork = c.prefix.into();
+        if c.next_hops.is_empty() {
+            self.learned.remove(&net);
+        } else {
+            self.learned.insert(net, c.next_hops.clone());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -130,12 +277,21 @@ spec: {node: b, cidr: 10.65.0.64/26}
         let cfg = crate::config::parse("t.yaml", YAML).unwrap();
         let plan = cfg.node_plan("a").unwrap();
         let m = base_model(&cfg, &plan);
-        assert_eq!(m.own_blocks, vec!["10.65.0.0/26".parse::<IpNetwork>().unwrap()]);
+        assert_eq!(
+            m.own_blocks,
+            vec!["10.65.0.0/26".parse::<IpNetwork>().unwrap()]
+        );
         assert_eq!(m.ipip_tunnel_addr, Some("10.65.0.0".parse().unwrap()));
         assert_eq!(m.vxlan_tunnel_addr, None);
         assert_eq!(m.pools[0].ipip_mode, EncapMode::CrossSubnet);
         assert_eq!(m.remote_nodes.len(), 1);
-        assert_eq!(m.remote_nodes[0].ipip_tunnel_addr, Some("10.65.0.64".parse().unwrap()));
-        assert_eq!(m.remote_nodes[0].blocks, vec!["10.65.0.64/26".parse::<IpNetwork>().unwrap()]);
+        assert_eq!(
+            m.remote_nodes[0].ipip_tunnel_addr,
+            Some("10.65.0.64".parse().unwrap())
+        );
+        assert_eq!(
+            m.remote_nodes[0].blocks,
+            vec!["10.65.0.64/26".parse::<IpNetwork>().unwrap()]
+        );
     }
 }

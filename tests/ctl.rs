@@ -46,6 +46,7 @@ fn canned_status() -> SpeakerStatus {
             hold_time: Some(90),
             remote_router_id: Some("172.17.8.102".parse().unwrap()),
         }],
+        dataplane: None,
     }
 }
 

@@ -837,6 +837,7 @@ impl Core {
             as_number: self.cfg.local_as,
             listen: self.listen.iter().map(|a| a.to_string()).collect(),
             peers,
+            dataplane: None,
         }
     }
 

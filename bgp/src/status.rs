@@ -100,6 +100,25 @@ pub struct SpeakerStatus {
     pub as_number: u32,
     pub listen: Vec<String>,
     pub peers: Vec<PeerStatus>,
+    /// Filled in by the node agent when it runs the dataplane (not by the speaker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane: Option<DataplaneStatus>,
+}
+
+/// The dataplane's last apply, as part of the node status document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DataplaneStatus {
+    pub routes_programmed: u64,
+    pub local_endpoints: u64,
+    pub host_mtu: u32,
+    pub pod_mtu: u32,
+    /// RFC 3339 time of the last apply.
+    pub last_apply: String,
+    pub last_apply_millis: f64,
+    /// Conditions that will drop traffic (e.g. rp_filter), worded for operators.
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
 }
 
 /// One route in the speaker's Loc-RIB, as served for `brindlectl node routes`.

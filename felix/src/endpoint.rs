@@ -57,7 +57,10 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 impl EndpointRecord {
     pub fn write(&self, state_dir: &Path) -> io::Result<()> {
         let data = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        write_atomic(&record_path(state_dir, &self.container_id, &self.ifname), &data)
+        write_atomic(
+            &record_path(state_dir, &self.container_id, &self.ifname),
+            &data,
+        )
     }
 }
 
@@ -66,11 +69,19 @@ impl EndpointRecord {
 pub fn read_all(state_dir: &Path) -> (Vec<EndpointRecord>, Vec<(PathBuf, String)>) {
     let mut ok = Vec::new();
     let mut bad = Vec::new();
-    let Ok(rd) = std::fs::read_dir(endpoints_dir(state_dir)) else { return (ok, bad) };
-    let mut paths: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "json")).collect();
+    let Ok(rd) = std::fs::read_dir(endpoints_dir(state_dir)) else {
+        return (ok, bad);
+    };
+    let mut paths: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
     paths.sort();
     for p in paths {
-        match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice::<EndpointRecord>(&b).map_err(|e| e.to_string())) {
+        match std::fs::read(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<EndpointRecord>(&b).map_err(|e| e.to_string()))
+        {
             Ok(r) => ok.push(r),
             Err(e) => bad.push((p, e)),
         }
@@ -80,7 +91,11 @@ pub fn read_all(state_dir: &Path) -> (Vec<EndpointRecord>, Vec<(PathBuf, String)
 
 /// Reads the pod MTU the agent computed (None when the agent has not written it yet).
 pub fn read_mtu(state_dir: &Path) -> Option<u32> {
-    std::fs::read_to_string(mtu_path(state_dir)).ok()?.trim().parse().ok()
+    std::fs::read_to_string(mtu_path(state_dir))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]

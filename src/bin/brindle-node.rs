@@ -37,6 +37,13 @@ struct Args {
     /// Address for /metrics, /liveness and /readiness ("off" to disable).
     #[arg(long, default_value = "127.0.0.1:9099")]
     http_address: String,
+    /// Do not program the kernel (BGP only).
+    #[arg(long)]
+    no_dataplane: bool,
+    /// On shutdown remove every route and tunnel Brindle programmed (default: leave them so
+    /// a restart does not interrupt traffic).
+    #[arg(long)]
+    cleanup: bool,
     /// Seconds between checks of the configuration file.
     #[arg(long, default_value_t = 1.0)]
     reload_interval: f64,
@@ -63,6 +70,8 @@ fn main() {
     };
     let opts = NodeOptions {
         http_address,
+        dataplane: !args.no_dataplane,
+        cleanup: args.cleanup,
         config: args.config,
         node_name: args.node_name,
         state_dir: args.state_dir,
