@@ -84,7 +84,14 @@ fn speaker_config(plan: &NodePlan, listen: Vec<SocketAddr>) -> SpeakerConfig {
         listen,
         next_hop_v4: plan.ipv4_address.map(|a| IpAddr::V4(a.ip())),
         next_hop_v6: plan.ipv6_address.map(|a| IpAddr::V6(a.ip())),
+        restarting: false,
     }
+}
+
+/// Marker left in the state directory by a graceful shutdown, so that the next start
+/// announces itself as restarting (RFC 4724 Restart State bit).
+fn restart_marker(state_dir: &Path) -> PathBuf {
+    state_dir.join("bgp-graceful-restart")
 }
 
 /// Fingerprint of the file, to notice edits (also replacement by rename).
@@ -113,22 +120,27 @@ fn start_speaker(
             .iter()
             .map(|a| SocketAddr::new(*a, port))
             .collect();
-        return Speaker::start(speaker_config(plan, addrs.clone()))
+        return Speaker::start(restarting(speaker_config(plan, addrs.clone()), opts))
             .with_context(|| format!("cannot listen on {addrs:?}"));
     }
     let both = vec![
         SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
         SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
     ];
-    match Speaker::start(speaker_config(plan, both)) {
+    match Speaker::start(restarting(speaker_config(plan, both), opts)) {
         Ok(s) => Ok(s),
         Err(e) => {
             warn!(error = %e, "cannot listen on [::]:{port}; trying IPv4 only");
             let v4 = vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)];
-            Speaker::start(speaker_config(plan, v4))
+            Speaker::start(restarting(speaker_config(plan, v4), opts))
                 .with_context(|| format!("cannot listen on 0.0.0.0:{port}"))
         }
     }
+}
+
+fn restarting(mut c: SpeakerConfig, opts: &NodeOptions) -> SpeakerConfig {
+    c.restarting = restart_marker(&opts.state_dir).exists();
+    c
 }
 
 fn apply_plan(speaker: &Speaker, plan: &NodePlan) {
@@ -203,6 +215,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let (cfg, mut plan) = load_plan(&opts)?;
     info!(node = %plan.node_name, router_id = %plan.router_id, asn = plan.local_as, peers = plan.peers.len(), prefixes = plan.advertise.len(), "configuration loaded");
     let (speaker, mut fib) = start_speaker(&plan, &opts)?;
+    let _ = std::fs::remove_file(restart_marker(&opts.state_dir));
     info!(listen = ?speaker.listen_addrs(), "BGP listening");
     apply_plan(&speaker, &plan);
     let status = bind_status_socket(&opts.status_socket)?;
@@ -302,7 +315,16 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         }
     }
     info!("shutting down");
-    speaker.shutdown().await;
+    if opts.cleanup {
+        speaker.shutdown().await;
+    } else {
+        // routes stay in the kernel; peers that support graceful restart keep ours too
+        speaker.shutdown_for_restart().await;
+        let _ = std::fs::write(
+            restart_marker(&opts.state_dir),
+            chrono::Utc::now().to_rfc3339(),
+        );
+    }
     if let Some((stop, handle)) = felix {
         let _ = stop.send(());
         match tokio::task::spawn_blocking(move || handle.join()).await {

@@ -102,6 +102,11 @@ pub struct Update {
     pub treat_as_withdraw: Option<String>,
     /// RFC 7606 attribute-discard notes, for the log.
     pub discarded: Vec<String>,
+    /// An UPDATE may announce routes both in its NLRI field (next hop: NEXT_HOP) and in
+    /// MP_REACH_NLRI (next hop: the MP_REACH one), e.g. IPv4 and IPv6 together
+    /// (RFC 4760 §3). [`PathAttrs`] holds one next hop, so the MP_REACH routes come here
+    /// with their own attributes; the session hands them over as a separate UPDATE.
+    pub mp_reach: Option<Box<Update>>,
 }
 
 /// Any BGP message.
@@ -394,7 +399,7 @@ fn decode_update(msg: &[u8], ctx: &UpdateContext) -> Result<Update, Notification
             });
         }
     };
-    let mut u = from_netgauze_update(&parsed, ctx.asn4);
+    let mut u = from_netgauze_update(&parsed, ctx);
     u.discarded = discarded;
     if u.attrs.is_some() && u.announced.is_empty() && u.withdrawn.is_empty() {
         // attributes without NLRI: nothing to do
@@ -498,7 +503,8 @@ fn merge_as4(as_path: Vec<AsSegment>, as4: Vec<AsSegment>) -> Vec<AsSegment> {
     out
 }
 
-fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
+fn from_netgauze_update(u: &BgpUpdateMessage, ctx: &UpdateContext) -> Update {
+    let asn4 = ctx.asn4;
     let mut out = Update::default();
     out.withdrawn
         .extend(u.withdraw_routes().iter().filter_map(|a| {
@@ -514,6 +520,10 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
     let mut agg4: Option<(u32, Ipv4Addr)> = None;
     let mut mp_unreach_empty: Option<Afi> = None;
     let mut has_attrs = false;
+    // next hops by where the routes were: NEXT_HOP for the NLRI field, MP_REACH's own
+    let mut nlri_next_hop: Option<IpAddr> = None;
+    let mut mp_next_hop: Option<(IpAddr, Option<std::net::Ipv6Addr>)> = None;
+    let mut mp_announced: Vec<Prefix> = Vec::new();
     for a in u.path_attributes() {
         has_attrs = true;
         match a.value() {
@@ -555,7 +565,7 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
                     )
                 }
             }
-            pa::PathAttributeValue::NextHop(n) => attrs.next_hop = Some(IpAddr::V4(n.next_hop())),
+            pa::PathAttributeValue::NextHop(n) => nlri_next_hop = Some(IpAddr::V4(n.next_hop())),
             pa::PathAttributeValue::MultiExitDiscriminator(m) => attrs.med = Some(m.metric()),
             pa::PathAttributeValue::LocalPreference(l) => attrs.local_pref = Some(l.metric()),
             pa::PathAttributeValue::AtomicAggregate(_) => attrs.atomic_aggregate = true,
@@ -599,8 +609,8 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
             }
             pa::PathAttributeValue::MpReach(r) => match r {
                 pa::MpReach::Ipv4Unicast { next_hop, nlri, .. } => {
-                    attrs.next_hop = Some(*next_hop);
-                    out.announced.extend(nlri.iter().filter_map(|a| {
+                    mp_next_hop = Some((*next_hop, None));
+                    mp_announced.extend(nlri.iter().filter_map(|a| {
                         let n = a.network().address();
                         Prefix::new(IpAddr::V4(n.addr()), n.prefix_len())
                     }));
@@ -610,9 +620,8 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
                     next_hop_local,
                     nlri,
                 } => {
-                    attrs.next_hop = Some(IpAddr::V6(*next_hop_global));
-                    attrs.next_hop_local = *next_hop_local;
-                    out.announced.extend(nlri.iter().filter_map(|a| {
+                    mp_next_hop = Some((IpAddr::V6(*next_hop_global), *next_hop_local));
+                    mp_announced.extend(nlri.iter().filter_map(|a| {
                         let n = a.network().address();
                         Prefix::new(IpAddr::V6(n.addr()), n.prefix_len())
                     }));
@@ -651,8 +660,11 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
                             3
                         };
                         if b.len() >= h {
+                            // Extended Length is a detail of the wire form (the
+                            // encoder picks it from the value's length): leave it out so
+                            // equal attributes compare equal
                             attrs.unknown.push((
-                                b[0] | validate::FLAG_PARTIAL,
+                                (b[0] | validate::FLAG_PARTIAL) & !validate::FLAG_EXTENDED,
                                 b[1],
                                 b[h..].to_vec(),
                             ));
@@ -664,7 +676,19 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
         }
     }
     if let Some(as4) = as4 {
-        attrs.as_path = merge_as4(std::mem::take(&mut attrs.as_path), as4);
+        let merged = merge_as4(attrs.as_path.clone(), as4);
+        // An eBGP neighbour prepends its own AS to AS_PATH only (a 2-octet speaker writes
+        // no AS4_PATH for itself), so an AS4_PATH that would replace the neighbour's AS
+        // is inconsistent; taking it would also dodge the first-AS check `validate` made
+        // on AS_PATH. Ignore it then (RFC 6793 §6: AS4_PATH is the one not trusted).
+        let first = |p: &[AsSegment]| match p.first() {
+            Some(s) if s.kind == SegmentKind::Sequence => s.asns.first().copied(),
+            _ => None,
+        };
+        let (neighbour, merged_first) = (first(&attrs.as_path), first(&merged));
+        if !ctx.ebgp || merged_first == neighbour || merged_first == Some(ctx.peer_as) {
+            attrs.as_path = merged;
+        }
     }
     if let (Some(a4), Some((AS_TRANS, _))) = (agg4, attrs.aggregator) {
         attrs.aggregator = Some(a4);
@@ -677,6 +701,23 @@ fn from_netgauze_update(u: &BgpUpdateMessage, asn4: bool) -> Update {
         }
     }
     if !out.announced.is_empty() {
+        if !mp_announced.is_empty() {
+            let mut a = attrs.clone();
+            a.next_hop = mp_next_hop.map(|n| n.0);
+            a.next_hop_local = mp_next_hop.and_then(|n| n.1);
+            out.mp_reach = Some(Box::new(Update {
+                announced: mp_announced,
+                attrs: Some(a),
+                ..Default::default()
+            }));
+        }
+        attrs.next_hop = nlri_next_hop;
+        out.attrs = Some(attrs);
+    } else if !mp_announced.is_empty() {
+        // RFC 4760 §3: without NLRI in the NLRI field, NEXT_HOP is ignored
+        out.announced = mp_announced;
+        attrs.next_hop = mp_next_hop.map(|n| n.0);
+        attrs.next_hop_local = mp_next_hop.and_then(|n| n.1);
         out.attrs = Some(attrs);
     }
     out

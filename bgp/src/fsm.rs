@@ -38,6 +38,9 @@ pub struct SessionConfig {
     pub afis: Vec<Afi>,
     /// RFC 4724 restart time to advertise (None: no capability).
     pub graceful_restart_time: Option<u16>,
+    /// RFC 4724 Restart State bit: set in the OPENs of a speaker that restarted gracefully,
+    /// until the session is Established once.
+    pub restarting: bool,
     /// First delay after an error before trying again; doubles up to `max_idle_hold`.
     pub idle_hold: Duration,
     pub max_idle_hold: Duration,
@@ -55,6 +58,7 @@ impl SessionConfig {
             passive: false,
             afis: vec![Afi::of(&peer)],
             graceful_restart_time: Some(120),
+            restarting: false,
             idle_hold: Duration::from_secs(1),
             max_idle_hold: Duration::from_secs(60),
         }
@@ -93,6 +97,15 @@ impl Negotiated {
     }
 }
 
+/// A peer that went down but may come back with its forwarding state preserved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GracefulDown {
+    /// The peer's advertised restart time.
+    pub restart_time: Duration,
+    /// Families whose routes the peer asked to be retained.
+    pub afis: Vec<Afi>,
+}
+
 /// Output of the state machine, for the driver to carry out in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -104,8 +117,13 @@ pub enum Action {
     Close(ConnId),
     /// The session reached Established on this connection.
     Established(ConnId),
-    /// The session left Established: everything learned from the peer is gone.
-    Down { reason: String },
+    /// The session left Established. With `graceful`, the peer may be restarting (RFC 4724:
+    /// the connection ended without a NOTIFICATION and the peer can restart gracefully):
+    /// keep its routes as stale for the given time; otherwise everything learned is gone.
+    Down {
+        reason: String,
+        graceful: Option<GracefulDown>,
+    },
     /// An UPDATE was received.
     Update(Box<Update>),
     /// The peer asked for our routes again (RFC 2918).
@@ -295,6 +313,7 @@ impl Session {
         if was_up {
             out.push(Action::Down {
                 reason: format!("stopped: {}", notification.describe()),
+                graceful: None,
             });
         }
         self.started = false;
@@ -302,6 +321,36 @@ impl Session {
         self.connect_retry_deadline = None;
         self.idle_hold_deadline = None;
         self.info = "Idle: stopped".into();
+        self.refresh_state(now);
+        out
+    }
+
+    /// Stop for a graceful restart of this speaker (RFC 4724): connections whose peer can
+    /// help (it advertised graceful restart) are closed without a NOTIFICATION so the peer
+    /// keeps our routes until we are back; the others get `fallback` (a Cease).
+    pub fn stop_graceful(&mut self, now: Instant, fallback: Notification) -> Vec<Action> {
+        let mut out = Vec::new();
+        let helps = self.conns.iter().any(|c| {
+            c.state == ConnState::Established
+                && c.negotiated
+                    .as_ref()
+                    .is_some_and(|n| n.remote_caps.graceful_restart.is_some())
+        });
+        if !helps {
+            return self.stop(now, fallback);
+        }
+        for c in std::mem::take(&mut self.conns) {
+            out.push(Action::Close(c.id));
+        }
+        out.push(Action::Down {
+            reason: "stopped for a graceful restart".into(),
+            graceful: None,
+        });
+        self.started = false;
+        self.connecting = false;
+        self.connect_retry_deadline = None;
+        self.idle_hold_deadline = None;
+        self.info = "Idle: stopped for a graceful restart".into();
         self.refresh_state(now);
         out
     }
@@ -373,8 +422,9 @@ impl Session {
     /// Close) when the connection is refused.
     pub fn on_incoming(&mut self, now: Instant, id: ConnId) -> Vec<Action> {
         let mut out = Vec::new();
+        // Accepted also while idle-holding after an error (as BIRD and FRR do): the
+        // back-off limits our own attempts; a peer that connects has backed off itself.
         let refuse = !self.started
-            || self.idle_hold_deadline.is_some()
             || self.conns.iter().any(|c| c.state == ConnState::Established)
             || self.conns.len() >= 2;
         if refuse {
@@ -409,10 +459,11 @@ impl Session {
                 enhanced_route_refresh: false,
                 extended_message: true,
                 graceful_restart: self.cfg.graceful_restart_time.map(|t| GracefulRestart {
-                    restart_state: false,
+                    restart_state: self.cfg.restarting && self.counters.established_count == 0,
                     notification: false,
                     time: t,
-                    afis: Vec::new(),
+                    // forwarding state is preserved: the dataplane keeps routes across restarts
+                    afis: self.cfg.afis.iter().map(|a| (*a, true)).collect(),
                 }),
                 add_path: Vec::new(),
                 hostname: None,
@@ -423,6 +474,7 @@ impl Session {
 
     fn open_conn(&mut self, now: Instant, id: ConnId, outbound: bool, out: &mut Vec<Action>) {
         self.connect_retry_deadline = None;
+        self.idle_hold_deadline = None;
         self.conns.push(Conn {
             id,
             outbound,
@@ -509,7 +561,7 @@ impl Session {
             (_, Message::Notification(n)) => {
                 // NotifMsg (event 25): close without replying
                 let why = format!("Received: {}", n.describe());
-                self.fail(now, id, None, why, out);
+                self.fail_with(now, id, None, why, false, out);
             }
             (ConnState::OpenSent, Message::Open(o)) => self.on_open(now, idx, o, out),
             (ConnState::OpenConfirm, Message::Keepalive) => {
@@ -533,9 +585,13 @@ impl Session {
                 self.refresh_state(now);
             }
             (ConnState::Established, Message::Keepalive) => {}
-            (ConnState::Established, Message::Update(u)) => {
+            (ConnState::Established, Message::Update(mut u)) => {
                 self.counters.updates_in += 1;
+                // routes of a second family (MP_REACH next to the NLRI field) carry their
+                // own next hop: hand them over as an UPDATE of their own
+                let mp = u.mp_reach.take();
                 out.push(Action::Update(Box::new(u)));
+                out.extend(mp.map(Action::Update));
             }
             (ConnState::Established, Message::RouteRefresh { afi, safi, .. }) => {
                 // RFC 2918: families we did not negotiate are ignored
@@ -689,21 +745,68 @@ impl Session {
         why: String,
         out: &mut Vec<Action>,
     ) {
-        let was_established = self
+        let quiet = n.is_none();
+        self.fail_with(now, id, n, why, quiet, out)
+    }
+
+    /// `quiet`: the connection ended without any NOTIFICATION, sent or received.
+    fn fail_with(
+        &mut self,
+        now: Instant,
+        id: ConnId,
+        n: Option<Notification>,
+        why: String,
+        quiet: bool,
+        out: &mut Vec<Action>,
+    ) {
+        let conn = self
             .conns
             .iter()
-            .any(|c| c.id == id && c.state == ConnState::Established);
+            .find(|c| c.id == id && c.state == ConnState::Established);
+        let was_established = conn.is_some();
+        // RFC 4724 §4.2: a session that ends without a NOTIFICATION, with a peer that
+        // advertised graceful restart, keeps the peer's routes (as stale) for its restart time.
+        let graceful = match (
+            conn.and_then(|c| c.negotiated.as_ref()),
+            quiet,
+            was_established,
+        ) {
+            (Some(neg), true, true) => neg.remote_caps.graceful_restart.as_ref().and_then(|gr| {
+                let afis: Vec<Afi> = gr
+                    .afis
+                    .iter()
+                    .map(|(a, _)| *a)
+                    .filter(|a| neg.afis.contains(a))
+                    .collect();
+                (!afis.is_empty() && gr.time > 0).then(|| GracefulDown {
+                    restart_time: Duration::from_secs(gr.time as u64),
+                    afis,
+                })
+            }),
+            _ => None,
+        };
         self.drop_conn(id, n, out);
         self.last_error = Some(why.clone());
         self.info = why.clone();
         if was_established {
             self.counters.session_resets += 1;
-            out.push(Action::Down { reason: why });
+            if graceful.is_some() {
+                self.info = format!("{why}; peer restarting, keeping its routes");
+            }
+            out.push(Action::Down {
+                reason: why,
+                graceful: graceful.clone(),
+            });
         }
         if self.conns.is_empty() && self.started {
-            self.idle_hold_deadline = Some(now + self.idle_hold);
-            self.idle_hold = (self.idle_hold * 2).min(self.cfg.max_idle_hold);
-            self.connect_retry_deadline = None;
+            if graceful.is_some() {
+                // the peer is coming back: no back-off, try again at once
+                self.initiate(now, out);
+            } else {
+                self.idle_hold_deadline = Some(now + self.idle_hold);
+                self.idle_hold = (self.idle_hold * 2).min(self.cfg.max_idle_hold);
+                self.connect_retry_deadline = None;
+            }
         }
         self.refresh_state(now);
     }

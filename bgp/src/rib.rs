@@ -117,6 +117,8 @@ pub struct Rib {
     adj_in: HashMap<IpAddr, BTreeMap<Prefix, Path>>,
     /// Prefixes received but rejected by import checks, per peer.
     rejected: HashMap<IpAddr, BTreeSet<Prefix>>,
+    /// RFC 4724: routes of a restarting peer kept until it refreshes them or gives up.
+    stale: HashMap<IpAddr, BTreeSet<Prefix>>,
     best: BTreeMap<Prefix, Best>,
     dirty: BTreeSet<Prefix>,
 }
@@ -130,6 +132,7 @@ impl Rib {
             local: BTreeMap::new(),
             adj_in: HashMap::new(),
             rejected: HashMap::new(),
+            stale: HashMap::new(),
             best: BTreeMap::new(),
             dirty: BTreeSet::new(),
         }
@@ -178,6 +181,11 @@ impl Rib {
         attrs: Option<&PathAttrs>,
     ) -> ImportStats {
         let mut st = ImportStats::default();
+        if let Some(st) = self.stale.get_mut(&peer.address) {
+            for p in withdrawn.iter().chain(announced.iter()) {
+                st.remove(p);
+            }
+        }
         let rib_in = self.adj_in.entry(peer.address).or_default();
         let rejected = self.rejected.entry(peer.address).or_default();
         for p in withdrawn.iter() {
@@ -224,6 +232,66 @@ impl Rib {
             self.dirty.extend(m.into_keys());
         }
         self.rejected.remove(peer);
+        self.stale.remove(peer);
+    }
+
+    /// The peer went down gracefully (RFC 4724): keep its routes of these families, as
+    /// stale, until it refreshes them ([`Rib::sweep_stale`] after its End-of-RIB) or its
+    /// restart time runs out. Forwarding does not change meanwhile.
+    pub fn peer_stale(&mut self, peer: &IpAddr, afis: &[Afi]) -> usize {
+        let Some(m) = self.adj_in.get(peer) else {
+            return 0;
+        };
+        let mut keep: BTreeSet<Prefix> = BTreeSet::new();
+        let mut drop: Vec<Prefix> = Vec::new();
+        for p in m.keys() {
+            if afis.contains(&p.afi()) {
+                keep.insert(*p);
+            } else {
+                drop.push(*p);
+            }
+        }
+        if let Some(m) = self.adj_in.get_mut(peer) {
+            for p in &drop {
+                m.remove(p);
+            }
+        }
+        self.dirty.extend(drop);
+        self.rejected.remove(peer);
+        let n = keep.len();
+        self.stale.entry(*peer).or_default().extend(keep);
+        n
+    }
+
+    /// Removes the peer's routes that are still stale (of one family, or all).
+    pub fn sweep_stale(&mut self, peer: &IpAddr, afi: Option<Afi>) -> usize {
+        let Some(st) = self.stale.get_mut(peer) else {
+            return 0;
+        };
+        let gone: Vec<Prefix> = st
+            .iter()
+            .filter(|p| afi.is_none_or(|a| p.afi() == a))
+            .copied()
+            .collect();
+        for p in &gone {
+            st.remove(p);
+        }
+        if st.is_empty() {
+            self.stale.remove(peer);
+        }
+        if let Some(m) = self.adj_in.get_mut(peer) {
+            for p in &gone {
+                if m.remove(p).is_some() {
+                    self.dirty.insert(*p);
+                }
+            }
+        }
+        gone.len()
+    }
+
+    /// Number of stale routes kept for a peer.
+    pub fn stale_count(&self, peer: &IpAddr) -> usize {
+        self.stale.get(peer).map_or(0, |s| s.len())
     }
 
     /// (received, accepted) prefix counts for a peer.
@@ -569,6 +637,44 @@ mod tests {
                 next_hops: vec![]
             }]
         );
+    }
+
+    #[test]
+    fn graceful_restart_keeps_stale_routes_until_end_of_rib() {
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        let pe = peer("10.0.0.2", false);
+        r.peer_update(
+            &pe,
+            &[],
+            &[p("10.65.0.64/26"), p("10.65.1.0/26")],
+            Some(&attrs(&[], "10.0.0.2")),
+        );
+        r.recompute();
+        assert_eq!(r.peer_stale(&pe.address, &[Afi::Ipv4]), 2);
+        let (changed, fib) = r.recompute();
+        assert!(
+            changed.is_empty() && fib.is_empty(),
+            "forwarding unchanged while the peer restarts"
+        );
+        // the peer comes back and re-announces one of the two
+        r.peer_update(
+            &pe,
+            &[],
+            &[p("10.65.0.64/26")],
+            Some(&attrs(&[], "10.0.0.2")),
+        );
+        assert_eq!(r.stale_count(&pe.address), 1);
+        // End-of-RIB: what was not refreshed goes
+        assert_eq!(r.sweep_stale(&pe.address, Some(Afi::Ipv4)), 1);
+        let (_, fib) = r.recompute();
+        assert_eq!(
+            fib,
+            vec![FibChange {
+                prefix: p("10.65.1.0/26"),
+                next_hops: vec![]
+            }]
+        );
+        assert_eq!(r.stale_count(&pe.address), 0);
     }
 
     #[test]

@@ -82,7 +82,7 @@ impl PeerConfig {
         }
     }
 
-    fn session_config(&self, router_id: Ipv4Addr) -> SessionConfig {
+    fn session_config(&self, router_id: Ipv4Addr, restarting: bool) -> SessionConfig {
         let mut s = SessionConfig::new(self.address, self.local_as, self.remote_as, router_id);
         s.hold_time = self.hold_time;
         s.connect_retry = self.connect_retry;
@@ -91,6 +91,7 @@ impl PeerConfig {
             s.afis = self.afis.clone();
         }
         s.graceful_restart_time = self.graceful_restart_time;
+        s.restarting = restarting;
         s
     }
 
@@ -117,6 +118,8 @@ pub struct SpeakerConfig {
     /// Node addresses used as next hop for families the session's own address is not of.
     pub next_hop_v4: Option<IpAddr>,
     pub next_hop_v6: Option<IpAddr>,
+    /// This speaker restarted gracefully (RFC 4724 Restart State bit in its first OPENs).
+    pub restarting: bool,
 }
 
 enum Command {
@@ -130,7 +133,8 @@ enum Command {
     Status(oneshot::Sender<SpeakerStatus>),
     Routes(oneshot::Sender<RoutesStatus>),
     SetRouterId(Ipv4Addr, u32),
-    Shutdown(oneshot::Sender<()>),
+    /// Stop every session; `graceful`: as for a restart (RFC 4724).
+    Shutdown(oneshot::Sender<()>, bool),
 }
 
 enum Event {
@@ -263,8 +267,19 @@ impl Speaker {
 
     /// Sends Cease (Administrative Shutdown) to every peer and stops.
     pub async fn shutdown(&self) {
+        self.stop(false).await
+    }
+
+    /// Stops for a restart (RFC 4724): peers that can help (they advertised graceful
+    /// restart) see the connection close without a NOTIFICATION and keep our routes until
+    /// we are back and have sent End-of-RIB; the others get a Cease.
+    pub async fn shutdown_for_restart(&self) {
+        self.stop(true).await
+    }
+
+    async fn stop(&self, graceful: bool) {
         let (t, r) = oneshot::channel();
-        if self.tx.send(Command::Shutdown(t)).is_ok() {
+        if self.tx.send(Command::Shutdown(t, graceful)).is_ok() {
             let _ = tokio::time::timeout(Duration::from_secs(2), r).await;
         }
     }
@@ -278,6 +293,8 @@ struct PeerState {
     local_addr: Option<IpAddr>,
     /// Ignore results of connection attempts from before a restart.
     generation: u64,
+    /// The peer is restarting (RFC 4724): its stale routes go at this time at the latest.
+    stale_until: Option<Instant>,
 }
 
 struct ConnHandle {
@@ -311,6 +328,7 @@ impl Core {
                 .peers
                 .values()
                 .filter_map(|p| p.session.next_deadline())
+                .chain(self.peers.values().filter_map(|p| p.stale_until))
                 .min();
             let sleep = async {
                 match deadline {
@@ -320,19 +338,26 @@ impl Core {
             };
             tokio::select! {
                 c = cmds.recv() => match c {
-                    Some(Command::Shutdown(done)) => {
-                        self.shutdown();
+                    Some(Command::Shutdown(done, graceful)) => {
+                        self.shutdown(graceful);
                         let _ = done.send(());
                         return;
                     }
                     Some(c) => self.command(c),
-                    None => { self.shutdown(); return; }
+                    None => { self.shutdown(false); return; }
                 },
                 Some(e) = evs.recv() => self.event(e),
                 _ = sleep => {
                     let now = Instant::now();
                     let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
                     for a in addrs {
+                        if let Some(p) = self.peers.get_mut(&a) {
+                            if p.stale_until.is_some_and(|d| d <= now) {
+                                p.stale_until = None;
+                                let n = self.rib.sweep_stale(&a, None);
+                                info!(peer = %a, routes = n, "graceful restart time over: stale routes removed");
+                            }
+                        }
                         if let Some(p) = self.peers.get_mut(&a) {
                             let acts = p.session.on_timer(now);
                             self.apply(a, acts);
@@ -344,14 +369,17 @@ impl Core {
         }
     }
 
-    fn shutdown(&mut self) {
+    fn shutdown(&mut self, graceful: bool) {
         let now = Instant::now();
         let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
         for a in addrs {
             if let Some(p) = self.peers.get_mut(&a) {
-                let acts = p
-                    .session
-                    .stop(now, Notification::cease(codes::CEASE_ADMIN_SHUTDOWN));
+                let cease = Notification::cease(codes::CEASE_ADMIN_SHUTDOWN);
+                let acts = if graceful {
+                    p.session.stop_graceful(now, cease)
+                } else {
+                    p.session.stop(now, cease)
+                };
                 self.apply(a, acts);
             }
         }
@@ -401,7 +429,7 @@ impl Core {
                     self.set_peers(peers);
                 }
             }
-            Command::Shutdown(_) => {}
+            Command::Shutdown(..) => {}
         }
     }
 
@@ -454,7 +482,10 @@ impl Core {
             }
         }
         info!(peer = %cfg.address, remote_as = cfg.remote_as, name = %cfg.name, passive = cfg.passive, "peer added");
-        let session = Session::new(cfg.session_config(self.cfg.router_id), now);
+        let session = Session::new(
+            cfg.session_config(self.cfg.router_id, self.cfg.restarting),
+            now,
+        );
         let a = cfg.address;
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -466,6 +497,7 @@ impl Core {
                 out: AdjRibOut::default(),
                 local_addr: None,
                 generation,
+                stale_until: None,
             },
         );
         let acts = self
@@ -639,6 +671,14 @@ impl Core {
                         info!(peer = %peer, name = %p.cfg.name, "session Established");
                         p.local_addr = local;
                         p.out.clear();
+                        // a peer that comes back without graceful restart keeps nothing stale
+                        let gr = p
+                            .session
+                            .negotiated()
+                            .is_some_and(|n| n.remote_caps.graceful_restart.is_some());
+                        if !gr && p.stale_until.take().is_some() {
+                            self.rib.sweep_stale(&peer, None);
+                        }
                     }
                     self.sync_out(peer, None);
                     if let Some(p) = self.peers.get_mut(&peer) {
@@ -652,9 +692,23 @@ impl Core {
                         self.apply(peer, acts);
                     }
                 }
-                Action::Down { reason } => {
-                    info!(peer = %peer, %reason, "session down");
-                    self.rib.peer_down(&peer);
+                Action::Down { reason, graceful } => {
+                    match graceful {
+                        Some(g) => {
+                            let n = self.rib.peer_stale(&peer, &g.afis);
+                            info!(peer = %peer, %reason, stale_routes = n, restart_time = ?g.restart_time, "session down; peer may be restarting, keeping its routes");
+                            if let Some(p) = self.peers.get_mut(&peer) {
+                                p.stale_until = Some(Instant::now() + g.restart_time);
+                            }
+                        }
+                        None => {
+                            info!(peer = %peer, %reason, "session down");
+                            self.rib.peer_down(&peer);
+                            if let Some(p) = self.peers.get_mut(&peer) {
+                                p.stale_until = None;
+                            }
+                        }
+                    }
                     if let Some(p) = self.peers.get_mut(&peer) {
                         p.out.clear();
                         p.local_addr = None;
@@ -680,6 +734,18 @@ impl Core {
                     };
                     self.rib
                         .peer_update(&info, &u.withdrawn, &u.announced, u.attrs.as_ref());
+                    if let Some(afi) = u.end_of_rib {
+                        // RFC 4724: End-of-RIB ends a restart; what was not refreshed goes
+                        let n = self.rib.sweep_stale(&peer, Some(afi));
+                        if n > 0 {
+                            info!(peer = %peer, ?afi, routes = n, "End-of-RIB: stale routes removed");
+                        }
+                        if self.rib.stale_count(&peer) == 0 {
+                            if let Some(p) = self.peers.get_mut(&peer) {
+                                p.stale_until = None;
+                            }
+                        }
+                    }
                 }
                 Action::RouteRefresh(_) => {
                     if let Some(p) = self.peers.get_mut(&peer) {

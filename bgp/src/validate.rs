@@ -15,8 +15,8 @@ use crate::types::{codes, Afi, Notification, Prefix};
 pub enum Verdict {
     /// Well-formed: decode as is.
     Clean,
-    /// Some attributes were discarded (RFC 7606 "attribute discard"); decode this body
-    /// instead. The strings say what was dropped, for the log.
+    /// Some attributes were discarded (RFC 7606 "attribute discard") or had a header
+    /// normalised; decode this body instead. The strings say what was dropped, for the log.
     Sanitized(Vec<u8>, Vec<String>),
     /// RFC 7606 "treat-as-withdraw": every prefix the UPDATE carried is withdrawn.
     TreatAsWithdraw {
@@ -55,6 +55,8 @@ pub const EXT_COMMUNITIES: u8 = 16;
 pub const AS4_PATH: u8 = 17;
 pub const AS4_AGGREGATOR: u8 = 18;
 pub const LARGE_COMMUNITIES: u8 = 32;
+/// RFC 9234 Only to Customer: not interpreted, passed on as an unknown attribute.
+pub const ONLY_TO_CUSTOMER: u8 = 35;
 
 pub const FLAG_OPTIONAL: u8 = 0x80;
 pub const FLAG_TRANSITIVE: u8 = 0x40;
@@ -113,7 +115,9 @@ pub fn check_update(body: &[u8], ctx: &UpdateContext) -> Verdict {
     let mut touched: Vec<Prefix> = withdrawn.iter().chain(nlri.iter()).copied().collect();
     let mut taw: Option<String> = None;
     let mut discarded: Vec<String> = Vec::new();
-    let mut keep: Vec<&[u8]> = Vec::new();
+    let mut keep: Vec<std::borrow::Cow<'_, [u8]>> = Vec::new();
+    // attributes kept with a changed header (see OTC below)
+    let mut rewritten = false;
     let mut seen = [false; 256];
     let mut mp_reach_afi: Option<Afi> = None;
 
@@ -159,11 +163,21 @@ pub fn check_update(body: &[u8], ctx: &UpdateContext) -> Verdict {
         seen[code as usize] = true;
 
         match check_attr(&a, ctx, &mut touched, &mut mp_reach_afi) {
-            AttrVerdict::Keep => keep.push(a.whole),
+            AttrVerdict::Keep if a.code == ONLY_TO_CUSTOMER && flags & FLAG_PARTIAL != 0 => {
+                // A speaker that does not know OTC sets Partial when passing it on
+                // (RFC 4271 §5), as Brindle itself does; the decoder insists on
+                // Partial = 0 for OTC and would reject the whole UPDATE. Nothing reads the
+                // bit here (unknown attributes are passed on with Partial set): clear it.
+                let mut w = a.whole.to_vec();
+                w[0] &= !FLAG_PARTIAL;
+                keep.push(w.into());
+                rewritten = true;
+            }
+            AttrVerdict::Keep => keep.push(a.whole.into()),
             AttrVerdict::Discard(why) => discarded.push(why),
             AttrVerdict::Withdraw(why) => {
                 taw.get_or_insert(why);
-                keep.push(a.whole);
+                keep.push(a.whole.into());
             }
             AttrVerdict::Reset(n) => return Verdict::Reset(n),
         }
@@ -200,7 +214,7 @@ pub fn check_update(body: &[u8], ctx: &UpdateContext) -> Verdict {
             reason,
         };
     }
-    if discarded.is_empty() {
+    if discarded.is_empty() && !rewritten {
         return Verdict::Clean;
     }
     // Rebuild the body without the discarded attributes.
@@ -631,6 +645,28 @@ mod tests {
             check_update(&body(&[], &a, NLRI), &ctx()),
             Verdict::TreatAsWithdraw { .. }
         ));
+    }
+
+    /// Found by fuzzing (fuzz/, target `decode`): an OTC attribute (RFC 9234) with the
+    /// Partial bit set, as an OTC-unaware speaker (Brindle included) passes it on, made
+    /// the decoder reject the UPDATE and every route in it was treated as withdrawn.
+    #[test]
+    fn fuzz_only_to_customer_with_partial_bit_is_kept() {
+        let mut a = good_attrs();
+        a.extend_from_slice(&[0xe0, ONLY_TO_CUSTOMER, 4, 0, 0, 0xfd, 0xe8]);
+        match check_update(&body(&[], &a, NLRI), &ctx()) {
+            Verdict::Sanitized(b, why) => {
+                let mut want = good_attrs();
+                want.extend_from_slice(&[0xc0, ONLY_TO_CUSTOMER, 4, 0, 0, 0xfd, 0xe8]);
+                assert_eq!(b, body(&[], &want, NLRI));
+                assert!(why.is_empty(), "{why:?}");
+            }
+            v => panic!("{v:?}"),
+        }
+        // without the Partial bit: untouched
+        let mut a = good_attrs();
+        a.extend_from_slice(&[0xc0, ONLY_TO_CUSTOMER, 4, 0, 0, 0xfd, 0xe8]);
+        assert_eq!(check_update(&body(&[], &a, NLRI), &ctx()), Verdict::Clean);
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn speaker(
         listen: vec![SocketAddr::new(lo(), 0)],
         next_hop_v4: Some(lo()),
         next_hop_v6: None,
+        restarting: false,
     })
     .unwrap()
 }
@@ -135,4 +136,72 @@ async fn wrong_as_is_refused_with_open_error() {
             .is_some_and(|e| e.contains("Bad Peer AS"))
     })
     .await;
+}
+
+#[tokio::test]
+async fn graceful_restart_keeps_routes_while_the_peer_restarts() {
+    let (b, mut fb) = speaker(65000, "2.2.2.2");
+    let mut pb = PeerConfig::new(lo(), 64512, 65000);
+    pb.passive = true;
+    b.set_peers(vec![pb]);
+    let port = b.listen_addrs()[0].port();
+    let p: Prefix = "10.65.0.0/26".parse().unwrap();
+    let q: Prefix = "10.65.9.0/26".parse().unwrap();
+    let start_a = |restarting: bool, routes: Vec<Prefix>| {
+        let (a, fa) = Speaker::start(SpeakerConfig {
+            node_name: "a".into(),
+            router_id: "1.1.1.1".parse().unwrap(),
+            local_as: 64512,
+            listen: vec![],
+            next_hop_v4: Some(lo()),
+            next_hop_v6: None,
+            restarting,
+        })
+        .unwrap();
+        let mut pa = PeerConfig::new(lo(), 65000, 64512);
+        pa.port = port;
+        pa.connect_retry = Duration::from_millis(300);
+        a.set_peers(vec![pa]);
+        a.set_local_routes(
+            routes
+                .into_iter()
+                .map(|r| (r, LocalRoute::default()))
+                .collect(),
+        );
+        (a, fa)
+    };
+    let (a, _fa) = start_a(false, vec![p, q]);
+    wait("both routes at b", || async {
+        b.status().await.unwrap().peers[0].prefixes_received == 2
+    })
+    .await;
+    while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), fb.recv()).await {}
+
+    // a stops for a restart: the connection closes without NOTIFICATION
+    a.shutdown_for_restart().await;
+    wait("b sees the session go", || async {
+        b.status().await.unwrap().peers[0].state != SessionState::Established
+    })
+    .await;
+    // b keeps a's routes (no forwarding change) while a is away
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        fb.try_recv().is_err(),
+        "no FIB change while the peer restarts"
+    );
+    assert_eq!(b.routes().await.unwrap().routes.len(), 2);
+
+    // a comes back announcing only p: after its End-of-RIB, q goes and p never flapped
+    let (a2, _fa2) = start_a(true, vec![p]);
+    let f = tokio::time::timeout(Duration::from_secs(10), fb.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((f.prefix, f.next_hops.len()), (q, 0));
+    assert!(fb.try_recv().is_err());
+    let r = b.routes().await.unwrap();
+    assert_eq!(r.routes.len(), 1);
+    assert_eq!(r.routes[0].prefix, "10.65.0.0/26");
+    a2.shutdown().await;
+    b.shutdown().await;
 }

@@ -304,3 +304,141 @@ proptest! {
         prop_assert_eq!(got, p);
     }
 }
+
+fn hex(s: &str) -> Vec<u8> {
+    let s: String = s.split_whitespace().collect();
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Found by fuzzing (fuzz/, target `decode`): on a 2-octet eBGP session an AS4_PATH as
+/// long as AS_PATH replaced the neighbour's AS (AS_PATH [65000], AS4_PATH [12264] gave
+/// [12264]), dodging the first-AS check. Such an AS4_PATH is now ignored.
+#[test]
+fn fuzz_as4_path_cannot_replace_ebgp_neighbour_as() {
+    let m = hex("ffffffffffffffffffffffffffffffff 0036 02 0000 001b
+         40010100 400204 0201fde8 400304 0a000002 c01106 0201 00002fe8 180a0000");
+    let ebgp2 = UpdateContext {
+        asn4: false,
+        ebgp: true,
+        peer_as: 65000,
+        afis: vec![Afi::Ipv4],
+        enforce_first_as: true,
+    };
+    let Message::Update(u) = decode(&m, &ebgp2).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.treat_as_withdraw, None);
+    let a = u.attrs.unwrap();
+    assert_eq!(a.first_as(), Some(65000));
+    assert_eq!(a.as_path_flat(), vec![65000]);
+    // iBGP: RFC 6793 §4.2.3 merge as before
+    let ibgp2 = UpdateContext {
+        ebgp: false,
+        ..ebgp2.clone()
+    };
+    let Message::Update(u) = decode(&m, &ibgp2).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.attrs.unwrap().as_path_flat(), vec![12264]);
+    // eBGP: an AS4_PATH that keeps the neighbour's AS is still merged
+    let mut m2 = m.clone();
+    let at = m2.windows(4).position(|w| w == [0, 0, 0x2f, 0xe8]).unwrap();
+    m2[at..at + 4].copy_from_slice(&65000u32.to_be_bytes());
+    let Message::Update(u) = decode(&m2, &ebgp2).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.attrs.unwrap().as_path_flat(), vec![65000]);
+}
+
+/// Found by fuzzing (fuzz/, target `decode`): an UPDATE with MP_REACH_NLRI (IPv6, next
+/// hop fd00::2) and IPv4 NLRI (NEXT_HOP 10.0.0.2) came out as one attribute set whose
+/// next hop was whichever attribute came last: the IPv6 routes got 10.0.0.2. Now the
+/// MP_REACH routes come in `mp_reach` with their own next hop.
+#[test]
+fn fuzz_mixed_nlri_and_mp_reach_keep_their_next_hops() {
+    let m = hex("ffffffffffffffffffffffffffffffff 004c 02 0000 0031
+         800e1a 0002 01 10 fd000000000000000000000000000002 00 2020010db8
+         40010100 400206 02010000fde8 400304 0a000002
+         180a0000");
+    let Message::Update(u) = decode(&m, &ctx4()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.treat_as_withdraw, None);
+    assert_eq!(u.announced, vec!["10.0.0.0/24".parse::<Prefix>().unwrap()]);
+    let a = u.attrs.as_ref().unwrap();
+    assert_eq!(a.next_hop, Some("10.0.0.2".parse().unwrap()));
+    assert_eq!(a.next_hop_local, None);
+    let mp = u.mp_reach.as_ref().unwrap();
+    assert_eq!(
+        mp.announced,
+        vec!["2001:db8::/32".parse::<Prefix>().unwrap()]
+    );
+    let ma = mp.attrs.as_ref().unwrap();
+    assert_eq!(ma.next_hop, Some("fd00::2".parse().unwrap()));
+    assert_eq!((ma.origin, &ma.as_path), (a.origin, &a.as_path));
+    assert!(mp.mp_reach.is_none() && mp.withdrawn.is_empty());
+
+    // MP_REACH only, with a stray NEXT_HOP after it: RFC 4760 §3, NEXT_HOP is ignored
+    let m = hex("ffffffffffffffffffffffffffffffff 0048 02 0000 0031
+         800e1a 0002 01 10 fd000000000000000000000000000002 00 2020010db8
+         40010100 400206 02010000fde8 400304 0a000002");
+    let Message::Update(u) = decode(&m, &ctx4()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        u.announced,
+        vec!["2001:db8::/32".parse::<Prefix>().unwrap()]
+    );
+    assert_eq!(u.attrs.unwrap().next_hop, Some("fd00::2".parse().unwrap()));
+    assert!(u.mp_reach.is_none());
+}
+
+/// Found by fuzzing (fuzz/, target `decode`): an UPDATE with an OTC attribute (RFC 9234,
+/// type 35), which Brindle passes on as an unknown optional transitive attribute with
+/// the Partial bit set. Decoding what we sent failed on that bit and every route was
+/// treated as withdrawn; `validate` now clears the bit on OTC before decoding.
+#[test]
+fn fuzz_only_to_customer_survives_a_round_trip() {
+    let m = hex("ffffffffffffffffffffffffffffffff 0036 02 0000 001b
+         40010100 400206 02010000fde8 400304 0a000002 c02304 0000fde8 180a0000");
+    let Message::Update(u) = decode(&m, &ctx4()).unwrap() else {
+        panic!()
+    };
+    let a = u.attrs.unwrap();
+    assert_eq!(a.unknown, vec![(0xe0, 35, vec![0, 0, 0xfd, 0xe8])]);
+    let ctx = EncodeContext {
+        asn4: true,
+        max_len: MAX_LEN,
+    };
+    let sent = encode_announce(&ctx, &a, &u.announced).remove(0);
+    assert!(sent.windows(3).any(|w| w == [0xe0, 35, 4]), "Partial set");
+    let Message::Update(u2) = decode(&sent, &ctx4()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u2.treat_as_withdraw, None);
+    assert!(u2.discarded.is_empty());
+    assert_eq!(u2.announced, u.announced);
+    assert_eq!(u2.attrs.unwrap(), a);
+}
+
+/// Found by fuzzing (fuzz/, target `decode`): an unknown optional transitive attribute
+/// sent with the Extended Length bit and a short value kept that bit in
+/// `PathAttrs::unknown`, so the same attributes compared unequal depending on the
+/// sender's choice of length encoding (and changed after a round trip).
+#[test]
+fn fuzz_unknown_attribute_flags_leave_out_extended_length() {
+    let short = hex("ffffffffffffffffffffffffffffffff 0036 02 0000 001b
+         40010100 400206 02010000fde8 400304 0a000002 c0ff04 25 0a 41 c0 180a0000");
+    let long = hex("ffffffffffffffffffffffffffffffff 0037 02 0000 001c
+         40010100 400206 02010000fde8 400304 0a000002 d0ff0004 25 0a 41 c0 180a0000");
+    let attrs = |m: &[u8]| match decode(m, &ctx4()).unwrap() {
+        Message::Update(u) => u.attrs.unwrap(),
+        m => panic!("{m:?}"),
+    };
+    let a = attrs(&short);
+    assert_eq!(a.unknown, vec![(0xe0, 0xff, vec![0x25, 0x0a, 0x41, 0xc0])]);
+    assert_eq!(attrs(&long), a);
+}

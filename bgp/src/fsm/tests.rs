@@ -161,7 +161,7 @@ fn hold_timer_expiry_resets_and_backs_off() {
     assert!(a.contains(&Action::Close(1)));
     assert!(a
         .iter()
-        .any(|x| matches!(x, Action::Down { reason } if reason.contains("Hold timer"))));
+        .any(|x| matches!(x, Action::Down { reason, .. } if reason.contains("Hold timer"))));
     assert_eq!(s.state(), SessionState::Idle);
     assert_eq!(s.counters.session_resets, 1);
     // idle hold 1 s, then connect again
@@ -170,7 +170,7 @@ fn hold_timer_expiry_resets_and_backs_off() {
         s.on_timer(t1 + Duration::from_secs(1)),
         vec![Action::Connect]
     );
-    // refuses incoming while idle-holding after a second failure; backoff doubled
+    // a second failure doubles the back-off
     s.on_connect_failed(t1 + Duration::from_secs(1), "x");
     s.on_connected(t1 + Duration::from_secs(2), 2);
     let a = s.on_bytes(
@@ -181,11 +181,115 @@ fn hold_timer_expiry_resets_and_backs_off() {
     assert!(a.contains(&Action::Close(2)));
     let t2 = t1 + Duration::from_secs(2);
     assert_eq!(s.state(), SessionState::Idle);
-    assert!(s.on_incoming(t2, 3).contains(&Action::Close(3)));
     assert!(s.on_timer(t2 + Duration::from_millis(1900)).is_empty());
     assert_eq!(
         s.on_timer(t2 + Duration::from_secs(2)),
         vec![Action::Connect]
+    );
+    // the peer may connect to us while we back off
+    s.on_connect_failed(t2 + Duration::from_secs(2), "x");
+    s.on_connected(t2 + Duration::from_secs(2), 3);
+    s.on_bytes(
+        t2 + Duration::from_secs(2),
+        3,
+        &peer_open(65001, 30, "10.0.0.2"),
+    );
+    let t3 = t2 + Duration::from_secs(2);
+    assert_eq!(s.state(), SessionState::Idle);
+    let a = s.on_incoming(t3, 4);
+    assert!(matches!(sent(&a, 4)[0], Message::Open(_)));
+    assert_eq!(s.state(), SessionState::OpenSent);
+}
+
+fn gr_open(id: &str, time: u16) -> Vec<u8> {
+    codec::encode_open(&Open {
+        version: 4,
+        my_as: 65000,
+        hold_time: 30,
+        router_id: id.parse().unwrap(),
+        caps: Capabilities {
+            afis: vec![Afi::Ipv4],
+            four_octet_as: Some(65000),
+            graceful_restart: Some(GracefulRestart {
+                restart_state: false,
+                notification: false,
+                time,
+                afis: vec![(Afi::Ipv4, true)],
+            }),
+            ..Default::default()
+        },
+    })
+}
+
+fn established_with(t0: Instant, open: &[u8], c: SessionConfig) -> (Session, Vec<Action>) {
+    let mut s = Session::new(c, t0);
+    s.start(t0);
+    let first = s.on_connected(t0, 1);
+    s.on_bytes(t0, 1, open);
+    s.on_bytes(t0, 1, &codec::encode_keepalive());
+    assert_eq!(s.state(), SessionState::Established);
+    (s, first)
+}
+
+#[test]
+fn graceful_restart_capability_advertised_with_forwarding_state() {
+    let t0 = Instant::now();
+    let mut c = cfg();
+    c.restarting = true;
+    let (_, first) = established_with(t0, &gr_open("10.0.0.2", 120), c);
+    let Message::Open(o) = &sent(&first, 1)[0] else {
+        panic!()
+    };
+    let gr = o.caps.graceful_restart.as_ref().unwrap();
+    assert_eq!(gr.time, 120);
+    assert!(gr.restart_state, "R bit after our own restart");
+    assert_eq!(gr.afis, vec![(Afi::Ipv4, true)]);
+}
+
+#[test]
+fn peer_closing_without_notification_is_a_graceful_down() {
+    let t0 = Instant::now();
+    let (mut s, _) = established_with(t0, &gr_open("10.0.0.2", 90), cfg());
+    let a = s.on_closed(t0, 1, "closed by peer");
+    let down = a.iter().find_map(|x| match x {
+        Action::Down { graceful, .. } => Some(graceful.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        down,
+        Some(Some(GracefulDown {
+            restart_time: Duration::from_secs(90),
+            afis: vec![Afi::Ipv4]
+        }))
+    );
+    // no back-off: reconnect at once
+    assert!(a.contains(&Action::Connect));
+    // a NOTIFICATION makes it a normal down
+    let (mut s, _) = established_with(t0, &gr_open("10.0.0.2", 90), cfg());
+    let a = s.on_bytes(t0, 1, &codec::encode_notification(&Notification::cease(2)));
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Down { graceful: None, .. })));
+    // a peer without the capability: normal down
+    let (mut s, _) = established_with(t0, &peer_open(65000, 30, "10.0.0.2"), cfg());
+    let a = s.on_closed(t0, 1, "closed by peer");
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Down { graceful: None, .. })));
+}
+
+#[test]
+fn graceful_stop_closes_without_notification_when_the_peer_helps() {
+    let t0 = Instant::now();
+    let (mut s, _) = established_with(t0, &gr_open("10.0.0.2", 120), cfg());
+    let a = s.stop_graceful(t0, Notification::cease(codes::CEASE_ADMIN_SHUTDOWN));
+    assert!(notification(&a, 1).is_none());
+    assert!(a.contains(&Action::Close(1)));
+    let (mut s, _) = established_with(t0, &peer_open(65000, 30, "10.0.0.2"), cfg());
+    let a = s.stop_graceful(t0, Notification::cease(codes::CEASE_ADMIN_SHUTDOWN));
+    assert_eq!(
+        notification(&a, 1).map(|n| (n.code, n.subcode)),
+        Some((6, 2))
     );
 }
 
@@ -430,4 +534,60 @@ fn two_octet_peer_with_large_local_as() {
     let n = s.negotiated().unwrap();
     assert!(!n.asn4);
     assert_eq!(n.afis, vec![Afi::Ipv4]);
+}
+
+/// Found by fuzzing (fuzz/, target `decode`): an UPDATE announcing IPv4 NLRI and IPv6
+/// MP_REACH_NLRI together is handed over as two UPDATEs, each with its own next hop.
+#[test]
+fn fuzz_mixed_family_update_is_split_per_next_hop() {
+    let t0 = Instant::now();
+    let mut c = cfg();
+    c.afis = vec![Afi::Ipv4, Afi::Ipv6];
+    let mut s = Session::new(c, t0);
+    s.start(t0);
+    s.on_connected(t0, 1);
+    let open = codec::encode_open(&Open {
+        version: 4,
+        my_as: 65000,
+        hold_time: 30,
+        router_id: "10.0.0.2".parse().unwrap(),
+        caps: Capabilities {
+            afis: vec![Afi::Ipv4, Afi::Ipv6],
+            four_octet_as: Some(65000),
+            ..Default::default()
+        },
+    });
+    s.on_bytes(t0, 1, &open);
+    assert!(s
+        .on_bytes(t0, 1, &codec::encode_keepalive())
+        .contains(&Action::Established(1)));
+    let hex = "ffffffffffffffffffffffffffffffff004c0200000031800e1a00020110fd0000000000000000\
+               00000000000002002020010db84001010040020602010000fde84003040a000002180a0000";
+    let m: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let a = s.on_bytes(t0, 1, &m);
+    let ups: Vec<&Update> = a
+        .iter()
+        .filter_map(|a| match a {
+            Action::Update(u) => Some(&**u),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ups.len(), 2, "{a:?}");
+    let v4: Prefix = "10.0.0.0/24".parse().unwrap();
+    let v6: Prefix = "2001:db8::/32".parse().unwrap();
+    assert_eq!(ups[0].announced, vec![v4]);
+    assert_eq!(
+        ups[0].attrs.as_ref().unwrap().next_hop,
+        Some("10.0.0.2".parse().unwrap())
+    );
+    assert_eq!(ups[1].announced, vec![v6]);
+    assert_eq!(
+        ups[1].attrs.as_ref().unwrap().next_hop,
+        Some("fd00::2".parse().unwrap())
+    );
+    assert!(ups.iter().all(|u| u.mp_reach.is_none()));
+    assert_eq!(s.counters.updates_in, 1);
 }
