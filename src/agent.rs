@@ -17,6 +17,9 @@ use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
+/// How long after a start the dataplane keeps routes BGP has not confirmed yet, at most.
+const STARTUP_GRACE: Duration = Duration::from_secs(30);
+
 /// Options of `brindle-node`.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
@@ -145,8 +148,9 @@ fn restarting(mut c: SpeakerConfig, opts: &NodeOptions) -> SpeakerConfig {
 
 fn apply_plan(speaker: &Speaker, plan: &NodePlan) {
     speaker.set_identity(plan.router_id, plan.local_as);
-    speaker.set_peers(plan.peers.iter().map(peer_config).collect());
+    // routes before peers: a session that comes up must not send End-of-RIB before them
     speaker.set_local_routes(local_routes(plan));
+    speaker.set_peers(plan.peers.iter().map(peer_config).collect());
 }
 
 /// Serves `status` and `routes` requests on the Unix socket.
@@ -232,11 +236,18 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     }
 
     // The dataplane model: configuration + CNI endpoint records + routes BGP learned.
+    // Read the pods before the first apply, and keep the kernel's learned routes until
+    // BGP has caught up (every peer sent End-of-RIB, or STARTUP_GRACE): after a restart
+    // the routes are still right, and removing them would cut traffic.
+    let (records, _) = brindle_felix::endpoint::read_all(&opts.state_dir);
     let mut asm = crate::dataplane::ModelAssembler {
         base: crate::dataplane::base_model(&cfg, &plan),
-        endpoints: Vec::new(),
+        endpoints: crate::dataplane::endpoints(&records),
         learned: BTreeMap::new(),
+        routes_incomplete: true,
     };
+    let started = std::time::Instant::now();
+    let sync_speaker = speaker.clone();
     let (model_tx, model_rx) = tokio::sync::watch::channel(asm.model());
     let (base_tx, mut base_rx) = mpsc::unbounded_channel();
     let state_dir = opts.state_dir.clone();
@@ -254,6 +265,10 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                 },
                 Some(b) = base_rx.recv() => asm.base = b,
                 _ = tick.tick() => {
+                    if asm.routes_incomplete && (started.elapsed() > STARTUP_GRACE || sync_speaker.synced().await) {
+                        info!(after = ?started.elapsed(), "BGP caught up: routes the model lacks may now be removed");
+                        asm.routes_incomplete = false;
+                    }
                     let (records, bad) = brindle_felix::endpoint::read_all(&state_dir);
                     for (path, e) in bad {
                         if bad_seen.insert(path.clone()) {

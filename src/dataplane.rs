@@ -92,6 +92,7 @@ pub fn base_model(cfg: &ClusterConfig, plan: &NodePlan) -> Model {
         endpoints: Vec::new(),
         remote_nodes,
         learned: BTreeMap::new(),
+        routes_incomplete: false,
     }
 }
 
@@ -220,6 +221,8 @@ pub struct ModelAssembler {
     pub base: Model,
     pub endpoints: Vec<LocalEndpoint>,
     pub learned: BTreeMap<IpNetwork, Vec<IpAddr>>,
+    /// BGP has not caught up since the start: keep routes the model lacks.
+    pub routes_incomplete: bool,
 }
 
 impl ModelAssembler {
@@ -227,6 +230,7 @@ impl ModelAssembler {
         let mut m = self.base.clone();
         m.endpoints = self.endpoints.clone();
         m.learned = self.learned.clone();
+        m.routes_incomplete = self.routes_incomplete;
         m
     }
 

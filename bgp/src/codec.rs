@@ -400,6 +400,18 @@ fn decode_update(msg: &[u8], ctx: &UpdateContext) -> Result<Update, Notification
         }
     };
     let mut u = from_netgauze_update(&parsed, ctx);
+    // netgauze judges "unicast" on the address as sent, host bits included (242.0.0.0/3
+    // passes); we keep prefixes masked (224.0.0.0/3), which our encoder then cannot send.
+    // Judge the masked prefix, as for one sent without host bits: treat-as-withdraw.
+    let mp = u.mp_reach.as_deref().map_or(&[][..], |m| &m.announced[..]);
+    if let Some(p) = u.announced.iter().chain(mp).find(|p| !is_unicast(p)) {
+        return Ok(Update {
+            withdrawn: touched_prefixes(full).unwrap_or_default(),
+            treat_as_withdraw: Some(format!("{p} is not a unicast prefix")),
+            discarded,
+            ..Default::default()
+        });
+    }
     u.discarded = discarded;
     if u.attrs.is_some() && u.announced.is_empty() && u.withdrawn.is_empty() {
         // attributes without NLRI: nothing to do
@@ -838,6 +850,11 @@ fn ipv6(p: &Prefix) -> Option<Ipv6UnicastAddress> {
             .map(|n| Ipv6UnicastAddress::new(None, n)),
         _ => None,
     }
+}
+
+/// Whether the encoder can send `p` (netgauze's unicast NLRI rules).
+fn is_unicast(p: &Prefix) -> bool {
+    ipv4(p).is_some() || ipv6(p).is_some()
 }
 
 fn attr(

@@ -132,6 +132,7 @@ enum Command {
     SetLocalRoutes(BTreeMap<Prefix, LocalRoute>),
     Status(oneshot::Sender<SpeakerStatus>),
     Routes(oneshot::Sender<RoutesStatus>),
+    Synced(oneshot::Sender<bool>),
     SetRouterId(Ipv4Addr, u32),
     /// Stop every session; `graceful`: as for a restart (RFC 4724).
     Shutdown(oneshot::Sender<()>, bool),
@@ -259,6 +260,17 @@ impl Speaker {
         r.await.ok()
     }
 
+    /// True once every peer is Established and has sent End-of-RIB for every family:
+    /// the learned routes are complete (used after a start to know when stale kernel
+    /// routes may go).
+    pub async fn synced(&self) -> bool {
+        let (t, r) = oneshot::channel();
+        if self.tx.send(Command::Synced(t)).is_err() {
+            return false;
+        }
+        r.await.unwrap_or(false)
+    }
+
     pub async fn routes(&self) -> Option<RoutesStatus> {
         let (t, r) = oneshot::channel();
         self.tx.send(Command::Routes(t)).ok()?;
@@ -295,6 +307,8 @@ struct PeerState {
     generation: u64,
     /// The peer is restarting (RFC 4724): its stale routes go at this time at the latest.
     stale_until: Option<Instant>,
+    /// Families the peer has sent End-of-RIB for since the session came up.
+    eor_received: std::collections::BTreeSet<Afi>,
 }
 
 struct ConnHandle {
@@ -414,6 +428,14 @@ impl Core {
             Command::Routes(t) => {
                 let _ = t.send(self.routes());
             }
+            Command::Synced(t) => {
+                let synced = self.peers.values().all(|p| {
+                    p.session
+                        .negotiated()
+                        .is_some_and(|n| n.afis.iter().all(|a| p.eor_received.contains(a)))
+                });
+                let _ = t.send(synced);
+            }
             Command::SetRouterId(id, asn) => {
                 if id != self.cfg.router_id || asn != self.cfg.local_as {
                     self.cfg.router_id = id;
@@ -498,6 +520,7 @@ impl Core {
                 local_addr: None,
                 generation,
                 stale_until: None,
+                eor_received: Default::default(),
             },
         );
         let acts = self
@@ -671,6 +694,7 @@ impl Core {
                         info!(peer = %peer, name = %p.cfg.name, "session Established");
                         p.local_addr = local;
                         p.out.clear();
+                        p.eor_received.clear();
                         // a peer that comes back without graceful restart keeps nothing stale
                         let gr = p
                             .session
@@ -735,6 +759,9 @@ impl Core {
                     self.rib
                         .peer_update(&info, &u.withdrawn, &u.announced, u.attrs.as_ref());
                     if let Some(afi) = u.end_of_rib {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.eor_received.insert(afi);
+                        }
                         // RFC 4724: End-of-RIB ends a restart; what was not refreshed goes
                         let n = self.rib.sweep_stale(&peer, Some(afi));
                         if n > 0 {

@@ -282,6 +282,8 @@ pub struct Desired {
     /// Local endpoint interfaces.
     pub endpoint_ifaces: BTreeSet<String>,
     pub warnings: Vec<Warning>,
+    /// Keep Brindle's routes that are not desired (the model is still incomplete).
+    pub keep_undesired_routes: bool,
 }
 
 impl Desired {
@@ -707,6 +709,7 @@ pub fn desired(model: &Model, protocol: u8) -> Desired {
         vxlan,
         endpoint_ifaces,
         warnings: c.warnings,
+        keep_undesired_routes: model.routes_incomplete,
     }
 }
 

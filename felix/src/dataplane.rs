@@ -239,7 +239,14 @@ impl Dataplane {
         r.errors.extend(no.errors);
 
         // routes
-        let ro = routes::reconcile(&self.nl, self.cfg.protocol, &d.routes, &ifindex).await?;
+        let ro = routes::reconcile(
+            &self.nl,
+            self.cfg.protocol,
+            &d.routes,
+            &ifindex,
+            d.keep_undesired_routes,
+        )
+        .await?;
         r.routes_added = ro.added;
         r.routes_replaced = ro.replaced;
         r.routes_removed = ro.removed;

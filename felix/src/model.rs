@@ -69,4 +69,8 @@ pub struct Model {
     pub ipip_tunnel_addr: Option<Ipv4Addr>,
     /// This node's VXLAN tunnel address, when any pool uses VXLAN.
     pub vxlan_tunnel_addr: Option<Ipv4Addr>,
+    /// The learned routes are not complete yet (BGP is still syncing after a start, e.g.
+    /// a restart): Brindle's routes that the model lacks are kept rather than removed.
+    #[serde(default)]
+    pub routes_incomplete: bool,
 }

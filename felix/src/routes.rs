@@ -170,6 +170,8 @@ pub struct RoutePlan {
     pub pending: Vec<IpNetwork>,
     /// Desired routes already in place.
     pub in_place: usize,
+    /// Host routes out of pod interfaces no endpoint claims yet (left alone).
+    pub unclaimed: usize,
 }
 
 /// Diffs desired routes against Brindle's kernel routes (`own`: already filtered to
@@ -178,6 +180,7 @@ pub fn plan(
     desired: &BTreeMap<IpNetwork, RouteTarget>,
     own: &[KernelRoute],
     ifindex: &HashMap<String, u32>,
+    keep_undesired: bool,
 ) -> RoutePlan {
     let mut by_dst: BTreeMap<IpNetwork, Vec<&KernelRoute>> = BTreeMap::new();
     for r in own {
@@ -218,10 +221,33 @@ pub fn plan(
             p.delete.extend(have.into_iter().cloned());
         }
     }
+    // A host route out of an existing pod interface that no endpoint claims yet was made
+    // by the CNI plugin moments before the agent read its endpoint record: leave it (the
+    // kernel removes it with the interface when the pod goes).
+    let endpoint_ifs: std::collections::HashSet<u32> = ifindex
+        .iter()
+        .filter(|(n, _)| n.starts_with(crate::calc::ENDPOINT_IFACE_PREFIX))
+        .map(|(_, i)| *i)
+        .collect();
     for (_, rest) in by_dst {
-        p.delete.extend(rest.into_iter().cloned());
+        for r in rest {
+            if keep_undesired || is_unclaimed_endpoint_route(r, &endpoint_ifs) {
+                p.unclaimed += 1;
+                continue;
+            }
+            p.delete.push(r.clone());
+        }
     }
     p
+}
+
+fn is_unclaimed_endpoint_route(
+    r: &KernelRoute,
+    endpoint_ifs: &std::collections::HashSet<u32>,
+) -> bool {
+    let host = r.dst.prefix() == if r.dst.is_ipv4() { 32 } else { 128 };
+    host && r.kind == RTN_UNICAST
+        && matches!(&r.hops[..], [h] if h.gateway.is_none() && h.oif.is_some_and(|i| endpoint_ifs.contains(&i)))
 }
 
 fn new_message(dst: &IpNetwork, protocol: u8) -> RouteMessage {
@@ -367,9 +393,10 @@ pub(crate) async fn reconcile(
     protocol: u8,
     desired: &BTreeMap<IpNetwork, RouteTarget>,
     ifindex: &HashMap<String, u32>,
+    keep_undesired: bool,
 ) -> io::Result<RouteOutcome> {
     let own = dump_own(nl, protocol, Some(MAIN_TABLE)).await?;
-    let p = plan(desired, &own, ifindex);
+    let p = plan(desired, &own, ifindex, keep_undesired);
     let mut out = RouteOutcome {
         pending: p.pending.len(),
         programmed: p.in_place,
@@ -581,10 +608,16 @@ mod tests {
             dev_route("10.0.0.1/32", 10),
             dev_route("10.0.0.2/32", 2),
             dev_route("10.0.0.4/32", 10),
-            dev_route("10.0.0.9/32", 10),
+            dev_route("10.0.0.9/32", 2),
+            dev_route("10.0.0.10/32", 10), // made by the CNI plugin, record not read yet
             other_metric.clone(),
         ];
-        let p = plan(&desired, &own, &i);
+        let p = plan(&desired, &own, &i, false);
+        // while the model is incomplete nothing is removed
+        assert!(plan(&desired, &own, &i, true)
+            .delete
+            .iter()
+            .all(|r| desired.contains_key(&r.dst)));
         assert_eq!(p.in_place, 1);
         assert_eq!(
             p.replace,
@@ -598,6 +631,7 @@ mod tests {
             ]
         );
         assert_eq!(p.pending, vec![net("10.0.0.4/32")]);
+        assert_eq!(p.unclaimed, 1);
         let mut deleted: Vec<IpNetwork> = p.delete.iter().map(|r| r.dst).collect();
         deleted.sort();
         assert_eq!(
@@ -609,7 +643,7 @@ mod tests {
         let mut d2 = BTreeMap::new();
         d2.insert(net("10.0.0.1/32"), RouteTarget::Device("cali1".into()));
         assert_eq!(
-            plan(&d2, &now, &i),
+            plan(&d2, &now, &i, false),
             RoutePlan {
                 in_place: 1,
                 ..Default::default()

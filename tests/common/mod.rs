@@ -1445,6 +1445,9 @@ pub struct BrindleNode {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub socket: PathBuf,
+    /// `--listen-address` values and extra arguments, kept for [`BrindleNode::restart`].
+    listen: Vec<String>,
+    extra_args: Vec<String>,
 }
 
 impl BrindleNode {
@@ -1452,25 +1455,35 @@ impl BrindleNode {
     /// `brindle-node --config .. --node-name NAME --state-dir DIR/state --status-socket DIR/status.sock
     ///  --listen-address A [--listen-address B]` with RUST_LOG=debug, output to DIR/node.log.
     pub fn start(ns: &Netns, node_name: &str, yaml: &str, listen: &[&str]) -> BrindleNode {
+        Self::start_with_args(ns, node_name, yaml, listen, &[])
+    }
+
+    /// [`BrindleNode::start`] with extra command-line arguments (e.g. `--cleanup`).
+    pub fn start_with_args(
+        ns: &Netns,
+        node_name: &str,
+        yaml: &str,
+        listen: &[&str],
+        extra_args: &[&str],
+    ) -> BrindleNode {
         let dir = test_dir("brindle");
         let config = dir.path().join("config.yaml");
         let socket = dir.path().join("status.sock");
         let state = dir.path().join("state");
         fs::create_dir_all(&state).unwrap();
         fs::write(&config, yaml).unwrap();
-        let mut c = ns.command(env!("CARGO_BIN_EXE_brindle-node"));
-        c.arg("--config")
-            .arg(&config)
-            .args(["--node-name", node_name])
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--status-socket")
-            .arg(&socket);
-        for a in listen {
-            c.args(["--listen-address", a]);
-        }
-        c.env("RUST_LOG", "debug");
-        let daemon = Daemon::spawn("brindle-node", c, &dir.path().join("node.log"));
+        let listen: Vec<String> = listen.iter().map(|s| s.to_string()).collect();
+        let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        let daemon = Self::spawn_daemon(
+            &ns.name,
+            node_name,
+            &config,
+            &state,
+            &socket,
+            &listen,
+            &extra_args,
+            &dir.path().join("node.log"),
+        );
         let n = BrindleNode {
             daemon,
             ns_name: ns.name.clone(),
@@ -1478,14 +1491,106 @@ impl BrindleNode {
             dir,
             config,
             socket,
+            listen,
+            extra_args,
         };
+        n.wait_status_socket();
+        n
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_daemon(
+        ns_name: &str,
+        node_name: &str,
+        config: &Path,
+        state: &Path,
+        socket: &Path,
+        listen: &[String],
+        extra_args: &[String],
+        log: &Path,
+    ) -> Daemon {
+        let mut c = Command::new(ip_bin());
+        c.args(["netns", "exec", ns_name])
+            .arg(env!("CARGO_BIN_EXE_brindle-node"))
+            .arg("--config")
+            .arg(config)
+            .args(["--node-name", node_name])
+            .arg("--state-dir")
+            .arg(state)
+            .arg("--status-socket")
+            .arg(socket);
+        for a in listen {
+            c.args(["--listen-address", a]);
+        }
+        c.args(extra_args);
+        c.env("RUST_LOG", "debug");
+        Daemon::spawn("brindle-node", c, log)
+    }
+
+    fn wait_status_socket(&self) {
         wait_until(
             "brindle-node status socket",
             Duration::from_secs(15),
-            &[&n],
-            || n.try_status().is_ok(),
+            &[self],
+            || self.try_status().is_ok(),
         );
-        n
+    }
+
+    /// The `--state-dir` (DIR/state): the CNI plugin's `stateDir` for pods of this node.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The PID of the running brindle-node.
+    pub fn pid(&self) -> i32 {
+        self.daemon.pid
+    }
+
+    /// `Some(status)` once the brindle-node process has exited.
+    pub fn exited(&self) -> Option<std::process::ExitStatus> {
+        self.daemon.exited()
+    }
+
+    /// SIGTERM the agent and wait (up to `timeout`) for it to exit; panics if it does not.
+    pub fn terminate(&self, timeout: Duration) -> std::process::ExitStatus {
+        self.daemon.signal(libc::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.daemon.exited() {
+                return st;
+            }
+            if start.elapsed() >= timeout {
+                panic!(
+                    "brindle-node {} (pid {}) did not exit within {timeout:?} of SIGTERM\n{}",
+                    self.node_name,
+                    self.daemon.pid,
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start the agent again (after [`BrindleNode::terminate`]) with the same config file,
+    /// state dir, socket, listen addresses and extra arguments; the log is appended to.
+    /// Waits for the status socket.
+    pub fn restart(&mut self) {
+        assert!(
+            self.daemon.exited().is_some(),
+            "restart: brindle-node {} is still running",
+            self.node_name
+        );
+        self.daemon = Self::spawn_daemon(
+            &self.ns_name,
+            &self.node_name,
+            &self.config,
+            &self.state_dir(),
+            &self.socket,
+            &self.listen,
+            &self.extra_args,
+            &self.dir.path().join("node.log"),
+        );
+        self.wait_status_socket();
     }
 
     /// Atomically replace the config file (write + rename); the agent watches it and reloads.

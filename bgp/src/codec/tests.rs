@@ -442,3 +442,29 @@ fn fuzz_unknown_attribute_flags_leave_out_extended_length() {
     assert_eq!(a.unknown, vec![(0xe0, 0xff, vec![0x25, 0x0a, 0x41, 0xc0])]);
     assert_eq!(attrs(&long), a);
 }
+
+/// Found by fuzzing (fuzz/, target `decode`): NLRI `03 f2` is 242.0.0.0/3 on the wire,
+/// which netgauze accepts as unicast, but the prefix Brindle stores is 224.0.0.0/3 — a
+/// multicast prefix its encoder silently drops. Sent without host bits (`03 e0`) the
+/// same prefix was already treated as withdraw; now both are.
+#[test]
+fn fuzz_prefix_judged_unicast_after_masking_host_bits() {
+    for nlri in ["03f2", "03e0"] {
+        let m = hex(&format!(
+            "ffffffffffffffffffffffffffffffff 0035 02 0000 0014
+             40010100 400206 02010000fde8 400304 0a000002 180a0000 {nlri}"
+        ));
+        let Message::Update(u) = decode(&m, &ctx4()).unwrap() else {
+            panic!()
+        };
+        assert!(u.treat_as_withdraw.is_some(), "{nlri}: {u:?}");
+        assert!(u.announced.is_empty() && u.attrs.is_none());
+        assert_eq!(
+            u.withdrawn,
+            vec![
+                "10.0.0.0/24".parse::<Prefix>().unwrap(),
+                "224.0.0.0/3".parse().unwrap()
+            ]
+        );
+    }
+}
