@@ -51,6 +51,9 @@ pub struct DataplaneConfig {
     pub rp_filter_policy: RpFilterPolicy,
     /// Root of the sysctl tree (default `/proc/sys`).
     pub proc_sys: PathBuf,
+    /// How long a host route out of a pod interface that no endpoint claims is left alone
+    /// (default 5 s): the CNI plugin makes it before the agent has read the pod's record.
+    pub unclaimed_route_grace: Duration,
 }
 
 impl Default for DataplaneConfig {
@@ -63,6 +66,7 @@ impl Default for DataplaneConfig {
             debounce: Duration::from_millis(100),
             rp_filter_policy: RpFilterPolicy::default(),
             proc_sys: PathBuf::from(sysctl::PROC_SYS),
+            unclaimed_route_grace: Duration::from_secs(5),
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct Dataplane {
     cfg: DataplaneConfig,
     nl: Netlink,
     logged_warnings: BTreeSet<String>,
+    /// Pod-interface routes no endpoint claims, and since when.
+    unclaimed_seen: HashMap<ipnetwork::IpNetwork, Instant>,
 }
 
 impl Dataplane {
@@ -132,6 +138,7 @@ impl Dataplane {
             cfg,
             nl,
             logged_warnings: BTreeSet::new(),
+            unclaimed_seen: HashMap::new(),
         })
     }
 
@@ -245,6 +252,8 @@ impl Dataplane {
             &d.routes,
             &ifindex,
             d.keep_undesired_routes,
+            &mut self.unclaimed_seen,
+            self.cfg.unclaimed_route_grace,
         )
         .await?;
         r.routes_added = ro.added;

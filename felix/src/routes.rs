@@ -170,8 +170,10 @@ pub struct RoutePlan {
     pub pending: Vec<IpNetwork>,
     /// Desired routes already in place.
     pub in_place: usize,
-    /// Host routes out of pod interfaces no endpoint claims yet (left alone).
-    pub unclaimed: usize,
+    /// Host routes out of pod interfaces that no endpoint claims: not deleted here; the
+    /// caller deletes them once they stay unclaimed for a grace period (the CNI plugin
+    /// makes a pod's route moments before the agent reads the pod's record).
+    pub unclaimed: Vec<KernelRoute>,
 }
 
 /// Diffs desired routes against Brindle's kernel routes (`own`: already filtered to
@@ -221,9 +223,8 @@ pub fn plan(
             p.delete.extend(have.into_iter().cloned());
         }
     }
-    // A host route out of an existing pod interface that no endpoint claims yet was made
-    // by the CNI plugin moments before the agent read its endpoint record: leave it (the
-    // kernel removes it with the interface when the pod goes).
+    // A host route out of an existing pod interface that no endpoint claims is usually the
+    // CNI plugin's, made moments before the agent read the pod's record: set it apart.
     let endpoint_ifs: std::collections::HashSet<u32> = ifindex
         .iter()
         .filter(|(n, _)| n.starts_with(crate::calc::ENDPOINT_IFACE_PREFIX))
@@ -231,8 +232,11 @@ pub fn plan(
         .collect();
     for (_, rest) in by_dst {
         for r in rest {
-            if keep_undesired || is_unclaimed_endpoint_route(r, &endpoint_ifs) {
-                p.unclaimed += 1;
+            if keep_undesired {
+                continue;
+            }
+            if is_unclaimed_endpoint_route(r, &endpoint_ifs) {
+                p.unclaimed.push(r.clone());
                 continue;
             }
             p.delete.push(r.clone());
@@ -394,9 +398,20 @@ pub(crate) async fn reconcile(
     desired: &BTreeMap<IpNetwork, RouteTarget>,
     ifindex: &HashMap<String, u32>,
     keep_undesired: bool,
+    unclaimed_seen: &mut HashMap<IpNetwork, std::time::Instant>,
+    unclaimed_grace: std::time::Duration,
 ) -> io::Result<RouteOutcome> {
     let own = dump_own(nl, protocol, Some(MAIN_TABLE)).await?;
-    let p = plan(desired, &own, ifindex, keep_undesired);
+    let mut p = plan(desired, &own, ifindex, keep_undesired);
+    let now = std::time::Instant::now();
+    unclaimed_seen.retain(|dst, _| p.unclaimed.iter().any(|r| r.dst == *dst));
+    for r in std::mem::take(&mut p.unclaimed) {
+        let first = *unclaimed_seen.entry(r.dst).or_insert(now);
+        if now.duration_since(first) >= unclaimed_grace {
+            unclaimed_seen.remove(&r.dst);
+            p.delete.push(r);
+        }
+    }
     let mut out = RouteOutcome {
         pending: p.pending.len(),
         programmed: p.in_place,
@@ -631,7 +646,10 @@ mod tests {
             ]
         );
         assert_eq!(p.pending, vec![net("10.0.0.4/32")]);
-        assert_eq!(p.unclaimed, 1);
+        assert_eq!(
+            p.unclaimed.iter().map(|r| r.dst).collect::<Vec<_>>(),
+            vec![net("10.0.0.10/32")]
+        );
         let mut deleted: Vec<IpNetwork> = p.delete.iter().map(|r| r.dst).collect();
         deleted.sort();
         assert_eq!(

@@ -31,6 +31,8 @@ fn endpoint(p: &Pod) -> LocalEndpoint {
 fn cfg() -> DataplaneConfig {
     DataplaneConfig {
         request_timeout: Duration::from_secs(5),
+        // these tests remove endpoints from the model while their veth still exists
+        unclaimed_route_grace: Duration::ZERO,
         ..Default::default()
     }
 }
@@ -684,4 +686,32 @@ fn many_routes_in_batches() {
     let r3 = apply(&t.node, &m, cfg());
     assert_eq!(r3.routes_removed, 5000);
     eprintln!("5000 routes removed in {:?}", r3.duration);
+}
+
+#[test]
+fn pod_route_made_by_the_cni_plugin_survives_until_its_record_is_read() {
+    let t = one_node();
+    // the CNI plugin made a third pod's route; the agent has not read its record yet
+    let pod = add_pod(&t.node, "cali0000000000c", "10.65.0.7");
+    t.node
+        .ip("route add 10.65.0.7/32 dev cali0000000000c scope link proto 80");
+    let graced = DataplaneConfig {
+        unclaimed_route_grace: Duration::from_secs(5),
+        ..cfg()
+    };
+    let r = apply(&t.node, &t.model, graced.clone());
+    assert_clean(&r);
+    assert_eq!(r.routes_removed, 0, "{r:#?}");
+    assert!(t
+        .node
+        .own_routes()
+        .contains("10.65.0.7 dev cali0000000000c"));
+    // its record arrives: adopted without churn
+    let mut m = t.model.clone();
+    m.endpoints.push(endpoint(&pod));
+    let r = apply(&t.node, &m, graced);
+    assert_eq!((r.routes_added, r.routes_removed), (0, 0), "{r:#?}");
+    // a route nobody claims goes once the grace period is over
+    let r = apply(&t.node, &t.model, cfg());
+    assert_eq!(r.routes_removed, 1, "{r:#?}");
 }
