@@ -3,8 +3,9 @@
 //!
 //! Run (root, release build): `sudo ./scripts/bench-routes.sh`, or directly
 //! `cargo run --release -p brindle-felix --example bench_routes -- [--sizes 10000,100000]
-//! [--reps 3] [--ifaces 100] [--batch 128] [--ns NAME]` (`--batch`: messages per send
-//! of the direct baseline).
+//! [--reps 3] [--ifaces 100] [--batch 128] [--unclaimed-max N] [--ns NAME]` (`--batch`:
+//! messages per send of the direct baseline; `--unclaimed-max`: largest N for the
+//! unclaimed-route applies, which are quadratic in N today).
 //!
 //! Setup: a network namespace `NAME` (default `bench<pid>`) with `--ifaces` veths
 //! `cali<11 hex>` (up), their peers in a second namespace `NAMEp`; both are deleted when
@@ -18,8 +19,9 @@
 //! in a rotating order; between methods the routes are flushed (`ip route flush proto
 //! 80`) and every count is verified with a protocol-filtered strict-check dump.
 //!
-//! Measured: Brindle `apply` empty → N, a no-op `apply` over N, `Dataplane::cleanup`
-//! (delete all N); the direct baseline's add/delete; `ip -batch` add/delete; the pieces
+//! Measured: Brindle `apply` empty → N, a no-op `apply` over N, the endpoints removed
+//! while their veths stay (two applies within the default `unclaimed_route_grace`, then
+//! one with grace 0, which removes all N), `Dataplane::cleanup` (delete all N); the direct baseline's add/delete; `ip -batch` add/delete; the pieces
 //! of a no-op apply (felix's public `calc::desired`, `routes::parse_route`,
 //! `routes::plan`, `sysctl::reconcile`, and a strict dump); the first apply on fresh
 //! interfaces (sysctl writes) and the fixed cost of an apply with 0 routes; process
@@ -413,6 +415,8 @@ struct Opts {
     /// Internal: measure memory of one method in a fresh process, in the existing `ns`.
     probe: Option<String>,
     probe_n: usize,
+    /// Largest N for the unclaimed-route measurement.
+    unclaimed_max: usize,
 }
 
 fn parse_args() -> Opts {
@@ -423,6 +427,7 @@ fn parse_args() -> Opts {
         ns: format!("bench{}", std::process::id()),
         probe: None,
         probe_n: 0,
+        unclaimed_max: usize::MAX,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -442,10 +447,11 @@ fn parse_args() -> Opts {
                 std::sync::atomic::Ordering::Relaxed,
             ),
             "--probe" => o.probe = Some(val()),
+            "--unclaimed-max" => o.unclaimed_max = val().parse().expect("--unclaimed-max N"),
             "--probe-n" => o.probe_n = val().parse().expect("--probe-n N"),
             "-h" | "--help" => {
                 println!(
-                    "bench_routes [--sizes 10000,100000] [--reps 3] [--ifaces 100] [--batch 128] [--ns NAME]"
+                    "bench_routes [--sizes 10000,100000] [--reps 3] [--ifaces 100] [--batch 128] [--unclaimed-max N] [--ns NAME]"
                 );
                 std::process::exit(0);
             }
@@ -548,13 +554,14 @@ fn main() {
     let ns = node.name.clone();
     let reps = o.reps;
     let ifaces = o.ifaces;
+    let unclaimed_max = o.unclaimed_max;
     let res = std::thread::spawn(move || {
         enter(&ns);
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
-        rt.block_on(run(&ns, reps, ifaces, &workloads))
+        rt.block_on(run(&ns, reps, ifaces, unclaimed_max, &workloads))
     })
     .join();
     let res = match res {
@@ -608,7 +615,13 @@ fn main() {
     );
 }
 
-async fn run(ns: &str, reps: usize, ifaces: usize, workloads: &[Workload]) -> Results {
+async fn run(
+    ns: &str,
+    reps: usize,
+    ifaces: usize,
+    unclaimed_max: usize,
+    workloads: &[Workload],
+) -> Results {
     let mut res = Results::default();
     let direct = Direct::open();
     let idx: Vec<u32> = (0..ifaces).map(|k| ifindex(&iface_name(k))).collect();
@@ -668,7 +681,7 @@ async fn run(ns: &str, reps: usize, ifaces: usize, workloads: &[Workload]) -> Re
                 flush(ns);
                 assert_eq!(direct.count().await, 0, "flush left routes");
                 match method {
-                    0 => brindle(&mut res, &direct, w, &ifindex_map).await,
+                    0 => brindle(&mut res, &direct, w, &ifindex_map, &idx, unclaimed_max).await,
                     1 => {
                         let t = Instant::now();
                         let errs = direct.add(&w.routes, &idx).await;
@@ -785,7 +798,7 @@ async fn run_loop_echo(res: &mut Results, direct: &Direct, w: &Workload) {
         }
     };
     dp.run(rx, on_report, shutdown).await.expect("run");
-    let reps = reports.borrow();
+    let reps = reports.borrow().clone();
     assert_eq!(reps[0].0, n, "run loop: first apply");
     assert_eq!(direct.count().await, n);
     let extra = &reps[1..];
@@ -803,6 +816,8 @@ async fn brindle(
     direct: &Direct,
     w: &Workload,
     ifindex_map: &HashMap<String, u32>,
+    idx: &[u32],
+    unclaimed_max: usize,
 ) {
     let n = w.n;
     let mut dp = Dataplane::new(DataplaneConfig::default()).expect("dataplane");
@@ -845,18 +860,52 @@ async fn brindle(
     assert!(so.written.is_empty());
     drop((raw, own, p, d));
 
-    // Removal. Removing the endpoints from the model while their veths exist leaves the
-    // routes (felix keeps host routes out of existing pod interfaces that no endpoint
-    // claims: the CNI plugin may have just made them), and when the veths go the kernel
-    // removes the routes itself. Brindle's own deletion path (dump, then batched
-    // RTM_DELROUTE) is measured through `Dataplane::cleanup`.
+    // Removal: every endpoint leaves the model while its veth still exists. felix takes a
+    // host route out of an existing cali interface that no endpoint claims for the CNI
+    // plugin's (made before the agent read the pod's record) and deletes it only once it
+    // stayed unclaimed for `unclaimed_route_grace` (default 5 s).
+    let empty = Model {
+        node_name: "bench".into(),
+        ..Default::default()
+    };
+    if n <= unclaimed_max {
+        // (a) default grace: two applies within the grace period, deleting nothing
+        for metric in ["brindle_unclaimed_1st", "brindle_unclaimed_2nd"] {
+            let t = Instant::now();
+            let r = dp.apply(&empty).await;
+            res.push(n, metric, t.elapsed().as_secs_f64());
+            assert!(r.errors.is_empty(), "brindle unclaimed: {:?}", r.errors);
+            assert_eq!(
+                r.routes_removed, 0,
+                "brindle unclaimed: removed within grace"
+            );
+        }
+        assert_eq!(direct.count().await, n, "brindle unclaimed: count");
+    }
+    // (b) grace 0: one apply removes them all
+    let mut dp0 = Dataplane::new(DataplaneConfig {
+        unclaimed_route_grace: Duration::ZERO,
+        ..Default::default()
+    })
+    .expect("dataplane");
+    let t = Instant::now();
+    let r = dp0.apply(&empty).await;
+    let del = t.elapsed().as_secs_f64();
+    assert!(r.errors.is_empty(), "brindle remove: {:?}", r.errors);
+    assert_eq!(r.routes_removed, n, "brindle remove: routes_removed");
+    assert_eq!(direct.count().await, 0, "brindle remove: count");
+    res.push(n, "brindle_del", del);
+
+    // (c) `Dataplane::cleanup` (dump, delete everything of protocol 80); the routes are
+    // put back with the direct baseline first (not timed)
+    assert_eq!(direct.add(&w.routes, idx).await, 0);
     let t = Instant::now();
     let r = dp.cleanup().await.expect("cleanup");
     let del = t.elapsed().as_secs_f64();
     assert!(r.errors.is_empty(), "brindle cleanup: {:?}", r.errors);
     assert_eq!(r.routes_removed, n, "brindle cleanup: routes_removed");
     assert_eq!(direct.count().await, 0, "brindle cleanup: count");
-    res.push(n, "brindle_del", del);
+    res.push(n, "brindle_cleanup", del);
 }
 
 // ---------------------------------------------------------------- report
@@ -901,55 +950,68 @@ fn print_report(o: &Opts, res: &Results) {
         BATCH.load(std::sync::atomic::Ordering::Relaxed)
     );
     for &n in &o.sizes {
-        let row = |metric: &str, method: &str, op: &str, reference: Option<&str>| {
+        // `refs`: (label, Brindle metric) the row is compared with
+        let row = |metric: &str, method: &str, op: &str, refs: &[(&str, &str)]| {
             let Some(v) = res.get(n, metric) else { return };
             let (a, b) = min_max(v);
             let med = median(v);
-            let ratio = match reference.and_then(|r| res.get(n, r)) {
-                Some(brindle) => {
+            let ratio: Vec<String> = refs
+                .iter()
+                .filter_map(|(label, r)| res.get(n, r).map(|br| (label, br)))
+                .map(|(label, brindle)| {
                     // ratio of medians, and the range of the per-repetition ratios
                     let per: Vec<f64> = brindle.iter().zip(v).map(|(x, y)| x / y).collect();
                     let (ra, rb) = min_max(&per);
-                    format!("{:.2} [{:.2}–{:.2}]", median(brindle) / med, ra, rb)
-                }
-                None => String::new(),
-            };
-            let rate = if op.contains("no-op") {
+                    format!("{label}{:.2} [{:.2}–{:.2}]", median(brindle) / med, ra, rb)
+                })
+                .collect();
+            let ratio = ratio.join("; ");
+            let rate = if op.contains("no-op") || op.contains("unclaimed") {
                 String::from("—")
             } else {
                 format!("{:.0}k", n as f64 / med / 1e3)
             };
             println!("| {n} | {method} | {op} | {med:.3} [{a:.3}–{b:.3}] | {rate} | {ratio} |");
         };
-        row("brindle_add", "Brindle `apply`", "empty → N", None);
-        row("direct_add", &direct_label, "add N", Some("brindle_add"));
-        row("ipbatch_add", "`ip -batch`", "add N", Some("brindle_add"));
+        let add = [("", "brindle_add")];
+        let del = [("apply ", "brindle_del"), ("cleanup ", "brindle_cleanup")];
+        row("brindle_add", "Brindle `apply`", "empty → N", &[]);
+        row("direct_add", &direct_label, "add N", &add);
+        row("ipbatch_add", "`ip -batch`", "add N", &add);
         row(
             "ipbatch_add2",
             "`ip -batch` (2nd add in the same step)",
             "add N",
-            Some("brindle_add"),
+            &add,
         );
-        row("brindle_noop", "Brindle `apply`", "no-op over N", None);
+        row("brindle_noop", "Brindle `apply`", "no-op over N", &[]);
+        row(
+            "brindle_unclaimed_1st",
+            "Brindle `apply`",
+            "endpoints removed, veths stay: 1st apply (N unclaimed, kept for the grace period)",
+            &[],
+        );
+        row(
+            "brindle_unclaimed_2nd",
+            "Brindle `apply`",
+            "endpoints removed, veths stay: 2nd apply within the grace period (N unclaimed)",
+            &[],
+        );
         row(
             "brindle_del",
+            "Brindle `apply`, `unclaimed_route_grace` 0",
+            "endpoints removed, veths stay → 0",
+            &[],
+        );
+        row(
+            "brindle_cleanup",
             "Brindle `Dataplane::cleanup`",
             "delete all N (dump + delete)",
-            None,
+            &[],
         );
-        row("direct_del", &direct_label, "delete N", Some("brindle_del"));
-        row(
-            "ipbatch_del",
-            "`ip -batch`",
-            "delete N",
-            Some("brindle_del"),
-        );
-        row(
-            "ip_flush",
-            "`ip route flush proto 80`",
-            "delete N",
-            Some("brindle_del"),
-        );
+        row("direct_del", &direct_label, "delete N", &del);
+        row("ipbatch_del", "`ip -batch`", "delete N", &del);
+        row("ip_flush", "`ip route flush proto 80`", "delete N", &del);
     }
     println!("\nPieces (median [min–max], ms): what a no-op apply consists of");
     println!("| N | calc::desired | strict dump (proto 80) | parse_route | routes::plan | sysctl read pass |");

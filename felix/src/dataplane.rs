@@ -299,7 +299,7 @@ impl Dataplane {
         F: Future<Output = ()>,
         R: FnMut(&ApplyReport),
     {
-        let mut events = Events::open(self.cfg.protocol)?;
+        let mut events = Events::open(self.cfg.protocol, self.nl.port)?;
         tokio::pin!(shutdown);
         let mut model = models.borrow_and_update().clone();
         let mut next_resync = tokio::time::Instant::now() + self.cfg.resync_interval;
@@ -398,21 +398,27 @@ const GROUPS: [u32; 8] = [
 struct Events {
     sock: TokioSocket,
     protocol: u8,
+    /// Port id of our own request socket: its changes' echoes are not news.
+    own_port: u32,
 }
 
 impl Events {
-    fn open(protocol: u8) -> io::Result<Self> {
+    fn open(protocol: u8, own_port: u32) -> io::Result<Self> {
         let mut sock = TokioSocket::new(NETLINK_ROUTE)?;
         let mask = GROUPS.iter().fold(0u32, |m, g| m | 1 << (g - 1));
         sock.socket_mut().bind(&SocketAddr::new(0, mask))?;
         raise_rcvbuf(sock.socket_ref(), 4 << 20);
-        Ok(Events { sock, protocol })
+        Ok(Events {
+            sock,
+            protocol,
+            own_port,
+        })
     }
 
     /// Waits for the next datagram; whether it may concern Brindle.
     async fn next(&mut self) -> bool {
         match self.sock.recv_from_full().await {
-            Ok((buf, _)) => relevant(&buf, self.protocol),
+            Ok((buf, _)) => relevant(&buf, self.protocol, self.own_port),
             Err(e) => {
                 // ENOBUFS: events were lost, so re-check everything
                 if e.raw_os_error() != Some(libc::ENOBUFS) {
@@ -440,7 +446,7 @@ impl Events {
 
 /// Whether a datagram of rtnetlink notifications may concern Brindle: its routes, any
 /// link or address change, its neighbour entries, netconf changes (undecoded).
-fn relevant(buf: &[u8], protocol: u8) -> bool {
+fn relevant(buf: &[u8], protocol: u8, own_port: u32) -> bool {
     let mut off = 0;
     while off + 16 <= buf.len() {
         let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
@@ -448,6 +454,8 @@ fn relevant(buf: &[u8], protocol: u8) -> bool {
             return true;
         }
         let rel = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[off..off + len]) {
+            // the echo of a change we made ourselves
+            Ok(m) if own_port != 0 && m.header.port_number == own_port => false,
             Ok(m) => match m.payload {
                 NetlinkPayload::InnerMessage(
                     RouteNetlinkMessage::NewRoute(r) | RouteNetlinkMessage::DelRoute(r),
@@ -503,21 +511,26 @@ mod tests {
             r.header.protocol = RouteProtocol::from(proto);
             encode(RouteNetlinkMessage::DelRoute(r))
         };
-        assert!(relevant(&route(80), 80));
-        assert!(!relevant(&route(186), 80));
+        assert!(relevant(&route(80), 80, 4242));
+        assert!(!relevant(&route(186), 80, 4242));
+        // the echo of our own change (nlmsg_pid = our port)
+        let mut own = route(80);
+        own[12..16].copy_from_slice(&4242u32.to_ne_bytes());
+        assert!(!relevant(&own, 80, 4242));
         // two messages in one datagram: relevant if any is
         let mut both = route(186);
         both.extend(route(80));
-        assert!(relevant(&both, 80));
+        assert!(relevant(&both, 80, 4242));
         assert!(relevant(
             &encode(RouteNetlinkMessage::NewLink(Default::default())),
-            80
+            80,
+            4242
         ));
         // RTM_NEWNETCONF (type 80), which the packet crate does not decode
         let mut netconf = vec![0u8; 24];
         netconf[0..4].copy_from_slice(&24u32.to_ne_bytes());
         netconf[4..6].copy_from_slice(&80u16.to_ne_bytes());
         netconf[16] = 2; // AF_INET
-        assert!(relevant(&netconf, 80));
+        assert!(relevant(&netconf, 80, 4242));
     }
 }

@@ -45,6 +45,8 @@ pub(crate) fn raise_rcvbuf(fd: &impl AsRawFd, size: libc::c_int) {
 
 pub(crate) struct Netlink {
     handle: ConnectionHandle<RouteNetlinkMessage>,
+    /// The request socket's port id: notifications of our own changes carry it.
+    pub(crate) port: u32,
     timeout: Duration,
     task: tokio::task::JoinHandle<()>,
 }
@@ -74,9 +76,13 @@ impl Netlink {
         // errors need not echo the whole request
         let _ = sock.set_cap_ack(true);
         raise_rcvbuf(sock, RCVBUF);
+        let mut addr = SocketAddr::new(0, 0);
+        sock.get_address(&mut addr)?;
+        let port = addr.port_number();
         let task = tokio::spawn(conn);
         Ok(Netlink {
             handle,
+            port,
             timeout,
             task,
         })

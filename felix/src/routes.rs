@@ -404,7 +404,9 @@ pub(crate) async fn reconcile(
     let own = dump_own(nl, protocol, Some(MAIN_TABLE)).await?;
     let mut p = plan(desired, &own, ifindex, keep_undesired);
     let now = std::time::Instant::now();
-    unclaimed_seen.retain(|dst, _| p.unclaimed.iter().any(|r| r.dst == *dst));
+    let unclaimed: std::collections::HashSet<IpNetwork> =
+        p.unclaimed.iter().map(|r| r.dst).collect();
+    unclaimed_seen.retain(|dst, _| unclaimed.contains(dst));
     for r in std::mem::take(&mut p.unclaimed) {
         let first = *unclaimed_seen.entry(r.dst).or_insert(now);
         if now.duration_since(first) >= unclaimed_grace {
