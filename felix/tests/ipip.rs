@@ -1,6 +1,6 @@
 //! IPIP (tunl0) kernel test. **Slow** when the host kernel lacks IPIP: the test then
 //! re-runs itself inside a QEMU VM with Debian's kernel through
-//! `/work/shared/vm/run-in-vm.sh -H` (override with `BRINDLE_VM_RUNNER`), ~30–90 s under
+//! `../shared/vm/run-in-vm.sh -H` beside the checkout (override with `BRINDLE_VM_RUNNER`), ~30–90 s under
 //! TCG, and asserts that the run inside the VM passed. It never passes silently: a
 //! missing runner, a VM failure or a VM kernel without IPIP all fail the test.
 //!
@@ -59,8 +59,15 @@ fn ipip_tunl0_cross_subnet_and_rp_filter_slow() {
         std::env::var_os(IN_VM).is_none(),
         "running inside the VM, but its kernel has no IPIP either"
     );
-    let runner = std::env::var("BRINDLE_VM_RUNNER")
-        .unwrap_or_else(|_| "/work/shared/vm/run-in-vm.sh".into());
+    // the project's checkout has `shared/` beside it (CI and developers alike)
+    let beside = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vm/run-in-vm.sh");
+    let runner = std::env::var("BRINDLE_VM_RUNNER").unwrap_or_else(|_| {
+        if std::path::Path::new(beside).exists() {
+            beside.to_string()
+        } else {
+            "/work/shared/vm/run-in-vm.sh".into()
+        }
+    });
     assert!(
         std::path::Path::new(&runner).exists(),
         "this kernel has no IPIP and the VM runner {runner} is missing: cannot test IPIP"
