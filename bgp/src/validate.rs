@@ -428,7 +428,9 @@ fn check_attr(
                 return AttrVerdict::Discard(format!("MP_REACH_NLRI for {fam:?} not negotiated"));
             }
             let nh_ok = match fam {
-                Afi::Ipv4 => nhl == 4 || nhl == 16 || nhl == 32,
+                // An IPv6 next hop for IPv4 NLRI needs the RFC 8950 Extended Next Hop
+                // capability, which Brindle does not offer (nor can it send such routes on)
+                Afi::Ipv4 => nhl == 4,
                 Afi::Ipv6 => nhl == 16 || nhl == 32,
             };
             let Some(prefixes) = parse_nlri(fam, &v[4 + nhl + 1..]) else {
@@ -667,6 +669,35 @@ mod tests {
         let mut a = good_attrs();
         a.extend_from_slice(&[0xc0, ONLY_TO_CUSTOMER, 4, 0, 0, 0xfd, 0xe8]);
         assert_eq!(check_update(&body(&[], &a, NLRI), &ctx()), Verdict::Clean);
+    }
+
+    /// Found by fuzzing (fuzz/, target `decode`): IPv4 routes in MP_REACH_NLRI with a
+    /// 16-octet (IPv6) next hop were accepted although the Extended Next Hop capability
+    /// (RFC 8950) is never negotiated; passed on, they went out as IPv4 UPDATEs without
+    /// NEXT_HOP, which the receiver treats as withdraw.
+    #[test]
+    fn fuzz_ipv4_mp_reach_needs_an_ipv4_next_hop() {
+        let mut a = good_attrs()[..13].to_vec(); // ORIGIN, AS_PATH
+        let mut mp = vec![0, 1, 1, 16];
+        mp.extend_from_slice(&"fd00::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        mp.push(0);
+        mp.extend_from_slice(NLRI);
+        a.extend_from_slice(&[0x80, MP_REACH, mp.len() as u8]);
+        a.extend_from_slice(&mp);
+        match check_update(&body(&[], &a, &[]), &ctx()) {
+            Verdict::TreatAsWithdraw { prefixes, reason } => {
+                assert_eq!(prefixes, vec!["192.0.2.0/24".parse().unwrap()]);
+                assert!(reason.contains("next hop length 16"), "{reason}");
+            }
+            v => panic!("{v:?}"),
+        }
+        // a 4-octet next hop is fine
+        let mut a = good_attrs()[..13].to_vec();
+        let mut mp = vec![0, 1, 1, 4, 10, 0, 0, 2, 0];
+        mp.extend_from_slice(NLRI);
+        a.extend_from_slice(&[0x80, MP_REACH, mp.len() as u8]);
+        a.extend_from_slice(&mp);
+        assert_eq!(check_update(&body(&[], &a, &[]), &ctx()), Verdict::Clean);
     }
 
     #[test]

@@ -451,13 +451,17 @@ fn fuzz_unknown_attribute_flags_leave_out_extended_length() {
 fn fuzz_prefix_judged_unicast_after_masking_host_bits() {
     for nlri in ["03f2", "03e0"] {
         let m = hex(&format!(
-            "ffffffffffffffffffffffffffffffff 0035 02 0000 0014
+            "ffffffffffffffffffffffffffffffff 0031 02 0000 0014
              40010100 400206 02010000fde8 400304 0a000002 180a0000 {nlri}"
         ));
         let Message::Update(u) = decode(&m, &ctx4()).unwrap() else {
             panic!()
         };
-        assert!(u.treat_as_withdraw.is_some(), "{nlri}: {u:?}");
+        let why = u.treat_as_withdraw.clone().unwrap_or_default();
+        if nlri == "03f2" {
+            assert!(why.contains("224.0.0.0/3 is not a unicast prefix"), "{u:?}");
+        }
+        assert!(!why.is_empty(), "{nlri}: {u:?}");
         assert!(u.announced.is_empty() && u.attrs.is_none());
         assert_eq!(
             u.withdrawn,
