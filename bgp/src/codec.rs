@@ -426,14 +426,6 @@ fn is_bare_eor(msg: &[u8]) -> bool {
 
 /// All prefixes an UPDATE mentions (for treat-as-withdraw after a decoder failure).
 fn touched_prefixes(msg: &[u8]) -> Option<Vec<Prefix>> {
-    let ctx = UpdateContext {
-        asn4: true,
-        ebgp: false,
-        peer_as: 0,
-        afis: vec![Afi::Ipv4, Afi::Ipv6],
-        enforce_first_as: false,
-    };
-    // Force treat-as-withdraw by stripping ORIGIN requirements: reuse the validator's walk.
     let body = &msg[HEADER_LEN..];
     let wlen = u16::from_be_bytes([*body.first()?, *body.get(1)?]) as usize;
     let mut out = validate::parse_nlri(Afi::Ipv4, body.get(2..2 + wlen)?)?;
@@ -442,7 +434,6 @@ fn touched_prefixes(msg: &[u8]) -> Option<Vec<Prefix>> {
         Afi::Ipv4,
         body.get(4 + wlen + alen..)?,
     )?);
-    let _ = ctx;
     let mut rest = body.get(4 + wlen..4 + wlen + alen)?;
     while rest.len() >= 3 {
         let flags = rest[0];
