@@ -160,8 +160,13 @@ async fn serve_status(
     dataplane: crate::dataplane::SharedStatus,
 ) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                warn!(error = %e, "status socket accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let speaker = speaker.clone();
         let dataplane = dataplane.clone();
@@ -260,6 +265,10 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                     Some(c) => {
                         tracing::debug!(prefix = %c.prefix, next_hops = ?c.next_hops, "learned route change");
                         asm.learned_change(&c);
+                        // a burst (a session's whole table) makes one model, not one per route
+                        while let Ok(c) = fib.try_recv() {
+                            asm.learned_change(&c);
+                        }
                     }
                     None => break,
                 },

@@ -158,13 +158,14 @@ pub fn spawn(
     std::thread::JoinHandle<anyhow::Result<()>>,
 ) {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopped = metrics.clone();
     let h = std::thread::Builder::new()
         .name("felix".into())
         .spawn(move || -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(async move {
+            let result = rt.block_on(async move {
                 let cfg = brindle_felix::DataplaneConfig {
                     state_dir: Some(state_dir),
                     ..Default::default()
@@ -210,7 +211,14 @@ pub fn spawn(
                     );
                 }
                 Ok(())
-            })
+            });
+            if let Err(e) = &result {
+                tracing::error!("dataplane stopped: {e:#}");
+                stopped
+                    .stopped
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            result
         })
         .expect("spawn felix thread");
     (stop_tx, h)

@@ -31,6 +31,8 @@ pub struct DataplaneMetrics {
     pub errors: AtomicU64,
     /// Duration of the last apply, in microseconds.
     pub last_apply_micros: AtomicU64,
+    /// The dataplane thread stopped with an error (liveness fails).
+    pub stopped: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -170,6 +172,12 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn liveness(State(s): State<AppState>) -> impl IntoResponse {
+    if s.dataplane.stopped.load(Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "dataplane stopped (see the log)\n".to_string(),
+        );
+    }
     match s.speaker.status().await {
         Some(_) => (StatusCode::OK, "live\n".to_string()),
         None => (

@@ -400,6 +400,9 @@ fn decode_update(msg: &[u8], ctx: &UpdateContext) -> Result<Update, Notification
         }
     };
     let mut u = from_netgauze_update(&parsed, ctx);
+    // End-of-RIB is a property of the message as sent: an UPDATE left empty by attribute
+    // discard (RFC 7606) is not one.
+    u.end_of_rib = end_of_rib(msg);
     // netgauze judges "unicast" on the address as sent, host bits included (242.0.0.0/3
     // passes); we keep prefixes masked (224.0.0.0/3), which our encoder then cannot send.
     // Judge the masked prefix, as for one sent without host bits: treat-as-withdraw.
@@ -422,6 +425,36 @@ fn decode_update(msg: &[u8], ctx: &UpdateContext) -> Result<Update, Notification
 
 fn is_bare_eor(msg: &[u8]) -> bool {
     msg.len() == HEADER_LEN + 4
+}
+
+/// RFC 4724 §2 End-of-RIB, judged on the raw UPDATE: empty (IPv4), or nothing but one
+/// MP_UNREACH_NLRI without NLRI (other families).
+pub fn end_of_rib(msg: &[u8]) -> Option<Afi> {
+    let body = msg.get(HEADER_LEN..)?;
+    if body.len() == 4 {
+        return (body == [0, 0, 0, 0]).then_some(Afi::Ipv4);
+    }
+    if body.get(..2)? != [0, 0] {
+        return None;
+    }
+    let alen = u16::from_be_bytes([*body.get(2)?, *body.get(3)?]) as usize;
+    let attrs = body.get(4..)?;
+    if attrs.len() != alen {
+        return None; // NLRI present
+    }
+    let (h, l) = if attrs.first()? & validate::FLAG_EXTENDED != 0 {
+        (
+            4,
+            u16::from_be_bytes([*attrs.get(2)?, *attrs.get(3)?]) as usize,
+        )
+    } else {
+        (3, *attrs.get(2)? as usize)
+    };
+    if *attrs.get(1)? != validate::MP_UNREACH || l != 3 || attrs.len() != h + l {
+        return None;
+    }
+    let v = &attrs[h..];
+    Afi::from_code(u16::from_be_bytes([v[0], v[1]]), v[2])
 }
 
 /// All prefixes an UPDATE mentions (for treat-as-withdraw after a decoder failure).

@@ -674,7 +674,12 @@ impl Session {
                 true
             } else {
                 // keep the connection initiated by the speaker with the higher BGP Identifier
-                let local_higher = u32::from(self.cfg.router_id) > u32::from(o.router_id);
+                // RFC 6286 §2.3: equal identifiers (possible on eBGP) are broken by AS number
+                let local_higher = if self.cfg.router_id == o.router_id {
+                    self.cfg.local_as > o.asn()
+                } else {
+                    u32::from(self.cfg.router_id) > u32::from(o.router_id)
+                };
                 let this_outbound = self.conns[idx].outbound;
                 // this connection survives if it was initiated by the higher side
                 let this_survives = this_outbound == local_higher;

@@ -207,6 +207,7 @@ impl Speaker {
             next_generation: 1,
             ev_tx,
             fib_tx,
+            closing: Vec::new(),
         };
         tokio::spawn(core.run(rx, ev_rx));
         Ok((Speaker { tx, listen }, fib_rx))
@@ -315,8 +316,13 @@ struct ConnHandle {
     peer: IpAddr,
     local: SocketAddr,
     writer: mpsc::UnboundedSender<Option<Vec<u8>>>,
+    writer_task: tokio::task::JoinHandle<()>,
     reader: tokio::task::JoinHandle<()>,
 }
+
+/// How long a restarted peer's stale routes may wait for its End-of-RIB once the session
+/// is back (FRR's stale-path-time default).
+const STALE_PATH_TIME: Duration = Duration::from_secs(360);
 
 struct Core {
     cfg: SpeakerConfig,
@@ -329,6 +335,8 @@ struct Core {
     next_generation: u64,
     ev_tx: mpsc::UnboundedSender<Event>,
     fib_tx: mpsc::UnboundedSender<FibChange>,
+    /// Writer tasks of closed connections that may still be flushing.
+    closing: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Core {
@@ -354,6 +362,10 @@ impl Core {
                 c = cmds.recv() => match c {
                     Some(Command::Shutdown(done, graceful)) => {
                         self.shutdown(graceful);
+                        // let the writers flush the Cease NOTIFICATIONs before we go
+                        for h in std::mem::take(&mut self.closing) {
+                            let _ = tokio::time::timeout(Duration::from_secs(1), h).await;
+                        }
                         let _ = done.send(());
                         return;
                     }
@@ -649,7 +661,7 @@ impl Core {
             };
             let _ = ev.send(Event::Closed(id, why));
         });
-        tokio::spawn(async move {
+        let writer_task = tokio::spawn(async move {
             while let Some(m) = wrx.recv().await {
                 match m {
                     Some(b) => {
@@ -668,6 +680,7 @@ impl Core {
                 peer,
                 local,
                 writer: wtx,
+                writer_task,
                 reader,
             },
         );
@@ -686,6 +699,9 @@ impl Core {
                     if let Some(c) = self.conns.remove(&id) {
                         let _ = c.writer.send(None);
                         c.reader.abort();
+                        // remembered so that a shutdown can wait for the last bytes
+                        self.closing.retain(|h| !h.is_finished());
+                        self.closing.push(c.writer_task);
                     }
                 }
                 Action::Established(id) => {
@@ -696,12 +712,28 @@ impl Core {
                         p.out.clear();
                         p.eor_received.clear();
                         // a peer that comes back without graceful restart keeps nothing stale
-                        let gr = p
+                        // RFC 4724 §4.2: families the peer no longer preserves lose their stale
+                        // routes now; the others wait for End-of-RIB (bounded by a local timer)
+                        let preserved: Vec<Afi> = p
                             .session
                             .negotiated()
-                            .is_some_and(|n| n.remote_caps.graceful_restart.is_some());
-                        if !gr && p.stale_until.take().is_some() {
-                            self.rib.sweep_stale(&peer, None);
+                            .and_then(|n| n.remote_caps.graceful_restart.as_ref().map(|g| (n, g)))
+                            .map(|(n, g)| {
+                                g.afis
+                                    .iter()
+                                    .filter(|(a, forwarding)| *forwarding && n.afis.contains(a))
+                                    .map(|(a, _)| *a)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        if p.stale_until.is_some() {
+                            for afi in [Afi::Ipv4, Afi::Ipv6] {
+                                if !preserved.contains(&afi) {
+                                    self.rib.sweep_stale(&peer, Some(afi));
+                                }
+                            }
+                            p.stale_until = (self.rib.stale_count(&peer) > 0)
+                                .then(|| Instant::now() + STALE_PATH_TIME);
                         }
                     }
                     self.sync_out(peer, None);

@@ -122,11 +122,13 @@ pub fn check_update(body: &[u8], ctx: &UpdateContext) -> Verdict {
     let mut mp_reach_afi: Option<Afi> = None;
 
     let mut rest = attrs_raw;
+    let mut walk_broken = false;
     while !rest.is_empty() {
         // RFC 7606 §4: an attribute header or length that overruns the attribute field
         // means treat-as-withdraw; the total attribute length still locates the NLRI.
         if rest.len() < 3 {
             taw.get_or_insert_with(|| "truncated path attribute header".into());
+            walk_broken = true;
             break;
         }
         let flags = rest[0];
@@ -134,6 +136,7 @@ pub fn check_update(body: &[u8], ctx: &UpdateContext) -> Verdict {
         let (hdr, vlen) = if flags & FLAG_EXTENDED != 0 {
             if rest.len() < 4 {
                 taw.get_or_insert_with(|| "truncated path attribute header".into());
+                walk_broken = true;
                 break;
             }
             (4, u16::from_be_bytes([rest[2], rest[3]]) as usize)
@@ -142,6 +145,7 @@ pub fn check_update(body: &[u8], ctx: &UpdateContext) -> Verdict {
         };
         if hdr + vlen > rest.len() {
             taw.get_or_insert_with(|| format!("attribute {code} overruns the attribute field"));
+            walk_broken = true;
             break;
         }
         let a = RawAttr {
@@ -206,6 +210,11 @@ pub fn check_update(body: &[u8], ctx: &UpdateContext) -> Verdict {
         }
     }
 
+    // §5.3: treat-as-withdraw needs every NLRI located; on a session with other families
+    // an MP_REACH/MP_UNREACH may hide in the part that could not be walked: reset.
+    if walk_broken && ctx.afis.iter().any(|a| *a != Afi::Ipv4) {
+        return update_err(codes::UPD_MALFORMED_ATTR_LIST, &[]);
+    }
     if let Some(reason) = taw {
         touched.sort();
         touched.dedup();
@@ -346,12 +355,12 @@ fn check_attr(
             }
         }
         MED | LOCAL_PREF | ORIGINATOR_ID => {
-            if v.len() != 4 {
-                return AttrVerdict::Withdraw(format!("attribute {name}: bad length"));
-            }
-            // §7.5, RFC 4456: from an external peer these are discarded
+            // §7.5, RFC 4456: from an external peer these are discarded, whatever their length
             if ctx.ebgp && (a.code == LOCAL_PREF || a.code == ORIGINATOR_ID) {
                 return AttrVerdict::Discard(format!("attribute {name} from an eBGP peer"));
+            }
+            if v.len() != 4 {
+                return AttrVerdict::Withdraw(format!("attribute {name}: bad length"));
             }
         }
         ATOMIC_AGGREGATE => {
@@ -579,9 +588,28 @@ mod tests {
     fn overrunning_attribute_is_treat_as_withdraw() {
         let mut a = good_attrs();
         a.extend_from_slice(&[0xc0, COMMUNITIES, 8, 0, 0]); // claims 8, has 2
+        let v4_only = UpdateContext {
+            afis: vec![Afi::Ipv4],
+            ..ctx()
+        };
+        assert!(matches!(
+            check_update(&body(&[], &a, NLRI), &v4_only),
+            Verdict::TreatAsWithdraw { .. }
+        ));
+        // with IPv6 negotiated an MP attribute may hide in the unwalkable rest: reset
         assert!(matches!(
             check_update(&body(&[], &a, NLRI), &ctx()),
-            Verdict::TreatAsWithdraw { .. }
+            Verdict::Reset(n) if n.subcode == codes::UPD_MALFORMED_ATTR_LIST
+        ));
+    }
+
+    #[test]
+    fn ebgp_local_pref_of_any_length_is_discarded() {
+        let mut a = good_attrs();
+        a.extend_from_slice(&[0x40, LOCAL_PREF, 2, 0, 1]);
+        assert!(matches!(
+            check_update(&body(&[], &a, NLRI), &ctx()),
+            Verdict::Sanitized(..)
         ));
     }
 

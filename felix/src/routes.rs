@@ -230,12 +230,13 @@ pub fn plan(
         .filter(|(n, _)| n.starts_with(crate::calc::ENDPOINT_IFACE_PREFIX))
         .map(|(_, i)| *i)
         .collect();
+    let known_ifs: std::collections::HashSet<u32> = ifindex.values().copied().collect();
     for (_, rest) in by_dst {
         for r in rest {
             if keep_undesired {
                 continue;
             }
-            if is_unclaimed_endpoint_route(r, &endpoint_ifs) {
+            if is_unclaimed_endpoint_route(r, &endpoint_ifs, &known_ifs) {
                 p.unclaimed.push(r.clone());
                 continue;
             }
@@ -245,13 +246,17 @@ pub fn plan(
     p
 }
 
+/// A host route straight out of a pod interface (or out of an interface newer than the
+/// link dump of this apply: the CNI plugin may have made both in between).
 fn is_unclaimed_endpoint_route(
     r: &KernelRoute,
     endpoint_ifs: &std::collections::HashSet<u32>,
+    known_ifs: &std::collections::HashSet<u32>,
 ) -> bool {
     let host = r.dst.prefix() == if r.dst.is_ipv4() { 32 } else { 128 };
     host && r.kind == RTN_UNICAST
-        && matches!(&r.hops[..], [h] if h.gateway.is_none() && h.oif.is_some_and(|i| endpoint_ifs.contains(&i)))
+        && matches!(&r.hops[..], [h] if h.gateway.is_none()
+            && h.oif.is_some_and(|i| endpoint_ifs.contains(&i) || !known_ifs.contains(&i)))
 }
 
 fn new_message(dst: &IpNetwork, protocol: u8) -> RouteMessage {

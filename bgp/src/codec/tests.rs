@@ -172,6 +172,34 @@ fn end_of_rib_markers() {
     }
 }
 
+/// An UPDATE whose only attribute is discarded (RFC 7606) is not an End-of-RIB: it must
+/// not end a peer's graceful restart early.
+#[test]
+fn attribute_discard_does_not_make_an_end_of_rib() {
+    let mut m = vec![0xff; 16];
+    // LOCAL_PREF from an eBGP peer: discarded
+    let body = [0u8, 0, 0, 7, 0x40, 5, 4, 0, 0, 0, 100];
+    m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    m.push(MSG_UPDATE);
+    m.extend_from_slice(&body);
+    let ctx = UpdateContext {
+        ebgp: true,
+        ..ctx4()
+    };
+    let Message::Update(u) = decode(&m, &ctx).unwrap() else {
+        panic!()
+    };
+    assert_eq!(u.end_of_rib, None);
+    assert_eq!(u.discarded.len(), 1);
+    // BIRD sets the extended-length flag on its IPv6 End-of-RIB
+    let mut e = vec![0xff; 16];
+    let body = [0u8, 0, 0, 7, 0x90, 15, 0, 3, 0, 2, 1];
+    e.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+    e.push(MSG_UPDATE);
+    e.extend_from_slice(&body);
+    assert_eq!(end_of_rib(&e), Some(Afi::Ipv6));
+}
+
 #[test]
 fn two_octet_session_uses_as_trans_and_as4_path() {
     let ctx = EncodeContext {
