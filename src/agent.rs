@@ -151,6 +151,12 @@ fn apply_plan(speaker: &Speaker, plan: &NodePlan) {
     // routes before peers: a session that comes up must not send End-of-RIB before them
     speaker.set_local_routes(local_routes(plan));
     speaker.set_peers(plan.peers.iter().map(peer_config).collect());
+    if let Some(id) = plan.route_reflector_cluster_id {
+        warn!(
+            cluster_id = %id,
+            "routeReflectorClusterID is set but route reflection is not implemented yet: this node leaves the mesh and does not reflect routes"
+        );
+    }
 }
 
 /// Serves `status` and `routes` requests on the Unix socket.
