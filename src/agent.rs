@@ -2,12 +2,13 @@
 //! the BGP speaker, serves status on a Unix socket, and reloads the file when it changes
 //! (keeping the last good configuration when a reload is bad).
 
-use crate::config::{self, Community, NodePlan, PeerPlan};
+use crate::calc::{NodePlan, PeerPlan};
 use anyhow::Context;
 use brindle_bgp::rib::{FibChange, LocalRoute};
 use brindle_bgp::speaker::{PeerConfig, Speaker, SpeakerConfig};
 use brindle_bgp::status::{ROUTES_REQUEST, STATUS_REQUEST};
 use brindle_bgp::types::{Afi, Prefix};
+use brindle_model::{self as config, Community};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -106,7 +107,7 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
 
 fn load_plan(opts: &NodeOptions) -> anyhow::Result<(config::ClusterConfig, NodePlan)> {
     let cfg = config::load(&opts.config)?;
-    let plan = cfg.node_plan(&opts.node_name)?;
+    let plan = crate::calc::node_plan(&cfg, &opts.node_name)?;
     Ok((cfg, plan))
 }
 

@@ -4,8 +4,8 @@
 //! Tables follow calicoctl: `node status` uses boxed tables with centred headers
 //! (olekukonko/tablewriter style), `get` uses plain columns (Go tabwriter, padding 3).
 
-use crate::config::{ClusterConfig, Kind, RawResource, API_VERSION};
 use brindle_bgp::status::{RoutesStatus, SessionState, SpeakerStatus};
+use brindle_model::{ClusterConfig, Kind, RawResource, API_VERSION};
 use chrono::{DateTime, Local};
 use std::fmt;
 use std::io::{Read, Write};
@@ -683,7 +683,7 @@ No IPv6 peers found.
 
     fn example() -> ClusterConfig {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/calico-basic.yaml");
-        crate::config::load(&path).unwrap()
+        brindle_model::load(&path).unwrap()
     }
 
     #[test]
@@ -732,7 +732,7 @@ No IPv6 peers found.
     fn get_peers_with_selectors_and_ports() {
         let text = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: a}\nspec: {nodeSelector: \"rack == 'r1'\", peerIP: '[fd00::1]:1790', asNumber: 65000}\n---\n\
                     apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: b}\nspec: {node: n1, peerSelector: has(rr)}\n";
-        let cfg = crate::config::parse("t.yaml", text).unwrap();
+        let cfg = brindle_model::parse("t.yaml", text).unwrap();
         let out = render_get_table(&cfg, Kind::BgpPeer, &[], Layout::Narrow);
         assert_eq!(
             out,
@@ -758,7 +758,7 @@ No IPv6 peers found.
         assert_eq!(one["kind"], "Node");
         let yaml = to_yaml(&one).unwrap();
         assert!(yaml.contains("ipv4Address: 10.0.0.2/24"), "{yaml}");
-        let back = crate::config::parse("again.yaml", &yaml).unwrap();
+        let back = brindle_model::parse("again.yaml", &yaml).unwrap();
         assert_eq!(back.nodes[0], cfg.nodes[1]);
         assert_eq!(
             missing_names(&cfg, Kind::Node, &["node-b".into(), "zz".into()]),

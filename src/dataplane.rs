@@ -6,9 +6,10 @@
 //! set, else the first address of its first active block in an IPIP (VXLAN) pool. The CNI
 //! plugin never hands out a block's first address, so it is free for this.
 
-use crate::config::{ClusterConfig, EncapMode as CfgEncap, IpPoolSpec, NodePlan};
+use crate::calc::NodePlan;
 use brindle_felix::endpoint::EndpointRecord;
 use brindle_felix::model::{EncapMode, LocalEndpoint, Model, Pool, RemoteNode};
+use brindle_model::{ClusterConfig, EncapMode as CfgEncap, IpPoolSpec};
 use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -286,8 +287,8 @@ spec: {node: b, cidr: 10.65.0.64/26}
 
     #[test]
     fn model_from_config() {
-        let cfg = crate::config::parse("t.yaml", YAML).unwrap();
-        let plan = cfg.node_plan("a").unwrap();
+        let cfg = brindle_model::parse("t.yaml", YAML).unwrap();
+        let plan = crate::calc::node_plan(&cfg, "a").unwrap();
         let m = base_model(&cfg, &plan);
         assert_eq!(
             m.own_blocks,

@@ -1,8 +1,8 @@
 //! Brindle agent library.
 
 pub mod agent;
+pub mod calc;
 pub mod cni;
-pub mod config;
 pub mod ctl;
 pub mod dataplane;
 pub mod health;

@@ -1,8 +1,8 @@
 //! `brindlectl`: inspect a running brindle-node and the cluster's resource file.
 
-use brindle::config::{self, Kind};
 use brindle::ctl::{self, Layout, DEFAULT_CONFIG, DEFAULT_STATUS_SOCKET};
 use brindle_bgp::status::{RoutesStatus, SpeakerStatus, ROUTES_REQUEST, STATUS_REQUEST};
+use brindle_model::{self as config, Kind};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -226,7 +226,7 @@ fn validate(config_path: &Path, node: Option<&str>) -> ExitCode {
     let Some(node) = node else {
         return ExitCode::SUCCESS;
     };
-    let plan = match cfg.node_plan(node) {
+    let plan = match brindle::calc::node_plan(&cfg, node) {
         Ok(p) => p,
         Err(e) => return fail(e),
     };

@@ -146,14 +146,14 @@ fn version_reply(stdin: &[u8]) -> String {
 
 /// The node's address sources (IPv4, IPv6) from the Calico resource file.
 fn node_sources(conf: &NetConf) -> Result<Vec<Source>> {
-    let cfg = crate::config::load(&conf.config).map_err(|e| {
+    let cfg = brindle_model::load(&conf.config).map_err(|e| {
         CniError::config(format!(
             "cannot load the Calico resource file {}",
             conf.config.display()
         ))
         .with_details(e.to_string())
     })?;
-    let plan = cfg.node_plan(&conf.nodename).map_err(|e| {
+    let plan = crate::calc::node_plan(&cfg, &conf.nodename).map_err(|e| {
         CniError::config(format!(
             "node {:?} is not usable in {}",
             conf.nodename,
@@ -167,7 +167,7 @@ fn node_sources(conf: &NetConf) -> Result<Vec<Source>> {
             !p.disabled
                 && (p.allowed_uses.is_empty()
                     || p.allowed_uses
-                        .contains(&crate::config::AllowedUse::Workload))
+                        .contains(&brindle_model::AllowedUse::Workload))
         }
         None => true,
     };

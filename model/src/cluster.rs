@@ -1,38 +1,23 @@
-//! Calico resources (`apiVersion: projectcalico.org/v3`) read from a YAML file: the
-//! configuration source of Brindle's file mode.
+//! [`ClusterConfig`]: one consistent view of the cluster's resources (a snapshot), checked
+//! against each other, plus the effective per-node BGP configuration.
 //!
-//! [`load`] / [`parse`] read a multi-document YAML file of `BGPConfiguration`, `Node`,
-//! `BGPPeer`, `IPPool` and `BlockAffinity` resources (optionally wrapped in `kind: List`
-//! or `kind: <Kind>List` documents as `calicoctl get -o yaml` prints them), validate each
-//! field and the resources against each other, and return a [`ClusterConfig`].
-//! [`ClusterConfig::node_plan`] then computes what one node's BGP speaker should do.
+//! [`parse`] / [`load`] read a multi-document YAML file of resources (optionally wrapped in
+//! `kind: List` or `kind: <Kind>List` documents as `calicoctl get -o yaml` prints them),
+//! validate each field and the resources against each other, and return a
+//! [`ClusterConfig`].
 //!
 //! Every error is a [`ConfigError`] naming the file, the resource (`Kind/name`), the field
 //! path and the line. Unknown fields are rejected with a "did you mean" hint.
 
-mod error;
-mod plan;
-mod resources;
-mod selector;
-mod values;
-mod yaml;
-
-pub use error::ConfigError;
-pub use plan::{Advertisement, NodePlan, PeerPlan};
-pub use resources::{
-    AffinityState, AllowedUse, BgpConfiguration, BgpPeerSpec, BindMode, BlockAffinitySpec,
-    EncapMode, IpPoolSpec, Kind, NamedCommunity, NodeSpec, PrefixAdvertisement, RawResource,
-    SourceAddress, API_VERSION,
-};
-pub use selector::Selector;
-pub use values::{format_duration, parse_go_duration, parse_peer_ip, Community};
-
+use crate::calico::*;
+use crate::decode::{self, Decoded, RawResource, Resource};
+use crate::error::ConfigError;
+use crate::selector::Selector;
+use crate::values::{net_contains, nets_overlap, Community};
 use ipnetwork::IpNetwork;
-use resources::{Decoded, Resource};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
-use values::{net_contains, nets_overlap};
 
 /// Default AS number (Calico's).
 pub const DEFAULT_AS_NUMBER: u32 = 64512;
@@ -166,10 +151,10 @@ pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
 
 /// Parses and validates resource YAML; `file_label` is used in error messages.
 pub fn parse(file_label: &str, text: &str) -> Result<ClusterConfig, ConfigError> {
-    let docs = yaml::parse_documents(file_label, text)?;
+    let docs = decode::yaml::parse_documents(file_label, text)?;
     let mut decoded = Vec::new();
     for doc in &docs {
-        resources::decode_document(file_label, doc, &mut decoded)?;
+        decode::decode_document(file_label, doc, &mut decoded)?;
     }
     let warnings = validate(file_label, &decoded)?;
     let mut cfg = ClusterConfig {
@@ -499,6 +484,3 @@ impl ClusterConfig {
         self.ip_pools.iter().find(|p| net_contains(&p.cidr, net))
     }
 }
-
-#[cfg(test)]
-mod tests;

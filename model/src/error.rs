@@ -62,7 +62,7 @@ impl ConfigError {
         }
     }
 
-    pub(crate) fn invalid(
+    pub fn invalid(
         file: &str,
         resource: Option<String>,
         field: Option<String>,

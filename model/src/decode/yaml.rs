@@ -2,7 +2,7 @@
 //! top of it that knows the field path of everything it reads, rejects unknown fields
 //! with a "did you mean" hint, and turns type mismatches into [`ConfigError`]s.
 
-use super::error::{closest, ConfigError};
+use crate::error::{closest, ConfigError};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{DefaultMessageFormatter, MessageFormatter, Spanned};
 use std::collections::BTreeMap;

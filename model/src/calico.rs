@@ -1,0 +1,258 @@
+//! The Calico resource kinds (`projectcalico.org/v3`) as domain types: what Brindle uses
+//! of each, with unset fields kept apart from defaults. Decoding from YAML/JSON lives in
+//! [`crate::decode`].
+
+use crate::selector::Selector;
+use crate::values::Community;
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// The only accepted `apiVersion`.
+pub const API_VERSION: &str = "projectcalico.org/v3";
+
+/// The resource kinds Brindle understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Kind {
+    BgpConfiguration,
+    Node,
+    BgpPeer,
+    IpPool,
+    BlockAffinity,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::BgpConfiguration,
+        Kind::Node,
+        Kind::BgpPeer,
+        Kind::IpPool,
+        Kind::BlockAffinity,
+    ];
+
+    /// The Calico spelling (`BGPPeer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::BgpConfiguration => "BGPConfiguration",
+            Kind::Node => "Node",
+            Kind::BgpPeer => "BGPPeer",
+            Kind::IpPool => "IPPool",
+            Kind::BlockAffinity => "BlockAffinity",
+        }
+    }
+
+    pub fn from_calico(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `spec.bindMode` of a BGPConfiguration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum BindMode {
+    /// Listen on all addresses (Calico default).
+    #[default]
+    None,
+    /// Listen only on the node's addresses.
+    NodeIP,
+}
+
+/// A named community from `spec.communities`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NamedCommunity {
+    pub name: String,
+    pub value: Community,
+}
+
+/// One entry of `spec.prefixAdvertisements`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrefixAdvertisement {
+    pub cidr: IpNetwork,
+    /// Names from `communities`, or literal `aa:nn` / `aa:nn:mm` values.
+    pub communities: Vec<String>,
+}
+
+/// A `BGPConfiguration` as written (unset fields are `None`; see
+/// [`super::ClusterConfig::bgp_config_for`] for the effective values).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct BgpConfiguration {
+    /// `default`, or `node.<nodename>`.
+    pub name: String,
+    pub as_number: Option<u32>,
+    pub node_to_node_mesh_enabled: Option<bool>,
+    pub listen_port: Option<u16>,
+    pub log_severity_screen: Option<String>,
+    pub communities: Option<Vec<NamedCommunity>>,
+    pub prefix_advertisements: Option<Vec<PrefixAdvertisement>>,
+    pub service_cluster_ips: Option<Vec<IpNetwork>>,
+    pub service_external_ips: Option<Vec<IpNetwork>>,
+    pub service_load_balancer_ips: Option<Vec<IpNetwork>>,
+    pub node_mesh_password: Option<String>,
+    pub node_mesh_max_restart_time: Option<Duration>,
+    pub bind_mode: Option<BindMode>,
+    pub ignored_interfaces: Option<Vec<String>>,
+}
+
+impl BgpConfiguration {
+    /// The node a `node.<name>` configuration applies to.
+    pub fn node_name(&self) -> Option<&str> {
+        self.name.strip_prefix("node.")
+    }
+}
+
+/// A Calico `Node` (only what BGP and routing need).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct NodeSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// `spec.bgp.asNumber`; `None` means the cluster default applies.
+    pub as_number: Option<u32>,
+    pub ipv4_address: Option<Ipv4Network>,
+    pub ipv6_address: Option<Ipv6Network>,
+    pub route_reflector_cluster_id: Option<Ipv4Addr>,
+    pub ipv4_ipip_tunnel_addr: Option<Ipv4Addr>,
+    /// Brindle extension (`spec.bgp.routerID`): needed by IPv6-only nodes.
+    pub router_id: Option<Ipv4Addr>,
+}
+
+/// `spec.sourceAddress` of a BGPPeer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum SourceAddress {
+    /// Bind the session to the node's IP of the peer's family (Calico default).
+    #[default]
+    UseNodeIP,
+    /// Let the kernel choose.
+    None,
+}
+
+/// A `BGPPeer`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct BgpPeerSpec {
+    pub name: String,
+    pub node: Option<String>,
+    pub node_selector: Option<Selector>,
+    pub peer_ip: Option<IpAddr>,
+    /// Port from `peerIP: "a.b.c.d:port"`.
+    pub peer_port: Option<u16>,
+    pub peer_selector: Option<Selector>,
+    pub as_number: Option<u32>,
+    pub local_as_number: Option<u32>,
+    pub password: Option<String>,
+    pub keep_original_next_hop: bool,
+    pub ttl_security: Option<u8>,
+    pub max_restart_time: Option<Duration>,
+    pub source_address: SourceAddress,
+    pub keepalive_time: Option<Duration>,
+    pub num_allowed_local_as_numbers: Option<u32>,
+    pub reachable_by: Option<IpAddr>,
+}
+
+impl BgpPeerSpec {
+    /// Global when the peer applies to every node (no `node`, no `nodeSelector` or
+    /// `nodeSelector: all()`), node specific otherwise.
+    pub fn is_global(&self) -> bool {
+        self.node.is_none() && self.node_selector.as_ref().is_none_or(|s| s.is_all())
+    }
+
+    /// Whether this peering applies to the node `name` with `labels`.
+    pub fn applies_to(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        match (&self.node, &self.node_selector) {
+            (Some(node), _) => node == name,
+            (None, Some(sel)) => sel.matches(labels),
+            (None, None) => true,
+        }
+    }
+}
+
+/// `ipipMode` / `vxlanMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum EncapMode {
+    #[default]
+    Never,
+    Always,
+    CrossSubnet,
+}
+
+impl EncapMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EncapMode::Never => "Never",
+            EncapMode::Always => "Always",
+            EncapMode::CrossSubnet => "CrossSubnet",
+        }
+    }
+}
+
+impl fmt::Display for EncapMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `allowedUses` of an IPPool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum AllowedUse {
+    Workload,
+    Tunnel,
+    LoadBalancer,
+}
+
+/// An `IPPool`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IpPoolSpec {
+    pub name: String,
+    pub cidr: IpNetwork,
+    pub block_size: u8,
+    pub ipip_mode: EncapMode,
+    pub vxlan_mode: EncapMode,
+    pub nat_outgoing: bool,
+    pub disabled: bool,
+    pub disable_bgp_export: bool,
+    pub node_selector: Selector,
+    pub allowed_uses: Vec<AllowedUse>,
+}
+
+/// `spec.state` of a BlockAffinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum AffinityState {
+    #[default]
+    Confirmed,
+    Pending,
+    PendingDeletion,
+}
+
+impl AffinityState {
+    /// Calico's spelling (`confirmed`, `pending`, `pendingDeletion`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AffinityState::Confirmed => "confirmed",
+            AffinityState::Pending => "pending",
+            AffinityState::PendingDeletion => "pendingDeletion",
+        }
+    }
+}
+
+/// A `BlockAffinity`: in file mode, the pod blocks each node owns.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockAffinitySpec {
+    pub name: String,
+    pub node: String,
+    pub cidr: IpNetwork,
+    pub state: AffinityState,
+    pub deleted: bool,
+}
+
+impl BlockAffinitySpec {
+    /// Whether the node really owns the block (confirmed and not deleted).
+    pub fn is_active(&self) -> bool {
+        self.state == AffinityState::Confirmed && !self.deleted
+    }
+}
