@@ -486,6 +486,22 @@ pub fn render_get_table(
                 .collect();
             columns(&["NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"], &rows)
         }
+        other => {
+            let rows: Vec<Vec<String>> = cfg
+                .resources
+                .iter()
+                .filter(|r| r.kind == other && wanted(&r.name))
+                .map(|r| match &r.namespace {
+                    Some(ns) => vec![ns.clone(), r.name.clone()],
+                    None => vec![r.name.clone()],
+                })
+                .collect();
+            if other.namespaced() {
+                columns(&["NAMESPACE", "NAME"], &rows)
+            } else {
+                columns(&["NAME"], &rows)
+            }
+        }
     }
 }
 

@@ -8,52 +8,10 @@ use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
+
+pub use crate::kind::{Kind, API_VERSION};
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
-
-/// The only accepted `apiVersion`.
-pub const API_VERSION: &str = "projectcalico.org/v3";
-
-/// The resource kinds Brindle understands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum Kind {
-    BgpConfiguration,
-    Node,
-    BgpPeer,
-    IpPool,
-    BlockAffinity,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 5] = [
-        Kind::BgpConfiguration,
-        Kind::Node,
-        Kind::BgpPeer,
-        Kind::IpPool,
-        Kind::BlockAffinity,
-    ];
-
-    /// The Calico spelling (`BGPPeer`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::BgpConfiguration => "BGPConfiguration",
-            Kind::Node => "Node",
-            Kind::BgpPeer => "BGPPeer",
-            Kind::IpPool => "IPPool",
-            Kind::BlockAffinity => "BlockAffinity",
-        }
-    }
-
-    pub fn from_calico(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// `spec.bindMode` of a BGPConfiguration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -119,6 +77,10 @@ pub struct NodeSpec {
     pub ipv6_address: Option<Ipv6Network>,
     pub route_reflector_cluster_id: Option<Ipv4Addr>,
     pub ipv4_ipip_tunnel_addr: Option<Ipv4Addr>,
+    /// `spec.ipv4VXLANTunnelAddr`.
+    pub ipv4_vxlan_tunnel_addr: Option<Ipv4Addr>,
+    /// `spec.vxlanTunnelMACAddr`.
+    pub vxlan_tunnel_mac_addr: Option<String>,
     /// Brindle extension (`spec.bgp.routerID`): needed by IPv6-only nodes.
     pub router_id: Option<Ipv4Addr>,
 }
@@ -254,5 +216,28 @@ impl BlockAffinitySpec {
     /// Whether the node really owns the block (confirmed and not deleted).
     pub fn is_active(&self) -> bool {
         self.state == AffinityState::Confirmed && !self.deleted
+    }
+}
+
+/// `IPAMConfiguration` (`default`): cluster-wide IPAM settings.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IpamConfigSpec {
+    pub name: String,
+    /// Borrowing from other nodes' blocks is forbidden (Calico default false).
+    pub strict_affinity: bool,
+    /// Blocks are claimed on demand (default true).
+    pub auto_allocate_blocks: bool,
+    /// 0 = Calico's default (20).
+    pub max_blocks_per_host: u32,
+}
+
+impl Default for IpamConfigSpec {
+    fn default() -> Self {
+        IpamConfigSpec {
+            name: "default".into(),
+            strict_affinity: false,
+            auto_allocate_blocks: true,
+            max_blocks_per_host: 0,
+        }
     }
 }

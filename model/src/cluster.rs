@@ -10,7 +10,7 @@
 //! path and the line. Unknown fields are rejected with a "did you mean" hint.
 
 use crate::calico::*;
-use crate::decode::{self, Decoded, RawResource, Resource};
+use crate::decode::{self, Decoded, Object, RawResource, Resource};
 use crate::error::ConfigError;
 use crate::selector::Selector;
 use crate::values::{net_contains, nets_overlap, Community};
@@ -34,6 +34,15 @@ pub struct ClusterConfig {
     pub bgp_peers: Vec<BgpPeerSpec>,
     pub ip_pools: Vec<IpPoolSpec>,
     pub block_affinities: Vec<BlockAffinitySpec>,
+    /// `IPAMConfiguration/default`, if present.
+    pub ipam_config: Option<IpamConfigSpec>,
+    pub network_policies: Vec<crate::policy::CalicoPolicy>,
+    pub global_network_policies: Vec<crate::policy::CalicoPolicy>,
+    pub pods: Vec<crate::kubernetes::Pod>,
+    pub namespaces: Vec<crate::kubernetes::Namespace>,
+    pub services: Vec<crate::kubernetes::Service>,
+    pub endpoint_slices: Vec<crate::kubernetes::EndpointSlice>,
+    pub kubernetes_network_policies: Vec<crate::policy::KubeNetworkPolicy>,
     /// Every resource as written, in file order.
     pub resources: Vec<RawResource>,
     /// Suspicious but accepted things (block outside every pool, peer for an unknown node...),
@@ -153,26 +162,92 @@ pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
 pub fn parse(file_label: &str, text: &str) -> Result<ClusterConfig, ConfigError> {
     let docs = decode::yaml::parse_documents(file_label, text)?;
     let mut decoded = Vec::new();
+    let mut warnings = Vec::new();
     for doc in &docs {
-        decode::decode_document(file_label, doc, &mut decoded)?;
+        decode::decode_document(file_label, doc, &mut decoded, &mut warnings)?;
     }
-    let warnings = validate(file_label, &decoded)?;
-    let mut cfg = ClusterConfig {
-        file: file_label.to_string(),
-        warnings,
-        ..ClusterConfig::default()
-    };
-    for d in decoded {
-        cfg.resources.push(d.raw);
-        match d.resource {
-            Resource::BgpConfiguration(r) => cfg.bgp_configurations.push(r),
-            Resource::Node(r) => cfg.nodes.push(r),
-            Resource::BgpPeer(r) => cfg.bgp_peers.push(r),
-            Resource::IpPool(r) => cfg.ip_pools.push(r),
-            Resource::BlockAffinity(r) => cfg.block_affinities.push(r),
-        }
-    }
+    let mut cfg = ClusterConfig::from_objects(file_label, decoded)?;
+    warnings.append(&mut cfg.warnings);
+    cfg.warnings = warnings;
     Ok(cfg)
+}
+
+impl ClusterConfig {
+    /// A checked snapshot from decoded objects: the first cross-object error fails it.
+    pub fn from_objects(label: &str, objects: Vec<Object>) -> Result<ClusterConfig, ConfigError> {
+        let mut warnings: Vec<String> = objects
+            .iter()
+            .flat_map(|o| o.warnings.iter().cloned())
+            .collect();
+        warnings.extend(validate(label, &objects)?);
+        let mut cfg = ClusterConfig {
+            file: label.to_string(),
+            warnings,
+            ..ClusterConfig::default()
+        };
+        for d in objects {
+            cfg.resources.push(d.raw);
+            match d.resource {
+                Resource::BgpConfiguration(r) => cfg.bgp_configurations.push(r),
+                Resource::Node(r) => cfg.nodes.push(r),
+                Resource::BgpPeer(r) => cfg.bgp_peers.push(r),
+                Resource::IpPool(r) => cfg.ip_pools.push(r),
+                Resource::BlockAffinity(r) => cfg.block_affinities.push(r),
+                Resource::IpamConfig(r) => {
+                    if r.name == "default" {
+                        cfg.ipam_config = Some(r)
+                    }
+                }
+                Resource::NetworkPolicy(r) => cfg.network_policies.push(r),
+                Resource::GlobalNetworkPolicy(r) => cfg.global_network_policies.push(r),
+                Resource::Pod(r) => cfg.pods.push(r),
+                Resource::Namespace(r) => cfg.namespaces.push(r),
+                Resource::Service(r) => cfg.services.push(r),
+                Resource::EndpointSlice(r) => cfg.endpoint_slices.push(r),
+                Resource::KubernetesNetworkPolicy(r) => cfg.kubernetes_network_policies.push(r),
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// A snapshot from objects that come one by one from a datastore: an object that
+    /// conflicts with others (an overlapping pool, a block claimed twice) is dropped
+    /// with an error in `rejected` (the later one of a conflicting pair, in `objects`
+    /// order), and the rest is kept.
+    pub fn from_objects_lenient(
+        label: &str,
+        mut objects: Vec<Object>,
+        rejected: &mut Vec<(String, ConfigError)>,
+    ) -> ClusterConfig {
+        loop {
+            match validate(label, &objects) {
+                Ok(_) => break,
+                Err(e) => {
+                    let culprit = e.resource().map(str::to_string);
+                    let pos = culprit
+                        .as_deref()
+                        .and_then(|c| objects.iter().rposition(|o| o.label == c));
+                    match pos {
+                        Some(i) => {
+                            let o = objects.remove(i);
+                            rejected.push((o.label, e));
+                        }
+                        None => {
+                            rejected.push((String::new(), e));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        ClusterConfig::from_objects(label, objects).unwrap_or_else(|e| {
+            rejected.push((String::new(), e));
+            ClusterConfig {
+                file: label.to_string(),
+                ..ClusterConfig::default()
+            }
+        })
+    }
 }
 
 fn err_at(file: &str, d: &Decoded, field: &'static str, message: String) -> ConfigError {
@@ -190,9 +265,10 @@ fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError>
     let mut warnings = Vec::new();
 
     // Duplicate names per kind.
-    let mut seen: HashMap<(Kind, &str), &Decoded> = HashMap::new();
+    let mut seen: HashMap<(Kind, Option<&str>, &str), &Decoded> = HashMap::new();
     for d in decoded {
-        if let Some(first) = seen.insert((d.raw.kind, d.raw.name.as_str()), d) {
+        let key = (d.raw.kind, d.raw.namespace.as_deref(), d.raw.name.as_str());
+        if let Some(first) = seen.insert(key, d) {
             return Err(err_at(
                 file,
                 d,

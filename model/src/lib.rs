@@ -9,6 +9,9 @@ pub mod calico;
 pub mod cluster;
 pub mod decode;
 pub mod error;
+pub mod kind;
+pub mod kubernetes;
+pub mod policy;
 pub mod selector;
 pub mod values;
 
@@ -16,6 +19,7 @@ pub use calico::*;
 pub use cluster::*;
 pub use decode::RawResource;
 pub use error::ConfigError;
+pub use kind::{Kind, API_VERSION, CRD_API_VERSION};
 pub use selector::Selector;
 pub use values::{format_duration, parse_go_duration, parse_peer_ip, Community};
 

@@ -202,8 +202,8 @@ fn error_cases_name_file_resource_field() {
             "cluster.yaml: Node: metadata.name: required field is missing",
         ),
         (
-            format!("{HDR}kind: Node\nmetadata: {{name: n, labels: {{rack: 1}}}}\n"),
-            "Node/n: metadata.labels.rack: expected a string, found a number (quote it: \"1\")",
+            format!("{HDR}kind: Node\nmetadata: {{name: n, labels: {{rack: [1]}}}}\n"),
+            "Node/n: metadata.labels.rack: expected a string, found a list",
         ),
         (
             format!("{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.65.1.0/16}}\n"),
@@ -274,8 +274,8 @@ fn error_cases_name_file_resource_field() {
             "cluster.yaml: BgpPeer/p: kind: unknown kind \"BgpPeer\"; did you mean BGPPeer? (line 2)",
         ),
         (
-            format!("{HDR}kind: GlobalNetworkPolicy\nmetadata: {{name: p}}\n"),
-            "GlobalNetworkPolicy/p: kind: kind GlobalNetworkPolicy is not supported by Brindle",
+            format!("{HDR}kind: GlobalNetworkPolicy\nmetadata: {{name: p}}\nspec: {{selektor: all()}}\n"),
+            "GlobalNetworkPolicy/p: spec.selektor: unknown field; did you mean selector?",
         ),
         (
             "apiVersion: crd.projectcalico.org/v1\nkind: IPPool\nmetadata: {name: p}\n".to_string(),
@@ -388,4 +388,109 @@ fn empty_file_is_an_empty_config() {
     let c = parse("e.yaml", "# nothing yet\n").unwrap();
     assert!(c.nodes.is_empty() && c.resources.is_empty());
     assert_eq!(c.bgp_config_for("x"), EffectiveBgpConfig::default());
+}
+
+#[test]
+fn unquoted_scalars_read_as_strings_like_kubernetes_tools() {
+    // sigs.k8s.io/yaml: a bool or number where a string is expected is its text.
+    let c = parse(
+        "t.yaml",
+        &format!(
+            "{HDR}kind: Node\nmetadata: {{name: n, labels: {{rack: 1, edge: true, zone: 1.5}}}}\n"
+        ),
+    )
+    .unwrap();
+    let l = &c.nodes[0].labels;
+    assert_eq!(
+        (l["rack"].as_str(), l["edge"].as_str(), l["zone"].as_str()),
+        ("1", "true", "1.5")
+    );
+}
+
+#[test]
+fn valid_calico_kinds_brindle_does_not_use_are_skipped_with_a_warning() {
+    let c = parse(
+        "t.yaml",
+        &format!("{HDR}kind: FelixConfiguration\nmetadata: {{name: default}}\nspec: {{logSeverityScreen: Info}}\n"),
+    )
+    .unwrap();
+    assert!(c.resources.is_empty());
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("ignored: kind FelixConfiguration"),
+        "{}",
+        c.warnings[0]
+    );
+}
+
+#[test]
+fn kubernetes_objects_load_in_file_mode() {
+    let text = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: a}}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-0
+  namespace: shop
+  labels: {app: web}
+  annotations: {cni.projectcalico.org/podIP: 10.65.0.7/32}
+spec:
+  nodeName: node-a
+  containers:
+  - name: web
+    image: nginx
+    ports: [{name: http, containerPort: 8080}]
+status: {phase: Running}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  type: LoadBalancer
+  clusterIP: 10.96.0.10
+  externalTrafficPolicy: Local
+  externalIPs: [192.0.2.10]
+status: {loadBalancer: {ingress: [{ip: 198.51.100.7}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-abc, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints:
+- addresses: [10.65.0.7]
+  nodeName: node-a
+- addresses: [10.65.0.70]
+  conditions: {ready: false}
+  nodeName: node-b
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-all, namespace: shop}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"#;
+    let c = parse("t.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.namespaces[0].labels["kubernetes.io/metadata.name"],
+        "shop"
+    );
+    let pod = &c.pods[0];
+    assert_eq!(pod.ips, vec![ip("10.65.0.7")]);
+    assert!(pod.is_workload());
+    assert_eq!(pod.ports[0].name, "http");
+    assert_eq!(pod.service_account, "default");
+    let svc = &c.services[0];
+    assert_eq!(svc.cluster_ips, vec![ip("10.96.0.10")]);
+    assert_eq!(svc.load_balancer_ips, vec![ip("198.51.100.7")]);
+    assert_eq!(
+        svc.external_traffic_policy,
+        crate::kubernetes::TrafficPolicy::Local
+    );
+    let slice = &c.endpoint_slices[0];
+    assert_eq!(slice.service_name.as_deref(), Some("web"));
+    assert!(slice.endpoints[0].ready && !slice.endpoints[1].ready);
+    assert_eq!(c.kubernetes_network_policies[0].namespace, "shop");
+    assert_eq!(c.resources[1].key(), "shop/web-0");
 }

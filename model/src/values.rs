@@ -57,6 +57,23 @@ impl fmt::Display for Community {
 }
 
 /// Parses a Go `time.Duration` string: `"120s"`, `"2m"`, `"1h30m"`, `"500ms"`, `"1.5s"`, `"0"`.
+/// An AS number written as text: `65000` or asdot `1.10`, in 1..=4294967295.
+pub fn parse_as_number(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let bad = || format!("{s:?} is not an AS number");
+    let v: u64 = if let Some((hi, lo)) = s.split_once('.') {
+        let hi: u16 = hi.parse().map_err(|_| bad())?;
+        let lo: u16 = lo.parse().map_err(|_| bad())?;
+        (u64::from(hi) << 16) | u64::from(lo)
+    } else {
+        s.parse().map_err(|_| bad())?
+    };
+    if !(1..=4_294_967_295).contains(&v) {
+        return Err("AS number must be between 1 and 4294967295".into());
+    }
+    Ok(v as u32)
+}
+
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
     let bad =
         |why: &str| format!("{s:?} is not a duration ({why}; e.g. \"120s\", \"1h30m\", \"500ms\")");

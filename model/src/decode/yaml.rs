@@ -158,6 +158,55 @@ impl Value {
     }
 }
 
+impl Node {
+    /// The tree of a JSON value (objects from the Kubernetes API); lines are 0 (unknown).
+    pub fn from_json(v: &serde_json::Value) -> Node {
+        let value = match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => Value::Int(i.into()),
+                (_, Some(u), _) => Value::Int(u.into()),
+                (_, _, Some(f)) => Value::Float(f),
+                _ => Value::Str(n.to_string()),
+            },
+            serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::Array(items) => {
+                Value::Seq(items.iter().map(Node::from_json).collect())
+            }
+            serde_json::Value::Object(m) => Value::Map(
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            Key {
+                                name: k.clone(),
+                                line: 0,
+                            },
+                            Node::from_json(v),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        Node { value, line: 0 }
+    }
+}
+
+/// Whether the mapping path `keys` exists (with a non-null value) under `node`.
+pub(crate) fn has_key(node: &Node, keys: &[&str]) -> bool {
+    let mut cur = node;
+    for k in keys {
+        match &cur.value {
+            Value::Map(entries) => match entries.iter().find(|(key, _)| key.name == *k) {
+                Some((_, v)) => cur = v,
+                None => return false,
+            },
+            _ => return false,
+        }
+    }
+    cur.value != Value::Null
+}
+
 /// Parses every YAML document in `text` (empty documents are skipped).
 pub(crate) fn parse_documents(file: &str, text: &str) -> Result<Vec<Node>, ConfigError> {
     // YAML 1.2 core booleans only (`n`, `yes`, `off` stay strings), and `01` / `1_000`
@@ -190,13 +239,36 @@ pub(crate) fn parse_documents(file: &str, text: &str) -> Result<Vec<Node>, Confi
     }
 }
 
-/// Where errors go: the file and the resource being decoded.
+/// Where errors go: the file and the resource being decoded; and the warnings about
+/// valid fields Brindle accepts but does not implement.
 pub(crate) struct Ctx<'a> {
     pub file: &'a str,
     pub resource: Option<String>,
+    pub warnings: std::cell::RefCell<Vec<String>>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    pub fn new(file: &'a str, resource: Option<String>) -> Self {
+        Ctx {
+            file,
+            resource,
+            warnings: Default::default(),
+        }
+    }
+
+    /// Records that a valid field is accepted but has no effect.
+    pub fn ignored(&self, path: &str, line: u64) {
+        let at = if line > 0 {
+            format!("{}:{line}", self.file)
+        } else {
+            self.file.to_string()
+        };
+        let what = self.resource.as_deref().unwrap_or("resource");
+        self.warnings.borrow_mut().push(format!(
+            "{at}: {what}: ignored: {path} (a valid Calico field that Brindle does not implement yet)"
+        ));
+    }
+
     pub fn err(&self, path: &str, line: u64, message: impl Into<String>) -> ConfigError {
         ConfigError::invalid(
             self.file,
@@ -233,6 +305,7 @@ impl<'a> Field<'a> {
         ))
     }
 
+    /// A string exactly as written (no scalar conversion).
     pub fn str(&self) -> Result<&'a str, ConfigError> {
         match &self.node.value {
             Value::Str(s) => Ok(s),
@@ -240,8 +313,16 @@ impl<'a> Field<'a> {
         }
     }
 
+    /// A string field read the way Kubernetes tools read YAML (`sigs.k8s.io/yaml`): an
+    /// unquoted scalar where a string is expected (`true`, `65000`, `1.5`) is its text.
     pub fn string(&self) -> Result<String, ConfigError> {
-        self.str().map(str::to_string)
+        match &self.node.value {
+            Value::Str(s) => Ok(s.clone()),
+            Value::Bool(b) => Ok(b.to_string()),
+            Value::Int(i) => Ok(i.to_string()),
+            Value::Float(f) => Ok(f.to_string()),
+            _ => Err(self.expected("a string")),
+        }
     }
 
     pub fn bool(&self) -> Result<bool, ConfigError> {
@@ -287,6 +368,16 @@ impl<'a> Field<'a> {
         Fields::new(self.ctx, &self.path, self.node, known)
     }
 
+    /// Like [`Field::map`], also accepting the valid fields in `ignored` (each present one
+    /// is reported once as a warning naming it).
+    pub fn map_ignoring(
+        &self,
+        known: &[&'static str],
+        ignored: &[&'static str],
+    ) -> Result<Fields<'a>, ConfigError> {
+        Fields::with_ignored(self.ctx, &self.path, self.node, known, ignored)
+    }
+
     /// A mapping of string to string (labels, annotations).
     pub fn string_map(&self) -> Result<BTreeMap<String, String>, ConfigError> {
         let Value::Map(entries) = &self.node.value else {
@@ -327,6 +418,33 @@ impl<'a> Fields<'a> {
         node: &'a Node,
         known: &[&'static str],
     ) -> Result<Self, ConfigError> {
+        Self::with_ignored(ctx, path, node, known, &[])
+    }
+
+    /// Accepts every key (objects whose schema belongs to someone else: Kubernetes').
+    pub fn lenient(ctx: &'a Ctx<'a>, path: &str, node: &'a Node) -> Result<Self, ConfigError> {
+        Self::check(ctx, path, node, None, &[])
+    }
+
+    /// Fails on any key in neither `known` nor `ignored` (with a hint from both lists);
+    /// a key in `ignored` is accepted and reported as a warning.
+    pub fn with_ignored(
+        ctx: &'a Ctx<'a>,
+        path: &str,
+        node: &'a Node,
+        known: &[&'static str],
+        ignored: &[&'static str],
+    ) -> Result<Self, ConfigError> {
+        Self::check(ctx, path, node, Some(known), ignored)
+    }
+
+    fn check(
+        ctx: &'a Ctx<'a>,
+        path: &str,
+        node: &'a Node,
+        known: Option<&[&'static str]>,
+        ignored: &[&'static str],
+    ) -> Result<Self, ConfigError> {
         let entries: &[(Key, Node)] = match &node.value {
             Value::Map(entries) => entries,
             Value::Null => &[],
@@ -345,14 +463,25 @@ impl<'a> Fields<'a> {
                 format!("{path}.{name}")
             }
         };
-        for (key, _) in entries {
-            if !known.contains(&key.name.as_str()) {
-                let message = match closest(&key.name, known) {
-                    Some(hint) => format!("unknown field; did you mean {hint}?"),
-                    None => format!("unknown field (valid fields: {})", known.join(", ")),
-                };
-                return Err(ctx.err(&join(&key.name), key.line, message));
+        for (key, value) in entries {
+            let Some(known) = known else {
+                break;
+            };
+            if known.contains(&key.name.as_str()) {
+                continue;
             }
+            if ignored.contains(&key.name.as_str()) {
+                if value.value != Value::Null {
+                    ctx.ignored(&join(&key.name), key.line);
+                }
+                continue;
+            }
+            let all: Vec<&str> = known.iter().chain(ignored).copied().collect();
+            let message = match closest(&key.name, &all) {
+                Some(hint) => format!("unknown field; did you mean {hint}?"),
+                None => format!("unknown field (valid fields: {})", all.join(", ")),
+            };
+            return Err(ctx.err(&join(&key.name), key.line, message));
         }
         Ok(Fields {
             ctx,
@@ -444,10 +573,7 @@ mod tests {
     #[test]
     fn unknown_field_hint() {
         let docs = parse_documents("t.yaml", "spec:\n  asnumber: 1\n").unwrap();
-        let ctx = Ctx {
-            file: "t.yaml",
-            resource: Some("X/y".into()),
-        };
+        let ctx = Ctx::new("t.yaml", Some("X/y".into()));
         let top = Fields::new(&ctx, "", &docs[0], &["spec"]).unwrap();
         let spec = top.get("spec").unwrap();
         let e = spec.map(&["asNumber", "peerIP"]).err().unwrap();
