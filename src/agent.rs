@@ -1,18 +1,21 @@
-//! The node agent's runtime: reads the Calico YAML file, computes this node's plan, runs
-//! the BGP speaker, serves status on a Unix socket, and reloads the file when it changes
-//! (keeping the last good configuration when a reload is bad).
+//! The node agent's runtime: reads the cluster's objects through the datastore seam
+//! ([`crate::datastore`], file or Kubernetes), waits until every kind it needs is in
+//! sync, computes this node's plan, runs the BGP speaker and the dataplane, serves status
+//! on a Unix socket, and applies every later change (keeping the last good plan when a
+//! change is bad). Backends are invisible from here on: one event stream, one snapshot.
 
 use crate::calc::{NodePlan, PeerPlan};
+use crate::datastore::{cache::Cache, Datastore, DatastoreConfig, Event, AGENT_KINDS};
 use anyhow::Context;
 use brindle_bgp::rib::{FibChange, LocalRoute};
 use brindle_bgp::speaker::{PeerConfig, Speaker, SpeakerConfig};
 use brindle_bgp::status::{ROUTES_REQUEST, STATUS_REQUEST};
 use brindle_bgp::types::{Afi, Prefix};
-use brindle_model::{self as config, Community};
+use brindle_model::{ClusterConfig, Community};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::sync::mpsc;
@@ -24,15 +27,14 @@ const STARTUP_GRACE: Duration = Duration::from_secs(30);
 /// Options of `brindle-node`.
 #[derive(Debug, Clone)]
 pub struct NodeOptions {
-    pub config: PathBuf,
+    /// Where the cluster's objects come from.
+    pub datastore: DatastoreConfig,
     pub node_name: String,
     pub state_dir: PathBuf,
     pub status_socket: PathBuf,
     /// Addresses to listen on for BGP (port from BGPConfiguration `listenPort`). Empty:
     /// `0.0.0.0` and `::`.
     pub listen_addresses: Vec<IpAddr>,
-    /// How often the configuration file is checked for changes.
-    pub reload_interval: Duration,
     /// Address for `/metrics`, `/liveness`, `/readiness` (None: off).
     pub http_address: Option<SocketAddr>,
     /// Program the kernel (felix). Off: BGP only.
@@ -96,19 +98,6 @@ fn speaker_config(plan: &NodePlan, listen: Vec<SocketAddr>) -> SpeakerConfig {
 /// announces itself as restarting (RFC 4724 Restart State bit).
 fn restart_marker(state_dir: &Path) -> PathBuf {
     state_dir.join("bgp-graceful-restart")
-}
-
-/// Fingerprint of the file, to notice edits (also replacement by rename).
-fn file_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len(), m.ino()))
-}
-
-fn load_plan(opts: &NodeOptions) -> anyhow::Result<(config::ClusterConfig, NodePlan)> {
-    let cfg = config::load(&opts.config)?;
-    let plan = crate::calc::node_plan(&cfg, &opts.node_name)?;
-    Ok((cfg, plan))
 }
 
 /// Binds the BGP listener: the given addresses, else both wildcards (IPv4 only when the
@@ -223,12 +212,149 @@ fn bind_status_socket(path: &Path) -> anyhow::Result<UnixListener> {
         .with_context(|| format!("cannot bind status socket {}", path.display()))
 }
 
+/// How long a burst of datastore events is gathered into one snapshot.
+const BURST: Duration = Duration::from_millis(100);
+
+/// The agent's view of the datastore: the cache of objects, and what it has logged.
+struct Cluster {
+    cache: Cache,
+    label: String,
+    logged: std::collections::BTreeSet<String>,
+    connected: bool,
+}
+
+impl Cluster {
+    fn new(label: &str) -> Cluster {
+        Cluster {
+            cache: Cache::new(),
+            label: label.to_string(),
+            logged: Default::default(),
+            connected: true,
+        }
+    }
+
+    /// Logs `msg` once (a bad object is reported when it appears, not at every event).
+    fn once(&mut self, msg: String) -> bool {
+        if self.logged.len() > 10_000 {
+            self.logged.clear();
+        }
+        self.logged.insert(msg)
+    }
+
+    /// Takes one event; true when the objects changed.
+    fn handle(&mut self, e: Event) -> bool {
+        match &e {
+            Event::Invalid { label, error, .. } => {
+                if self.once(format!("{label}: {error}")) {
+                    error!(object = %label, "skipped: {error}");
+                }
+            }
+            Event::Warnings(ws) => {
+                for w in ws {
+                    if self.once(w.clone()) {
+                        warn!("{w}");
+                    }
+                }
+            }
+            Event::Connection(Some(reason)) => {
+                if self.connected {
+                    warn!(datastore = %self.label, "datastore unreachable, keeping the last state (forwarding and BGP sessions stay): {reason}");
+                }
+                self.connected = false;
+            }
+            Event::Connection(None) => {
+                if !self.connected {
+                    info!(datastore = %self.label, "datastore reachable again; resyncing");
+                }
+                self.connected = true;
+            }
+            Event::InSync(kind) => tracing::debug!(%kind, "in sync"),
+            _ => {}
+        }
+        self.cache.apply(&e).changed
+    }
+
+    /// The checked snapshot; objects left out and new warnings are logged once.
+    fn snapshot(&mut self) -> ClusterConfig {
+        let (cfg, rejected) = self.cache.snapshot(&self.label);
+        for (label, e) in rejected {
+            if self.once(format!("{label}: {e}")) {
+                error!(object = %label, "skipped: {e}");
+            }
+        }
+        for w in self.cache.new_warnings(&cfg) {
+            warn!("{w}");
+        }
+        cfg
+    }
+}
+
+/// Gathers events until every kind the agent needs is in sync and this node has a plan.
+/// In file mode a file that gives no plan is an error (the agent does not start); from
+/// the API, the node may not be described yet, so the agent waits. `None`: stopped.
+async fn wait_for_plan(
+    opts: &NodeOptions,
+    cluster: &mut Cluster,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+) -> anyhow::Result<Option<(ClusterConfig, NodePlan)>> {
+    let started = std::time::Instant::now();
+    let mut report = tokio::time::interval(Duration::from_secs(10));
+    report.tick().await;
+    let mut last_plan_error = String::new();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(None),
+            _ = sigterm.recv() => return Ok(None),
+            _ = report.tick() => {
+                let missing = cluster.cache.missing(AGENT_KINDS);
+                if !missing.is_empty() {
+                    let names: Vec<String> = missing.iter().map(|k| k.to_string()).collect();
+                    info!(after = ?started.elapsed(), "waiting for the datastore: not in sync yet: {}", names.join(", "));
+                }
+                continue;
+            }
+            e = events.recv() => {
+                let Some(e) = e else { anyhow::bail!("the datastore stopped before it was in sync") };
+                cluster.handle(e);
+                while let Ok(e) = events.try_recv() {
+                    cluster.handle(e);
+                }
+            }
+        }
+        if !cluster.cache.in_sync(AGENT_KINDS) {
+            continue;
+        }
+        let cfg = cluster.snapshot();
+        match crate::calc::node_plan(&cfg, &opts.node_name) {
+            Ok(plan) => {
+                info!(after = ?started.elapsed(), objects = cluster.cache.len(), "datastore in sync");
+                return Ok(Some((cfg, plan)));
+            }
+            Err(e) if matches!(opts.datastore, DatastoreConfig::File { .. }) => {
+                return Err(e.into())
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if text != last_plan_error {
+                    warn!("waiting for this node's description in the datastore: {text}");
+                    last_plan_error = text;
+                }
+            }
+        }
+    }
+}
+
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     std::fs::create_dir_all(&opts.state_dir)
         .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
-    let mut stamp = file_stamp(&opts.config);
-    let (cfg, mut plan) = load_plan(&opts)?;
+    let (datastore, mut events) = Datastore::start(&opts.datastore).await?;
+    let mut cluster = Cluster::new(opts.datastore.name());
+    let Some((cfg, mut plan)) = wait_for_plan(&opts, &mut cluster, &mut events).await? else {
+        return Ok(());
+    };
+    let _datastore = datastore;
     info!(node = %plan.node_name, router_id = %plan.router_id, asn = plan.local_as, peers = plan.peers.len(), prefixes = plan.advertise.len(), "configuration loaded");
     let (speaker, mut fib) = start_speaker(&plan, &opts)?;
     let _ = std::fs::remove_file(restart_marker(&opts.state_dir));
@@ -316,19 +442,35 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     });
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut tick = tokio::time::interval(opts.reload_interval);
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
-            _ = tick.tick() => {
-                let now = file_stamp(&opts.config);
-                if now == stamp {
+            e = events.recv() => {
+                let Some(e) = e else {
+                    error!("the datastore stopped; keeping the last state");
+                    std::future::pending::<()>().await;
+                    continue;
+                };
+                let mut changed = cluster.handle(e);
+                // a burst (a relist, a file edit) makes one snapshot, not one per object
+                let burst = tokio::time::sleep(BURST);
+                tokio::pin!(burst);
+                loop {
+                    tokio::select! {
+                        _ = &mut burst => break,
+                        more = events.recv() => match more {
+                            Some(e) => changed |= cluster.handle(e),
+                            None => break,
+                        },
+                    }
+                }
+                if !changed {
                     continue;
                 }
-                stamp = now;
-                match load_plan(&opts) {
-                    Ok((cfg, new)) => {
+                let cfg = cluster.snapshot();
+                match crate::calc::node_plan(&cfg, &opts.node_name) {
+                    Ok(new) => {
                         let _ = base_tx.send(crate::dataplane::base_model(&cfg, &new));
                         if new == plan {
                             continue;
@@ -336,11 +478,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                         if new.listen_port != plan.listen_port {
                             warn!(old = plan.listen_port, new = new.listen_port, "listenPort changed: takes effect after a restart");
                         }
-                        info!(peers = new.peers.len(), prefixes = new.advertise.len(), "configuration reloaded");
+                        info!(peers = new.peers.len(), prefixes = new.advertise.len(), "configuration changed: applying");
                         apply_plan(&speaker, &new);
                         plan = new;
                     }
-                    Err(e) => error!("configuration reload failed, keeping the last good configuration: {e:#}"),
+                    Err(e) => error!("the changed configuration gives this node no valid plan, keeping the last good one: {e:#}"),
                 }
             }
         }

@@ -363,12 +363,12 @@ pub fn render_get_table(
                             (ip, Some(port)) => format!("{ip}:{port}"),
                             (ip, None) => ip.to_string(),
                         },
-                        (None, Some(sel)) => sel.to_string(),
+                        (None, Some(sel)) => sel.as_str().to_string(),
                         (None, None) => String::new(),
                     };
                     let node = match (&p.node, &p.node_selector) {
                         (Some(n), _) => n.clone(),
-                        (None, Some(sel)) => sel.to_string(),
+                        (None, Some(sel)) => sel.as_str().to_string(),
                         (None, None) => "(global)".to_string(),
                     };
                     let asn = match p.as_number {
@@ -417,7 +417,7 @@ pub fn render_get_table(
                             p.vxlan_mode.to_string(),
                             p.disabled.to_string(),
                             p.disable_bgp_export.to_string(),
-                            p.node_selector.to_string(),
+                            p.node_selector.as_str().to_string(),
                         ]
                     })
                     .collect();
@@ -440,7 +440,7 @@ pub fn render_get_table(
                         vec![
                             p.name.clone(),
                             p.cidr.to_string(),
-                            p.node_selector.to_string(),
+                            p.node_selector.as_str().to_string(),
                         ]
                     })
                     .collect();

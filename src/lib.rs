@@ -5,4 +5,5 @@ pub mod calc;
 pub mod cni;
 pub mod ctl;
 pub mod dataplane;
+pub mod datastore;
 pub mod health;

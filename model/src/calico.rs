@@ -23,6 +23,54 @@ pub enum BindMode {
     NodeIP,
 }
 
+/// `spec.serviceLoadBalancerAggregation` of a BGPConfiguration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum ServiceLoadBalancerAggregation {
+    /// Advertise the `serviceLoadBalancerIPs` CIDRs themselves (Calico default).
+    #[default]
+    Enabled,
+    /// Advertise one /32 (/128) per LoadBalancer service IP instead.
+    Disabled,
+}
+
+/// A key of a Kubernetes Secret (`secretKeyRef`), in calico-node's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretKeyRef {
+    /// The Secret's name (Kubernetes lets it be empty; such a reference never resolves).
+    pub name: String,
+    pub key: String,
+    /// `optional: true`: a missing Secret or key means no password rather than an error.
+    pub optional: bool,
+}
+
+/// Where a BGP password comes from (`spec.password`, `spec.nodeMeshPassword`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum PasswordSource {
+    /// Brindle extension for file mode: `{value: "..."}`.
+    Value(String),
+    /// Calico's `{secretKeyRef: {name, key}}`: resolved by the caller (the Kubernetes
+    /// datastore); unresolved, the sessions have no password.
+    SecretKeyRef(SecretKeyRef),
+}
+
+impl PasswordSource {
+    /// The password written in the resource, if it is written there.
+    pub fn value(&self) -> Option<&str> {
+        match self {
+            PasswordSource::Value(v) => Some(v),
+            PasswordSource::SecretKeyRef(_) => None,
+        }
+    }
+
+    /// The Secret key the password is to be read from, if any.
+    pub fn secret(&self) -> Option<&SecretKeyRef> {
+        match self {
+            PasswordSource::Value(_) => None,
+            PasswordSource::SecretKeyRef(r) => Some(r),
+        }
+    }
+}
+
 /// A named community from `spec.communities`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NamedCommunity {
@@ -53,16 +101,30 @@ pub struct BgpConfiguration {
     pub service_cluster_ips: Option<Vec<IpNetwork>>,
     pub service_external_ips: Option<Vec<IpNetwork>>,
     pub service_load_balancer_ips: Option<Vec<IpNetwork>>,
+    /// The mesh password in force: `nodeMeshPassword.value`, or the Secret's value once
+    /// the caller has resolved [`Self::node_mesh_password_source`] (`None` until then).
     pub node_mesh_password: Option<String>,
+    /// `spec.nodeMeshPassword` as written.
+    pub node_mesh_password_source: Option<PasswordSource>,
     pub node_mesh_max_restart_time: Option<Duration>,
     pub bind_mode: Option<BindMode>,
     pub ignored_interfaces: Option<Vec<String>>,
+    /// `spec.serviceLoadBalancerAggregation` (unset: [`ServiceLoadBalancerAggregation::Enabled`]).
+    pub service_load_balancer_aggregation: Option<ServiceLoadBalancerAggregation>,
 }
 
 impl BgpConfiguration {
     /// The node a `node.<name>` configuration applies to.
     pub fn node_name(&self) -> Option<&str> {
         self.name.strip_prefix("node.")
+    }
+
+    /// The Secret key of `nodeMeshPassword` while no password has been resolved from it.
+    pub fn unresolved_mesh_password(&self) -> Option<&SecretKeyRef> {
+        match (&self.node_mesh_password, &self.node_mesh_password_source) {
+            (None, Some(src)) => src.secret(),
+            _ => None,
+        }
     }
 }
 
@@ -95,6 +157,39 @@ pub enum SourceAddress {
     None,
 }
 
+/// `spec.nextHopMode` of a BGPPeer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum NextHopMode {
+    /// BGP's default: next hop self towards eBGP peers, unchanged towards iBGP peers.
+    #[default]
+    Auto,
+    /// Always next hop self (`Self` in Calico).
+    SelfHop,
+    /// Never change the next hop.
+    Keep,
+}
+
+impl NextHopMode {
+    /// Calico's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NextHopMode::Auto => "Auto",
+            NextHopMode::SelfHop => "Self",
+            NextHopMode::Keep => "Keep",
+        }
+    }
+}
+
+/// `spec.reversePeering` of a BGPPeer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum ReversePeering {
+    /// Calico default: the Calico nodes selected as peers peer back automatically.
+    #[default]
+    Auto,
+    /// The reverse peering needs its own BGPPeer.
+    Manual,
+}
+
 /// A `BGPPeer`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct BgpPeerSpec {
@@ -107,8 +202,20 @@ pub struct BgpPeerSpec {
     pub peer_selector: Option<Selector>,
     pub as_number: Option<u32>,
     pub local_as_number: Option<u32>,
+    /// The password in force: `password.value`, or the Secret's value once the caller has
+    /// resolved [`Self::password_source`] (`None` until then: no password).
     pub password: Option<String>,
+    /// `spec.password` as written.
+    pub password_source: Option<PasswordSource>,
+    /// True for `keepOriginalNextHop: true` or `nextHopMode: Keep`.
     pub keep_original_next_hop: bool,
+    /// `spec.nextHopMode` (unset: see [`Self::effective_next_hop_mode`]).
+    pub next_hop_mode: Option<NextHopMode>,
+    pub reverse_peering: ReversePeering,
+    /// `spec.filters`: names of BGPFilters, in order.
+    pub filters: Vec<String>,
+    /// `spec.localWorkloadSelector`.
+    pub local_workload_selector: Option<Selector>,
     pub ttl_security: Option<u8>,
     pub max_restart_time: Option<Duration>,
     pub source_address: SourceAddress,
@@ -122,6 +229,24 @@ impl BgpPeerSpec {
     /// `nodeSelector: all()`), node specific otherwise.
     pub fn is_global(&self) -> bool {
         self.node.is_none() && self.node_selector.as_ref().is_none_or(|s| s.is_all())
+    }
+
+    /// The next hop mode in force: `nextHopMode`, else `Keep` for the deprecated
+    /// `keepOriginalNextHop: true` (which Calico applies to eBGP peers only), else `Auto`.
+    pub fn effective_next_hop_mode(&self) -> NextHopMode {
+        match self.next_hop_mode {
+            Some(m) => m,
+            None if self.keep_original_next_hop => NextHopMode::Keep,
+            None => NextHopMode::Auto,
+        }
+    }
+
+    /// The Secret key of `password` while no password has been resolved from it.
+    pub fn unresolved_password(&self) -> Option<&SecretKeyRef> {
+        match (&self.password, &self.password_source) {
+            (None, Some(src)) => src.secret(),
+            _ => None,
+        }
     }
 
     /// Whether this peering applies to the node `name` with `labels`.
@@ -167,6 +292,16 @@ pub enum AllowedUse {
     LoadBalancer,
 }
 
+/// `assignmentMode` of an IPPool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum AssignmentMode {
+    /// Addresses are assigned from the pool automatically (Calico default).
+    #[default]
+    Automatic,
+    /// Only when a workload asks for this pool by name.
+    Manual,
+}
+
 /// An `IPPool`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct IpPoolSpec {
@@ -179,7 +314,11 @@ pub struct IpPoolSpec {
     pub disabled: bool,
     pub disable_bgp_export: bool,
     pub node_selector: Selector,
+    /// Never empty: Calico's default is `[Workload, Tunnel]`.
     pub allowed_uses: Vec<AllowedUse>,
+    pub assignment_mode: AssignmentMode,
+    /// `spec.namespaceSelector` (`None`: every namespace).
+    pub namespace_selector: Option<Selector>,
 }
 
 /// `spec.state` of a BlockAffinity.
@@ -210,6 +349,8 @@ pub struct BlockAffinitySpec {
     pub cidr: IpNetwork,
     pub state: AffinityState,
     pub deleted: bool,
+    /// `spec.type`: `host` (also when unset) or `virtual`.
+    pub affinity_type: Option<String>,
 }
 
 impl BlockAffinitySpec {

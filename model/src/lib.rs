@@ -17,7 +17,7 @@ pub mod values;
 
 pub use calico::*;
 pub use cluster::*;
-pub use decode::RawResource;
+pub use decode::{decode_json, Object, RawResource, Resource};
 pub use error::ConfigError;
 pub use kind::{Kind, API_VERSION, CRD_API_VERSION};
 pub use selector::Selector;

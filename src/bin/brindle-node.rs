@@ -1,17 +1,27 @@
 //! `brindle-node`: the Brindle node agent.
 
 use brindle::agent::{self, NodeOptions};
+use brindle::datastore::DatastoreConfig;
 use clap::Parser;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Brindle node agent: BGP speaker (and, soon, dataplane) for one node, configured by a
-/// file of Calico resources (projectcalico.org/v3).
+/// Brindle node agent: BGP speaker and dataplane for one node, configured from the
+/// Kubernetes API (Calico's CRDs and node annotations) or a file of Calico resources.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Multi-document YAML file of Calico resources; edits are picked up without a restart.
+    /// Where the cluster's objects come from: `kubernetes` or `file`. Default:
+    /// `kubernetes` when running in a cluster (KUBERNETES_SERVICE_HOST) or given
+    /// --kubeconfig, else `file`.
+    #[arg(long, env = "DATASTORE_TYPE", value_parser = ["kubernetes", "file"])]
+    datastore: Option<String>,
+    /// Kubeconfig for the Kubernetes datastore (default: in-cluster, else KUBECONFIG).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// File mode: multi-document YAML of Calico (and Kubernetes) objects; edits are picked
+    /// up without a restart.
     #[arg(
         long,
         env = "BRINDLE_CONFIG",
@@ -44,7 +54,7 @@ struct Args {
     /// a restart does not interrupt traffic).
     #[arg(long)]
     cleanup: bool,
-    /// Seconds between checks of the configuration file.
+    /// File mode: seconds between checks of the file.
     #[arg(long, default_value_t = 1.0)]
     reload_interval: f64,
 }
@@ -68,16 +78,30 @@ fn main() {
             }
         },
     };
+    let kubernetes = match args.datastore.as_deref() {
+        Some(d) => d == "kubernetes",
+        None => args.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
+    };
+    let datastore = if kubernetes {
+        DatastoreConfig::Kubernetes {
+            kubeconfig: args.kubeconfig.clone(),
+            node_name: args.node_name.clone(),
+        }
+    } else {
+        DatastoreConfig::File {
+            path: args.config.clone(),
+            poll: Duration::from_secs_f64(args.reload_interval.max(0.1)),
+        }
+    };
     let opts = NodeOptions {
+        datastore,
         http_address,
         dataplane: !args.no_dataplane,
         cleanup: args.cleanup,
-        config: args.config,
         node_name: args.node_name,
         state_dir: args.state_dir,
         status_socket: args.status_socket,
         listen_addresses: args.listen_addresses,
-        reload_interval: Duration::from_secs_f64(args.reload_interval.max(0.1)),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

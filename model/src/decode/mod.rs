@@ -123,6 +123,36 @@ pub struct Object {
     pub(crate) lines: HashMap<&'static str, u64>,
 }
 
+impl Object {
+    /// An object built by a translation rather than decoded (e.g. Calico's Node from a
+    /// Kubernetes Node and its annotations).
+    pub fn synthetic(
+        kind: Kind,
+        namespace: Option<String>,
+        name: String,
+        json: serde_json::Value,
+        resource: Resource,
+    ) -> Object {
+        let label = match &namespace {
+            Some(ns) => format!("{}/{ns}/{name}", kind.as_str()),
+            None => format!("{}/{name}", kind.as_str()),
+        };
+        Object {
+            raw: RawResource {
+                kind,
+                namespace,
+                name,
+                line: 0,
+                json,
+            },
+            resource,
+            label,
+            warnings: Vec::new(),
+            lines: HashMap::new(),
+        }
+    }
+}
+
 /// Formerly the crate-internal name of [`Object`].
 pub(crate) type Decoded = Object;
 
@@ -418,21 +448,27 @@ fn unknown_kind(
         .filter(|k| k.api_version() == api_version)
         .map(|k| k.as_str())
         .collect();
-    if same_group.is_empty() {
-        let versions: Vec<&str> = {
-            let mut v: Vec<&str> = Kind::ALL.iter().map(|k| k.api_version()).collect();
-            v.dedup();
-            v
-        };
-        let hint = match closest(api_version, &versions) {
-            Some(v) => format!("; did you mean {v}?"),
-            None => format!("; use {API_VERSION}"),
-        };
-        return Err(ctx.err(
-            "apiVersion",
-            line_of("apiVersion"),
-            format!("unsupported apiVersion {api_version:?}{hint}"),
-        ));
+    if !calico {
+        // Another API's object (a ConfigMap, a Deployment...): not Brindle's to check,
+        // unless the apiVersion is a misspelling of Calico's.
+        let looks_calico =
+            api_version.contains("calico") || closest(api_version, &[API_VERSION]).is_some();
+        if looks_calico {
+            return Err(ctx.err(
+                "apiVersion",
+                line_of("apiVersion"),
+                format!("unsupported apiVersion {api_version:?}; did you mean {API_VERSION}?"),
+            ));
+        }
+        warnings.push(
+            ctx.err(
+                "kind",
+                line_of("kind"),
+                format!("ignored: {api_version} {kind_text} (Brindle does not read this kind)"),
+            )
+            .to_string(),
+        );
+        return Ok(());
     }
     let message = match closest(kind_text, &same_group) {
         Some(k) => format!("unknown kind {kind_text:?}; did you mean {k}?"),

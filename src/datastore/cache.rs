@@ -1,0 +1,233 @@
+//! Folds datastore [`Event`]s into one consistent [`ClusterConfig`] snapshot. Pure: no
+//! I/O, no clocks, the same snapshot whatever the order of events within a sync.
+//!
+//! Objects are kept per (kind, namespace, name). A `Restart` of a kind opens a new
+//! generation: at its `InSync`, objects of the kind not re-applied are removed. The
+//! snapshot is checked across objects leniently: an object that conflicts with the
+//! others (an overlapping pool, a block claimed twice) is left out and reported, and the
+//! rest stays in force.
+
+use super::Event;
+use brindle_model::{ClusterConfig, ConfigError, Kind, Object};
+use std::collections::{BTreeMap, BTreeSet};
+
+type Key = (Kind, Option<String>, String);
+
+/// What one event changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// The set of objects changed.
+    pub changed: bool,
+    /// A kind became in sync for the first time.
+    pub first_sync: Option<Kind>,
+}
+
+/// The objects seen so far.
+#[derive(Debug, Default)]
+pub struct Cache {
+    objects: BTreeMap<Key, (Object, u64)>,
+    /// Kinds that reached `InSync` at least once.
+    synced: BTreeSet<Kind>,
+    /// Kinds in a relist: the generation it started.
+    relisting: BTreeMap<Kind, u64>,
+    generation: u64,
+    /// Warnings already reported (each once).
+    reported: BTreeSet<String>,
+}
+
+impl Cache {
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    /// Applies one event.
+    pub fn apply(&mut self, event: &Event) -> Applied {
+        self.generation += 1;
+        let g = self.generation;
+        match event {
+            Event::Restart(kind) => {
+                self.relisting.insert(*kind, g);
+                Applied::default()
+            }
+            Event::Apply(o) => {
+                let key = (o.raw.kind, o.raw.namespace.clone(), o.raw.name.clone());
+                let changed = self.objects.get(&key).is_none_or(|(old, _)| {
+                    old.resource != o.resource || old.raw.json != o.raw.json
+                });
+                self.objects.insert(key, (o.clone(), g));
+                Applied {
+                    changed,
+                    first_sync: None,
+                }
+            }
+            Event::Delete {
+                kind,
+                namespace,
+                name,
+            } => Applied {
+                changed: self
+                    .objects
+                    .remove(&(*kind, namespace.clone(), name.clone()))
+                    .is_some(),
+                first_sync: None,
+            },
+            Event::InSync(kind) => {
+                let mut changed = false;
+                if let Some(start) = self.relisting.remove(kind) {
+                    let before = self.objects.len();
+                    self.objects
+                        .retain(|(k, _, _), (_, seen)| k != kind || *seen > start);
+                    changed = self.objects.len() != before;
+                }
+                let first = self.synced.insert(*kind);
+                Applied {
+                    changed,
+                    first_sync: first.then_some(*kind),
+                }
+            }
+            Event::Invalid { .. } | Event::Connection(_) | Event::Warnings(_) => Applied::default(),
+        }
+    }
+
+    /// Whether every kind in `kinds` has been in sync once.
+    pub fn in_sync(&self, kinds: &[Kind]) -> bool {
+        kinds.iter().all(|k| self.synced.contains(k))
+    }
+
+    /// The kinds in `kinds` not in sync yet.
+    pub fn missing(&self, kinds: &[Kind]) -> Vec<Kind> {
+        kinds
+            .iter()
+            .copied()
+            .filter(|k| !self.synced.contains(k))
+            .collect()
+    }
+
+    /// Number of objects held.
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// The snapshot: every object held, checked against each other. Objects left out
+    /// by the check are returned with their errors.
+    pub fn snapshot(&self, label: &str) -> (ClusterConfig, Vec<(String, ConfigError)>) {
+        // Calico objects first, in a stable order, so that of two conflicting objects
+        // the same one is always left out.
+        let objects: Vec<Object> = self.objects.values().map(|(o, _)| o.clone()).collect();
+        let mut rejected = Vec::new();
+        let cfg = ClusterConfig::from_objects_lenient(label, objects, &mut rejected);
+        (cfg, rejected)
+    }
+
+    /// Warnings of `cfg` not reported before (each warning is logged once).
+    pub fn new_warnings(&mut self, cfg: &ClusterConfig) -> Vec<String> {
+        cfg.warnings
+            .iter()
+            .filter(|w| self.reported.insert((*w).clone()))
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn objects(text: &str) -> Vec<Object> {
+        let cfg = brindle_model::parse("t.yaml", text).unwrap();
+        // re-decode each raw resource as an API object would arrive
+        cfg.resources
+            .iter()
+            .map(|r| brindle_model::decode_json("api", &r.json).unwrap().unwrap())
+            .collect()
+    }
+
+    const POOLS: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: a}
+spec: {cidr: 10.65.0.0/16}
+---
+apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: b}
+spec: {cidr: 10.66.0.0/16}
+"#;
+
+    #[test]
+    fn relist_removes_what_is_gone_and_sync_is_explicit() {
+        let objs = objects(POOLS);
+        let mut c = Cache::new();
+        c.apply(&Event::Restart(Kind::IpPool));
+        for o in &objs {
+            assert!(c.apply(&Event::Apply(o.clone())).changed);
+        }
+        assert!(!c.in_sync(&[Kind::IpPool]));
+        let a = c.apply(&Event::InSync(Kind::IpPool));
+        assert_eq!(a.first_sync, Some(Kind::IpPool));
+        assert!(c.in_sync(&[Kind::IpPool]));
+        assert_eq!(c.snapshot("t").0.ip_pools.len(), 2);
+
+        // same object again: no change
+        assert!(!c.apply(&Event::Apply(objs[0].clone())).changed);
+
+        // relist (e.g. after 410 Gone) that no longer has pool b
+        c.apply(&Event::Restart(Kind::IpPool));
+        c.apply(&Event::Apply(objs[0].clone()));
+        let a = c.apply(&Event::InSync(Kind::IpPool));
+        assert!(a.changed);
+        assert_eq!(a.first_sync, None);
+        let pools = c.snapshot("t").0.ip_pools;
+        assert_eq!(pools.len(), 1);
+        assert_eq!(pools[0].name, "a");
+    }
+
+    #[test]
+    fn a_conflicting_object_is_left_out_and_the_rest_stays() {
+        let mut objs = objects(POOLS);
+        let overlap = objects(
+            "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: c}\nspec: {cidr: 10.65.128.0/17}\n",
+        );
+        objs.extend(overlap);
+        let mut c = Cache::new();
+        for o in objs {
+            c.apply(&Event::Apply(o));
+        }
+        let (cfg, rejected) = c.snapshot("t");
+        let names: Vec<&str> = cfg.ip_pools.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, "IPPool/c");
+        assert!(
+            rejected[0].1.to_string().contains("overlaps"),
+            "{}",
+            rejected[0].1
+        );
+    }
+
+    #[test]
+    fn delete_and_warnings_once() {
+        let objs = objects(POOLS);
+        let mut c = Cache::new();
+        for o in &objs {
+            c.apply(&Event::Apply(o.clone()));
+        }
+        assert!(
+            c.apply(&Event::Delete {
+                kind: Kind::IpPool,
+                namespace: None,
+                name: "b".into()
+            })
+            .changed
+        );
+        assert_eq!(c.len(), 1);
+        let mut cfg = c.snapshot("t").0;
+        cfg.warnings = vec!["w1".into()];
+        assert_eq!(c.new_warnings(&cfg), vec!["w1".to_string()]);
+        assert!(c.new_warnings(&cfg).is_empty());
+    }
+}

@@ -1,0 +1,551 @@
+//! The Kubernetes backend: Calico's own storage on the API server, read and written
+//! exactly as calico-node does, so that Brindle finds on a Calico cluster every
+//! BGPConfiguration, BGPPeer, IPPool and node address as Calico left them.
+//!
+//! - Calico's resources are CRDs in `crd.projectcalico.org/v1` (the same `spec` as
+//!   `projectcalico.org/v3`; v3 metadata such as labels in the annotation
+//!   `projectcalico.org/metadata`), or `projectcalico.org/v3` CRDs on clusters set up
+//!   that way by recent Calico versions. Which one is detected as Calico does
+//!   (`libcalico-go/lib/backend/k8s/discovery.go`): `CALICO_API_GROUP` if set, else
+//!   v1 when the API has `crd.projectcalico.org`, v3 when it has only `projectcalico.org`.
+//! - A node's BGP settings are annotations on its Kubernetes Node
+//!   (`projectcalico.org/IPv4Address`, `ASNumber`, …), translated by
+//!   [`brindle_model::kubernetes::node_from_kubernetes`] into Calico's Node.
+//! - Pods, Namespaces, Services, EndpointSlices and NetworkPolicies are watched as the
+//!   API has them.
+//!
+//! One kube-runtime watcher per kind (list, then watch from the list's resourceVersion,
+//! relist on `410 Gone`, back-off on errors) feeds the seam's events. While the API is
+//! unreachable nothing is withdrawn: the last state stays in force, the agent keeps
+//! forwarding and every BGP session, and the watchers reconnect with back-off and
+//! relist. An object that does not decode is reported with its kind, namespace, name
+//! and field and skipped; the rest keeps working.
+
+use super::{Event, Stored, WriteError};
+use brindle_model::decode::kubernetes::kube_node_from_json;
+use brindle_model::kubernetes::node_from_kubernetes;
+use brindle_model::{Kind, Object, Resource, API_VERSION, CRD_API_VERSION};
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{info, warn};
+
+/// Annotation holding a v3 resource's metadata on its v1 CRD object.
+const METADATA_ANNOTATION: &str = "projectcalico.org/metadata";
+
+/// Which storage Calico's resources use on this cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalicoGroup {
+    /// `crd.projectcalico.org/v1` (calico-node's default storage).
+    CrdV1,
+    /// `projectcalico.org/v3` CRDs.
+    V3,
+}
+
+impl CalicoGroup {
+    fn group(self) -> &'static str {
+        match self {
+            CalicoGroup::CrdV1 => "crd.projectcalico.org",
+            CalicoGroup::V3 => "projectcalico.org",
+        }
+    }
+
+    fn version(self) -> &'static str {
+        match self {
+            CalicoGroup::CrdV1 => "v1",
+            CalicoGroup::V3 => "v3",
+        }
+    }
+}
+
+/// The API resource a kind is stored as.
+pub fn api_resource(kind: Kind, group: CalicoGroup) -> ApiResource {
+    let core =
+        |api_version: &str, group: &str, version: &str, kind: &str, plural: &str| ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+    let calico = |kind: &str, plural: &str| {
+        let (g, v) = (group.group(), group.version());
+        ApiResource {
+            group: g.into(),
+            version: v.into(),
+            api_version: format!("{g}/{v}"),
+            kind: kind.into(),
+            plural: plural.into(),
+        }
+    };
+    match kind {
+        Kind::Node => core("v1", "", "v1", "Node", "nodes"),
+        Kind::Pod => core("v1", "", "v1", "Pod", "pods"),
+        Kind::Namespace => core("v1", "", "v1", "Namespace", "namespaces"),
+        Kind::Service => core("v1", "", "v1", "Service", "services"),
+        Kind::EndpointSlice => core(
+            "discovery.k8s.io/v1",
+            "discovery.k8s.io",
+            "v1",
+            "EndpointSlice",
+            "endpointslices",
+        ),
+        Kind::KubernetesNetworkPolicy => core(
+            "networking.k8s.io/v1",
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+        ),
+        Kind::BgpConfiguration => calico("BGPConfiguration", "bgpconfigurations"),
+        Kind::BgpPeer => calico("BGPPeer", "bgppeers"),
+        Kind::IpPool => calico("IPPool", "ippools"),
+        Kind::BlockAffinity => calico("BlockAffinity", "blockaffinities"),
+        Kind::IpamConfig => match group {
+            CalicoGroup::CrdV1 => calico("IPAMConfig", "ipamconfigs"),
+            CalicoGroup::V3 => calico("IPAMConfiguration", "ipamconfigurations"),
+        },
+        Kind::NetworkPolicy => calico("NetworkPolicy", "networkpolicies"),
+        Kind::GlobalNetworkPolicy => calico("GlobalNetworkPolicy", "globalnetworkpolicies"),
+    }
+}
+
+/// The v3 form of an object as stored (`crd.projectcalico.org/v1` → `projectcalico.org/v3`
+/// with the metadata from its annotation); other objects get their `apiVersion` and
+/// `kind` (list items lack them).
+pub fn to_v3(kind: Kind, ar: &ApiResource, mut v: serde_json::Value) -> serde_json::Value {
+    let Some(obj) = v.as_object_mut() else {
+        return v;
+    };
+    if !kind.is_calico() {
+        obj.insert("apiVersion".into(), ar.api_version.clone().into());
+        obj.insert("kind".into(), ar.kind.clone().into());
+        return v;
+    }
+    obj.insert("apiVersion".into(), API_VERSION.into());
+    obj.insert("kind".into(), kind.as_str().into());
+    if ar.api_version == CRD_API_VERSION {
+        if let Some(meta) = obj.get_mut("metadata").and_then(|m| m.as_object_mut()) {
+            let stored: Option<serde_json::Value> = meta
+                .get("annotations")
+                .and_then(|a| a.get(METADATA_ANNOTATION))
+                .and_then(|s| s.as_str())
+                .and_then(|s| serde_json::from_str(s).ok());
+            if let Some(annotations) = meta.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+                annotations.remove(METADATA_ANNOTATION);
+            }
+            if let Some(serde_json::Value::Object(stored)) = stored {
+                for key in ["labels", "annotations"] {
+                    if let Some(value) = stored.get(key) {
+                        meta.insert(key.into(), value.clone());
+                    }
+                }
+            }
+        }
+    }
+    v
+}
+
+/// Decodes one object from the API into the seam's event.
+pub fn decode(kind: Kind, ar: &ApiResource, value: serde_json::Value) -> Event {
+    let label = || {
+        let m = value.get("metadata");
+        let name = m
+            .and_then(|m| m.get("name"))
+            .and_then(|n| n.as_str())
+            .unwrap_or("?");
+        match m.and_then(|m| m.get("namespace")).and_then(|n| n.as_str()) {
+            Some(ns) => format!("{}/{ns}/{name}", kind.as_str()),
+            None => format!("{}/{name}", kind.as_str()),
+        }
+    };
+    if kind == Kind::Node {
+        return match kube_node_from_json(&value) {
+            Ok(n) => {
+                let (spec, errors) = node_from_kubernetes(&n);
+                let name = spec.name.clone();
+                let mut o = Object::synthetic(Kind::Node, None, name, value, Resource::Node(spec));
+                o.warnings = errors
+                    .into_iter()
+                    .map(|e| {
+                        format!(
+                            "Node/{}: metadata.annotations.{}: {}",
+                            o.raw.name, e.annotation, e.message
+                        )
+                    })
+                    .collect();
+                Event::Apply(o)
+            }
+            Err(error) => Event::Invalid {
+                kind: Some(kind),
+                label: label(),
+                error,
+            },
+        };
+    }
+    let v3 = to_v3(kind, ar, value.clone());
+    let source = format!("{}/{}", ar.api_version, ar.plural);
+    match brindle_model::decode_json(&source, &v3) {
+        Ok(Some(o)) => Event::Apply(o),
+        Ok(None) => Event::Warnings(vec![format!("{}: skipped", label())]),
+        Err(e) => Event::Invalid {
+            kind: Some(kind),
+            label: label(),
+            error: e.to_string(),
+        },
+    }
+}
+
+fn key_of(kind: Kind, o: &DynamicObject) -> Event {
+    Event::Delete {
+        kind,
+        namespace: if kind.namespaced() {
+            o.metadata.namespace.clone()
+        } else {
+            None
+        },
+        name: o.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// Builds a client from a kubeconfig file, else in-cluster / `KUBECONFIG`.
+pub async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    let mut config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| anyhow::anyhow!("cannot read kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .map_err(|e| anyhow::anyhow!("kubeconfig {}: {e}", path.display()))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            anyhow::anyhow!("no Kubernetes configuration (in-cluster or KUBECONFIG): {e}")
+        })?,
+    };
+    config.connect_timeout = Some(Duration::from_secs(5));
+    config.read_timeout = Some(Duration::from_secs(330));
+    Client::try_from(config).map_err(|e| anyhow::anyhow!("Kubernetes client: {e}"))
+}
+
+/// Which Calico storage the cluster has (retried until the API answers).
+pub async fn detect_group(client: &Client) -> Result<CalicoGroup, String> {
+    if let Ok(v) = std::env::var("CALICO_API_GROUP") {
+        return match v.trim() {
+            "projectcalico.org/v3" | "projectcalico.org" => Ok(CalicoGroup::V3),
+            "crd.projectcalico.org/v1" | "crd.projectcalico.org" | "" => Ok(CalicoGroup::CrdV1),
+            other => Err(format!("CALICO_API_GROUP={other:?} is neither crd.projectcalico.org/v1 nor projectcalico.org/v3")),
+        };
+    }
+    let groups = client
+        .list_api_groups()
+        .await
+        .map_err(|e| format!("API discovery failed: {e}"))?;
+    let has = |g: &str| groups.groups.iter().any(|x| x.name == g);
+    if has("crd.projectcalico.org") {
+        Ok(CalicoGroup::CrdV1)
+    } else if has("projectcalico.org") {
+        Ok(CalicoGroup::V3)
+    } else {
+        Err("the API has no Calico CRDs (neither crd.projectcalico.org nor projectcalico.org): install examples/kubernetes/crds".into())
+    }
+}
+
+/// Writes to the API.
+pub struct KubeWriter {
+    client: Client,
+    group: Arc<std::sync::OnceLock<CalicoGroup>>,
+}
+
+fn write_error(e: kube::Error) -> WriteError {
+    match e {
+        kube::Error::Api(s) if s.code == 409 => WriteError::Conflict(s.message.clone()),
+        kube::Error::Api(s) if s.code == 404 => WriteError::NotFound(s.message.clone()),
+        other => WriteError::Other(other.to_string()),
+    }
+}
+
+impl KubeWriter {
+    fn api(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+    ) -> Result<(Api<DynamicObject>, ApiResource), WriteError> {
+        let group = *self
+            .group
+            .get()
+            .ok_or_else(|| WriteError::Other("the Calico API group is not known yet".into()))?;
+        let ar = api_resource(kind, group);
+        let api = match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            None => Api::all_with(self.client.clone(), &ar),
+        };
+        Ok((api, ar))
+    }
+
+    pub async fn patch_node_annotations(
+        &self,
+        node: &str,
+        annotations: &BTreeMap<String, Option<String>>,
+    ) -> Result<(), WriteError> {
+        let ar = api_resource(Kind::Node, CalicoGroup::CrdV1);
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let patch = serde_json::json!({"metadata": {"annotations": annotations}});
+        // calico-node writes these through the status subresource (Nodes().UpdateStatus).
+        api.patch_status(node, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    pub async fn get(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Stored>, WriteError> {
+        let (api, _) = self.api(kind, namespace)?;
+        match api.get_opt(name).await.map_err(write_error)? {
+            None => Ok(None),
+            Some(o) => {
+                let resource_version = o.metadata.resource_version.clone().unwrap_or_default();
+                Ok(Some(Stored {
+                    json: serde_json::to_value(&o).map_err(|e| WriteError::Other(e.to_string()))?,
+                    resource_version,
+                }))
+            }
+        }
+    }
+
+    pub async fn compare_and_swap(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        name: &str,
+        json: serde_json::Value,
+        resource_version: &str,
+    ) -> Result<String, WriteError> {
+        let (api, ar) = self.api(kind, namespace)?;
+        let mut obj: DynamicObject =
+            serde_json::from_value(json).map_err(|e| WriteError::Other(e.to_string()))?;
+        obj.types = Some(kube::api::TypeMeta {
+            api_version: ar.api_version.clone(),
+            kind: ar.kind.clone(),
+        });
+        obj.metadata.resource_version = Some(resource_version.to_string());
+        let done = api
+            .replace(name, &PostParams::default(), &obj)
+            .await
+            .map_err(write_error)?;
+        Ok(done.metadata.resource_version.unwrap_or_default())
+    }
+
+    pub async fn create(
+        &self,
+        kind: Kind,
+        namespace: Option<&str>,
+        json: serde_json::Value,
+    ) -> Result<String, WriteError> {
+        let (api, ar) = self.api(kind, namespace)?;
+        let mut obj: DynamicObject =
+            serde_json::from_value(json).map_err(|e| WriteError::Other(e.to_string()))?;
+        obj.types = Some(kube::api::TypeMeta {
+            api_version: ar.api_version.clone(),
+            kind: ar.kind.clone(),
+        });
+        let done = api
+            .create(&PostParams::default(), &obj)
+            .await
+            .map_err(write_error)?;
+        Ok(done.metadata.resource_version.unwrap_or_default())
+    }
+}
+
+/// Connects and starts one watcher per kind; events go to `tx`.
+pub async fn start(
+    kubeconfig: Option<PathBuf>,
+    node_name: String,
+    kinds: &[Kind],
+    tx: UnboundedSender<Event>,
+) -> anyhow::Result<KubeWriter> {
+    let client = client(kubeconfig.as_deref()).await?;
+    let group = Arc::new(std::sync::OnceLock::new());
+    let writer = KubeWriter {
+        client: client.clone(),
+        group: group.clone(),
+    };
+    let kinds = kinds.to_vec();
+    info!(node = %node_name, "Kubernetes datastore: connecting");
+    tokio::spawn(async move {
+        // Which Calico storage: retried with back-off until the API answers.
+        let mut delay = Duration::from_millis(250);
+        let g = loop {
+            match detect_group(&client).await {
+                Ok(g) => break g,
+                Err(e) => {
+                    let _ = tx.send(Event::Connection(Some(e)));
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        };
+        info!(
+            group = g.group(),
+            version = g.version(),
+            "Calico resources found"
+        );
+        let _ = group.set(g);
+        let _ = tx.send(Event::Connection(None));
+        let failing = Arc::new(AtomicUsize::new(0));
+        for kind in kinds {
+            tokio::spawn(watch_kind(
+                client.clone(),
+                kind,
+                g,
+                tx.clone(),
+                failing.clone(),
+            ));
+        }
+    });
+    Ok(writer)
+}
+
+async fn watch_kind(
+    client: Client,
+    kind: Kind,
+    group: CalicoGroup,
+    tx: UnboundedSender<Event>,
+    failing: Arc<AtomicUsize>,
+) {
+    let ar = api_resource(kind, group);
+    let api: Api<DynamicObject> = Api::all_with(client, &ar);
+    let mut stream = watcher(api, watcher::Config::default().page_size(500))
+        .default_backoff()
+        .boxed();
+    let mut failed = false;
+    while let Some(item) = stream.next().await {
+        if tx.is_closed() {
+            return;
+        }
+        let event = match item {
+            Ok(e) => {
+                if failed {
+                    failed = false;
+                    if failing.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        let _ = tx.send(Event::Connection(None));
+                    }
+                }
+                e
+            }
+            Err(e) => {
+                warn!(kind = %kind, error = %e, "watch failed; retrying with back-off (nothing is withdrawn meanwhile)");
+                if !failed {
+                    failed = true;
+                    failing.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = tx.send(Event::Connection(Some(format!("{kind} watch: {e}"))));
+                continue;
+            }
+        };
+        let out = match event {
+            watcher::Event::Init => Event::Restart(kind),
+            watcher::Event::InitDone => Event::InSync(kind),
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                match serde_json::to_value(&o) {
+                    Ok(v) => decode(kind, &ar, v),
+                    Err(e) => Event::Invalid {
+                        kind: Some(kind),
+                        label: format!("{kind}/{}", o.metadata.name.unwrap_or_default()),
+                        error: e.to_string(),
+                    },
+                }
+            }
+            watcher::Event::Delete(o) => key_of(kind, &o),
+        };
+        if tx.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_crd_objects_become_v3_with_their_stored_metadata() {
+        let ar = api_resource(Kind::BgpPeer, CalicoGroup::CrdV1);
+        let stored = serde_json::json!({
+            "apiVersion": "crd.projectcalico.org/v1",
+            "kind": "BGPPeer",
+            "metadata": {
+                "name": "tor",
+                "resourceVersion": "812",
+                "uid": "0b7c1d7e-0000-0000-0000-000000000000",
+                "annotations": {
+                    "projectcalico.org/metadata": "{\"uid\":\"x\",\"creationTimestamp\":null,\"labels\":{\"role\":\"tor\"}}"
+                }
+            },
+            "spec": {"peerIP": "10.0.0.254", "asNumber": 65000, "nodeSelector": "all()"}
+        });
+        let Event::Apply(o) = decode(Kind::BgpPeer, &ar, stored) else {
+            panic!("not applied")
+        };
+        assert_eq!(o.raw.json["apiVersion"], API_VERSION);
+        assert_eq!(o.raw.json["metadata"]["labels"]["role"], "tor");
+        let Resource::BgpPeer(p) = o.resource else {
+            panic!()
+        };
+        assert_eq!(p.as_number, Some(65000));
+    }
+
+    #[test]
+    fn list_items_get_their_type_and_bad_objects_are_invalid() {
+        let ar = api_resource(Kind::IpPool, CalicoGroup::CrdV1);
+        let e = decode(
+            Kind::IpPool,
+            &ar,
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"cidr": "10.65.1.0/16"}}),
+        );
+        let Event::Invalid { label, error, .. } = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(label, "IPPool/p");
+        assert!(error.contains("spec.cidr"), "{error}");
+        let ar = api_resource(Kind::Namespace, CalicoGroup::CrdV1);
+        let Event::Apply(o) = decode(
+            Kind::Namespace,
+            &ar,
+            serde_json::json!({"metadata": {"name": "shop"}}),
+        ) else {
+            panic!()
+        };
+        assert_eq!(o.raw.kind, Kind::Namespace);
+    }
+
+    #[test]
+    fn nodes_are_translated_from_annotations() {
+        let ar = api_resource(Kind::Node, CalicoGroup::CrdV1);
+        let n = serde_json::json!({
+            "metadata": {"name": "w1", "labels": {"kubernetes.io/hostname": "w1"},
+                "annotations": {"projectcalico.org/IPv4Address": "10.0.0.11/24", "projectcalico.org/ASNumber": "bad"}},
+            "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.11"}]}
+        });
+        let Event::Apply(o) = decode(Kind::Node, &ar, n) else {
+            panic!()
+        };
+        let Resource::Node(spec) = &o.resource else {
+            panic!()
+        };
+        assert_eq!(spec.ipv4_address.unwrap().to_string(), "10.0.0.11/24");
+        assert_eq!(o.warnings.len(), 1, "{:?}", o.warnings);
+        assert!(o.warnings[0].contains("projectcalico.org/ASNumber"));
+    }
+}
