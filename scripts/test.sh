@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "test.sh: run as root (tests create network namespaces)" >&2; exit 1; }
 
-pkgs="bird2 frr gobgpd exabgp iproute2 iptables ipset iputils-ping tcpdump procps curl containerd runc containernetworking-plugins busybox-static util-linux"
+pkgs="bird2 frr gobgpd exabgp iproute2 iptables ipset iputils-ping tcpdump procps curl containerd runc containernetworking-plugins busybox-static util-linux python3-venv"
 missing=""
 for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -26,6 +26,8 @@ if [ "${1:-}" = "--" ]; then
   exec cargo test --workspace -- "$@"
 fi
 
+echo "test.sh: Kubernetes manifests (offline schema validation)"
+bash scripts/validate-manifests.sh
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"

@@ -389,10 +389,19 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let (model_tx, model_rx) = tokio::sync::watch::channel(asm.model());
     let (base_tx, mut base_rx) = mpsc::unbounded_channel();
     let state_dir = opts.state_dir.clone();
+    let endpoint_events = crate::endpoint_events::bind(&opts.state_dir).with_context(|| {
+        format!(
+            "cannot bind {}",
+            crate::endpoint_events::socket_path(&opts.state_dir).display()
+        )
+    })?;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut records_tick = tokio::time::interval(crate::endpoint_events::SAFETY_RESYNC);
+        let mut buf = [0u8; 256];
         let mut bad_seen = std::collections::BTreeSet::new();
         loop {
+            let mut read_records = false;
             tokio::select! {
                 c = fib.recv() => match c {
                     Some(c) => {
@@ -406,19 +415,28 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                     None => break,
                 },
                 Some(b) = base_rx.recv() => asm.base = b,
-                _ = tick.tick() => {
-                    if asm.routes_incomplete && (started.elapsed() > STARTUP_GRACE || sync_speaker.synced().await) {
+                _ = tick.tick(), if asm.routes_incomplete => {
+                    if started.elapsed() > STARTUP_GRACE || sync_speaker.synced().await {
                         info!(after = ?started.elapsed(), "BGP caught up: routes the model lacks may now be removed");
                         asm.routes_incomplete = false;
                     }
-                    let (records, bad) = brindle_felix::endpoint::read_all(&state_dir);
-                    for (path, e) in bad {
-                        if bad_seen.insert(path.clone()) {
-                            warn!(file = %path.display(), error = %e, "unreadable endpoint record ignored");
-                        }
-                    }
-                    asm.endpoints = crate::dataplane::endpoints(&records);
                 }
+                r = endpoint_events.recv(&mut buf) => {
+                    if let Ok(n) = r {
+                        tracing::debug!(container = %String::from_utf8_lossy(&buf[..n]), "endpoint record changed");
+                    }
+                    read_records = true;
+                }
+                _ = records_tick.tick() => read_records = true,
+            }
+            if read_records {
+                let (records, bad) = brindle_felix::endpoint::read_all(&state_dir);
+                for (path, e) in bad {
+                    if bad_seen.insert(path.clone()) {
+                        warn!(file = %path.display(), error = %e, "unreadable endpoint record ignored");
+                    }
+                }
+                asm.endpoints = crate::dataplane::endpoints(&records);
             }
             let m = asm.model();
             model_tx.send_if_modified(|cur| {
