@@ -417,6 +417,73 @@ pub async fn start(
     Ok(writer)
 }
 
+/// The namespace whose Secrets hold BGP passwords (`password.secretKeyRef`): the agent's
+/// own, as calico-node's (`POD_NAMESPACE` from the downward API; default `kube-system`).
+fn secrets_namespace() -> String {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "kube-system".into())
+}
+
+/// Reads one key of a Secret (`Ok(None)`: no such Secret or key).
+async fn read_secret(
+    client: &Client,
+    namespace: &str,
+    r: &brindle_model::SecretKeyRef,
+) -> Result<Option<String>, String> {
+    let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(&r.name).await {
+        Ok(Some(s)) => {
+            let from_data = s.data.as_ref().and_then(|d| d.get(&r.key)).map(|b| {
+                String::from_utf8_lossy(&b.0)
+                    .trim_end_matches('\n')
+                    .to_string()
+            });
+            let from_string = s.string_data.as_ref().and_then(|d| d.get(&r.key)).cloned();
+            Ok(from_data.or(from_string))
+        }
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Fills BGP passwords given as `secretKeyRef` from their Secrets (Secrets are read only
+/// when referenced). An unresolved reference leaves no password, with a warning.
+async fn resolve_secrets(client: &Client, event: &mut Event) {
+    let Event::Apply(o) = event else {
+        return;
+    };
+    let ns = secrets_namespace();
+    let (wanted, label) = match &o.resource {
+        Resource::BgpPeer(p) => (p.unresolved_password().cloned(), o.label.clone()),
+        Resource::BgpConfiguration(c) => (c.unresolved_mesh_password().cloned(), o.label.clone()),
+        _ => return,
+    };
+    let Some(r) = wanted else {
+        return;
+    };
+    match read_secret(client, &ns, &r).await {
+        Ok(Some(v)) => match &mut o.resource {
+            Resource::BgpPeer(p) => p.password = Some(v),
+            Resource::BgpConfiguration(c) => c.node_mesh_password = Some(v),
+            _ => {}
+        },
+        Ok(None) if r.optional => {}
+        Ok(None) => o.warnings.push(format!(
+            "{label}: password.secretKeyRef: Secret {ns}/{} has no key {:?}: the sessions have no password",
+            r.name, r.key
+        )),
+        Err(e) => o.warnings.push(format!(
+            "{label}: password.secretKeyRef: cannot read Secret {ns}/{}: {e}: the sessions have no password",
+            r.name
+        )),
+    }
+}
+
+/// How often Secrets referenced by BGP passwords are read again.
+const SECRET_REFRESH: Duration = Duration::from_secs(60);
+
 async fn watch_kind(
     client: Client,
     kind: Kind,
@@ -425,12 +492,31 @@ async fn watch_kind(
     failing: Arc<AtomicUsize>,
 ) {
     let ar = api_resource(kind, group);
-    let api: Api<DynamicObject> = Api::all_with(client, &ar);
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let with_secrets = matches!(kind, Kind::BgpPeer | Kind::BgpConfiguration);
+    // objects whose password comes from a Secret, as last received (re-read periodically)
+    let mut secret_users: BTreeMap<String, serde_json::Value> = BTreeMap::new();
+    let mut refresh = tokio::time::interval(SECRET_REFRESH);
+    refresh.tick().await;
     let mut stream = watcher(api, watcher::Config::default().page_size(500))
         .default_backoff()
         .boxed();
     let mut failed = false;
-    while let Some(item) = stream.next().await {
+    loop {
+        let item = tokio::select! {
+            item = stream.next() => match item {
+                Some(item) => item,
+                None => return,
+            },
+            _ = refresh.tick(), if with_secrets && !secret_users.is_empty() => {
+                for v in secret_users.values() {
+                    let mut e = decode(kind, &ar, v.clone());
+                    resolve_secrets(&client, &mut e).await;
+                    let _ = tx.send(e);
+                }
+                continue;
+            }
+        };
         if tx.is_closed() {
             return;
         }
@@ -467,7 +553,10 @@ async fn watch_kind(
                     },
                 }
             }
-            watcher::Event::Delete(o) => key_of(kind, &o),
+            watcher::Event::Delete(o) => {
+                secret_users.remove(o.metadata.name.as_deref().unwrap_or_default());
+                key_of(kind, &o)
+            }
         };
         if tx.send(out).is_err() {
             return;
