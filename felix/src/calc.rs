@@ -22,9 +22,10 @@
 //!   `<ipip tunnel addr>/32`, MTU host − 20); `vxlan.brindle` likewise for VXLAN (VNI
 //!   4096, UDP 4789, local = node IP, learning off, MTU host − 50, `<vxlan tunnel
 //!   addr>/32`, MAC [`vxlan_mac`] derived from the node name).
-//! * **Sysctls** per endpoint interface (`proxy_arp`, `forwarding`, `route_localnet`,
-//!   `rp_filter=1`, `neigh/<if>/proxy_delay=0`, IPv6 `accept_ra=0`, `proxy_ndp=1`,
-//!   `forwarding=1`) and globally `ip_forward=1` (IPv6 `conf/all/forwarding=1` when a
+//! * **Sysctls** per endpoint interface (felix's part of [`crate::sysctl::HOST_IFACE`]:
+//!   `proxy_arp`, `forwarding`, `route_localnet`, `rp_filter=1`,
+//!   `neigh/<if>/proxy_delay=0`, IPv6 `accept_ra=0`, `proxy_ndp=1`, `forwarding=1`) and
+//!   globally `ip_forward=1` (IPv6 `conf/all/forwarding=1` when a
 //!   local endpoint has an IPv6 address).
 //! * **MTU**: [`host_mtu`] from the links; pod MTU = host MTU − the overhead of the
 //!   encapsulation in use ([`Desired::pod_mtu`]).
@@ -616,21 +617,8 @@ pub fn desired(model: &Model, protocol: u8) -> Desired {
                 });
             }
         }
-        let i = &ep.iface;
-        for (k, v) in [
-            (format!("net/ipv4/conf/{i}/proxy_arp"), "1".to_string()),
-            (format!("net/ipv4/conf/{i}/forwarding"), "1".into()),
-            (format!("net/ipv4/conf/{i}/route_localnet"), "1".into()),
-            (
-                format!("net/ipv4/conf/{i}/rp_filter"),
-                ENDPOINT_RP_FILTER.to_string(),
-            ),
-            (format!("net/ipv4/neigh/{i}/proxy_delay"), "0".into()),
-            (format!("net/ipv6/conf/{i}/accept_ra"), "0".into()),
-            (format!("net/ipv6/conf/{i}/proxy_ndp"), "1".into()),
-            (format!("net/ipv6/conf/{i}/forwarding"), "1".into()),
-        ] {
-            sysctls.insert(k, v);
+        for s in crate::sysctl::HOST_IFACE.iter().filter(|s| s.by_felix()) {
+            sysctls.insert(s.key(&ep.iface), s.value.to_string());
         }
     }
     sysctls.insert("net/ipv4/ip_forward".into(), "1".into());

@@ -22,7 +22,7 @@ pub struct EndpointRecord {
     pub ifname: String,
     pub namespace: String,
     pub pod: String,
-    /// Host-side veth name (`cali` + 11 hex chars of SHA-1 of "<namespace>.<pod>").
+    /// Host-side veth name (`cali` + 11 hex chars of SHA-1 of `"<namespace>.<pod>"`).
     pub host_iface: String,
     /// MAC of the pod-side interface.
     pub mac: String,

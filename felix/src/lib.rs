@@ -1,4 +1,5 @@
-//! Brindle's dataplane (felix).
+//! Brindle's dataplane (felix): every piece of kernel networking Brindle does, for the
+//! node agent and the CNI plugin alike.
 //!
 //! [`calc::desired`] turns the [`model::Model`] (local endpoints, IP pools, own blocks,
 //! remote nodes, learned BGP routes) into the desired kernel state, purely. The
@@ -6,8 +7,12 @@
 //! over netlink and `/proc/sys` and apply the difference in batches, touching only what
 //! is Brindle's (route protocol [`calc::ROUTE_PROTOCOL`], `cali*`, `tunl0`,
 //! `vxlan.brindle`). [`dataplane::Dataplane`] ties them together: `apply` once, or `run`
-//! to re-apply on model changes, kernel events and a periodic resync. [`endpoint`] holds
-//! the records the CNI plugin hands to the agent.
+//! to re-apply on model changes, kernel events and a periodic resync. [`podnet`] is what
+//! the CNI plugin builds for one pod (veth pair, the pod's addresses and routes, the host
+//! route) with the same netlink plumbing (strict checking, a timeout on every request)
+//! and message builders, [`netns`] runs it inside the pod's network namespace, and
+//! [`sysctl`] tables the sysctls of both ends of a pod's veth. [`endpoint`] holds the
+//! records the CNI plugin hands to the agent.
 
 pub mod calc;
 pub mod dataplane;
@@ -15,7 +20,9 @@ pub mod endpoint;
 pub mod links;
 pub mod model;
 pub mod neigh;
+pub mod netns;
 mod nl;
+pub mod podnet;
 pub mod routes;
 pub mod sysctl;
 

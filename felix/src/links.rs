@@ -1,4 +1,5 @@
-//! Links: reads the node's interfaces and reconciles Brindle's tunnel devices.
+//! Links: reads the node's interfaces and reconciles Brindle's tunnel devices; the link
+//! and address requests [`crate::podnet`] makes for a pod's veth.
 //!
 //! * `tunl0` (IPIP): the kernel's fallback device, which exists in every namespace once
 //!   the `ipip` module is loaded. When wanted and missing, Brindle asks for an `ipip`
@@ -15,7 +16,8 @@ use crate::calc::{
     Desired, LinkSummary, Mac, IPIP_IFACE, IPIP_OVERHEAD, VXLAN_IFACE, VXLAN_OVERHEAD,
 };
 use crate::nl::{errno, Netlink, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use ipnetwork::IpNetwork;
+use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{
     InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
@@ -47,6 +49,11 @@ pub struct Link {
 }
 
 impl Link {
+    /// The MAC as `aa:bb:cc:dd:ee:ff` (empty when the link has none).
+    pub fn mac_string(&self) -> String {
+        self.mac.map(|m| m.to_string()).unwrap_or_default()
+    }
+
     pub fn summary(&self) -> LinkSummary {
         LinkSummary {
             name: self.name.clone(),
@@ -121,43 +128,108 @@ pub(crate) async fn dump_links(nl: &Netlink) -> io::Result<Vec<Link>> {
         .collect())
 }
 
+/// The link named `name` (`ENODEV` when there is none).
+pub(crate) async fn get_link(nl: &Netlink, name: &str) -> io::Result<Option<Link>> {
+    let mut req = LinkMessage::default();
+    req.attributes.push(LinkAttribute::IfName(name.to_string()));
+    let msgs = nl.get(RouteNetlinkMessage::GetLink(req)).await?;
+    Ok(msgs.iter().find_map(|m| match m {
+        RouteNetlinkMessage::NewLink(l) => parse_link(l),
+        _ => None,
+    }))
+}
+
+/// The `RTM_DELLINK` message of the link at `index`.
+pub(crate) fn delete_message(index: u32) -> RouteNetlinkMessage {
+    let mut m = LinkMessage::default();
+    m.header.index = index;
+    RouteNetlinkMessage::DelLink(m)
+}
+
+/// An address message's interface index and address (`IFA_LOCAL`, else `IFA_ADDRESS`).
+fn parse_address(a: &AddressMessage) -> Option<(u32, IpNetwork)> {
+    let find = |local: bool| {
+        a.attributes.iter().find_map(|x| match x {
+            AddressAttribute::Local(ip) if local => Some(*ip),
+            AddressAttribute::Address(ip) if !local => Some(*ip),
+            _ => None,
+        })
+    };
+    let ip = find(true).or_else(|| find(false))?;
+    Some((
+        a.header.index,
+        IpNetwork::new(ip, a.header.prefix_len).ok()?,
+    ))
+}
+
+/// The addresses of one family, of the interface `index` or of all.
+pub(crate) async fn dump_addresses(
+    nl: &Netlink,
+    family: AddressFamily,
+    index: Option<u32>,
+) -> io::Result<Vec<(u32, IpNetwork)>> {
+    let mut req = AddressMessage::default();
+    req.header.family = family;
+    req.header.index = index.unwrap_or(0);
+    let msgs = nl.dump(RouteNetlinkMessage::GetAddress(req)).await?;
+    Ok(msgs
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewAddress(a) => parse_address(a),
+            _ => None,
+        })
+        // the kernel filters on a strict-check socket; check again in case it did not
+        .filter(|(i, _)| index.is_none_or(|want| *i == want))
+        .collect())
+}
+
 /// IPv4 addresses by interface index.
 pub(crate) async fn dump_v4_addrs(nl: &Netlink) -> io::Result<HashMap<u32, Vec<(Ipv4Addr, u8)>>> {
-    let mut req = AddressMessage::default();
-    req.header.family = AddressFamily::Inet;
-    let msgs = nl.dump(RouteNetlinkMessage::GetAddress(req)).await?;
     let mut out: HashMap<u32, Vec<(Ipv4Addr, u8)>> = HashMap::new();
-    for m in msgs {
-        let RouteNetlinkMessage::NewAddress(a) = m else {
-            continue;
-        };
-        let local = a.attributes.iter().find_map(|x| match x {
-            AddressAttribute::Local(IpAddr::V4(v)) => Some(*v),
-            _ => None,
-        });
-        let addr = local.or_else(|| {
-            a.attributes.iter().find_map(|x| match x {
-                AddressAttribute::Address(IpAddr::V4(v)) => Some(*v),
-                _ => None,
-            })
-        });
-        if let Some(v) = addr {
-            out.entry(a.header.index)
-                .or_default()
-                .push((v, a.header.prefix_len));
+    for (index, a) in dump_addresses(nl, AddressFamily::Inet, None).await? {
+        if let IpNetwork::V4(v) = a {
+            out.entry(index).or_default().push((v.ip(), v.prefix()));
         }
     }
     Ok(out)
 }
 
-fn addr_msg(index: u32, ip: Ipv4Addr, prefix: u8) -> AddressMessage {
+fn addr_msg(index: u32, addr: IpNetwork) -> AddressMessage {
     let mut m = AddressMessage::default();
-    m.header.family = AddressFamily::Inet;
-    m.header.prefix_len = prefix;
+    m.header.family = if addr.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    m.header.prefix_len = addr.prefix();
     m.header.index = index;
-    m.attributes.push(AddressAttribute::Local(IpAddr::V4(ip)));
-    m.attributes.push(AddressAttribute::Address(IpAddr::V4(ip)));
+    m.attributes.push(AddressAttribute::Local(addr.ip()));
+    m.attributes.push(AddressAttribute::Address(addr.ip()));
     m
+}
+
+fn v4_net(ip: Ipv4Addr, prefix: u8) -> IpNetwork {
+    IpNetwork::new(IpAddr::V4(ip), prefix).expect("prefix read from the kernel or /32")
+}
+
+/// Adds `addr` to the link at `index` (`nodad`: without duplicate address detection);
+/// already there is fine.
+pub(crate) async fn add_address(
+    nl: &Netlink,
+    index: u32,
+    addr: IpNetwork,
+    nodad: bool,
+) -> io::Result<()> {
+    let mut m = addr_msg(index, addr);
+    if nodad {
+        m.attributes
+            .push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    nl.exec(
+        RouteNetlinkMessage::NewAddress(m),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )
+    .await
 }
 
 /// Outcome of a link reconciliation.
@@ -206,13 +278,16 @@ async fn set_addresses(
     let mut msgs = Vec::new();
     for (ip, p) in have {
         if Some(*ip) != want || *p != 32 {
-            msgs.push((RouteNetlinkMessage::DelAddress(addr_msg(index, *ip, *p)), 0));
+            msgs.push((
+                RouteNetlinkMessage::DelAddress(addr_msg(index, v4_net(*ip, *p))),
+                0,
+            ));
         }
     }
     if let Some(w) = want {
         if !have.contains(&(w, 32)) {
             msgs.push((
-                RouteNetlinkMessage::NewAddress(addr_msg(index, w, 32)),
+                RouteNetlinkMessage::NewAddress(addr_msg(index, v4_net(w, 32))),
                 NLM_F_CREATE | NLM_F_REPLACE,
             ));
         }
@@ -268,21 +343,15 @@ pub(crate) async fn reconcile(
     // VXLAN
     let existing = find(&links, VXLAN_IFACE);
     match (&d.vxlan, existing) {
-        (None, Some(l)) => {
-            let mut m = LinkMessage::default();
-            m.header.index = l.index;
-            match nl.exec(RouteNetlinkMessage::DelLink(m), 0).await {
-                Ok(()) => out.changes += 1,
-                Err(e) => out.errors.push(format!("delete {VXLAN_IFACE}: {e}")),
-            }
-        }
+        (None, Some(l)) => match nl.exec(delete_message(l.index), 0).await {
+            Ok(()) => out.changes += 1,
+            Err(e) => out.errors.push(format!("delete {VXLAN_IFACE}: {e}")),
+        },
         (Some(want), existing) => {
             let mtu = host_mtu.saturating_sub(VXLAN_OVERHEAD);
             let mut existing = existing;
             if let Some(l) = existing.as_ref().filter(|l| !vxlan_matches(l, want)) {
-                let mut m = LinkMessage::default();
-                m.header.index = l.index;
-                match nl.exec(RouteNetlinkMessage::DelLink(m), 0).await {
+                match nl.exec(delete_message(l.index), 0).await {
                     Ok(()) => out.changes += 1,
                     Err(e) => out
                         .errors
@@ -337,9 +406,7 @@ pub(crate) async fn cleanup(nl: &Netlink, errors: &mut Vec<String>) -> io::Resul
     let links = dump_links(nl).await?;
     let mut changes = 0;
     if let Some(l) = links.iter().find(|l| l.name == VXLAN_IFACE) {
-        let mut m = LinkMessage::default();
-        m.header.index = l.index;
-        match nl.exec(RouteNetlinkMessage::DelLink(m), 0).await {
+        match nl.exec(delete_message(l.index), 0).await {
             Ok(()) => changes += 1,
             Err(e) => errors.push(format!("delete {VXLAN_IFACE}: {e}")),
         }

@@ -1,6 +1,6 @@
-//! Netlink plumbing shared by the reconcilers: one request socket per [`Netlink`] (strict
-//! checking so the kernel filters dumps, an 8 MiB receive buffer), dumps, and batched
-//! requests of at most [`BATCH`] messages, each awaited with a timeout.
+//! Netlink plumbing shared by the reconcilers and [`crate::podnet`]: one request socket per [`Netlink`] (strict
+//! checking so the kernel filters dumps, an 8 MiB receive buffer), dumps, gets, and
+//! batched requests of at most [`BATCH`] messages, each awaited with a timeout.
 //!
 //! The socket belongs to the network namespace of the thread that opened it; the
 //! connection task is spawned on the current tokio runtime.
@@ -93,8 +93,25 @@ impl Netlink {
         &self,
         msg: RouteNetlinkMessage,
     ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.request(msg, NLM_F_DUMP, "dump").await
+    }
+
+    /// A request for one object (`RTM_GET*` by name or index); returns the answer.
+    pub(crate) async fn get(
+        &self,
+        msg: RouteNetlinkMessage,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.request(msg, 0, "get").await
+    }
+
+    async fn request(
+        &self,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        what: &str,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
         let mut req = NetlinkMessage::from(msg);
-        req.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        req.header.flags = NLM_F_REQUEST | flags;
         let mut stream = self
             .handle
             .request(req, SocketAddr::new(0, 0))
@@ -106,7 +123,7 @@ impl Netlink {
                     NetlinkPayload::InnerMessage(i) => out.push(i),
                     NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
                     NetlinkPayload::Overrun(_) => {
-                        return Err(io::Error::other("netlink dump overrun"))
+                        return Err(io::Error::other(format!("netlink {what} overrun")))
                     }
                     _ => {}
                 }
@@ -115,7 +132,7 @@ impl Netlink {
         };
         tokio::time::timeout(self.timeout, collect)
             .await
-            .map_err(|_| timed_out("dump"))?
+            .map_err(|_| timed_out(what))?
     }
 
     /// Sends `msgs` (each with `NLM_F_REQUEST | NLM_F_ACK | flags`) in batches of at most

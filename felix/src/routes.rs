@@ -9,6 +9,9 @@
 //! Metrics: IPv4 0, IPv6 1024 (the kernel defaults). Routes through an interface that
 //! does not exist yet (a pod veth the CNI plugin has not created, tunl0 on a kernel
 //! without IPIP) are *pending*: skipped now, retried on the next link event.
+//!
+//! [`route_message`] is also what [`crate::podnet`] sends for a pod's routes: the host
+//! route the CNI plugin makes is the one this reconciler wants, and adopts as it is.
 
 use crate::calc::{NextHop, RouteTarget};
 use crate::nl::{errno, Netlink, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
@@ -46,6 +49,24 @@ pub struct KernelRoute {
     /// `RTN_*`: 1 unicast, 6 blackhole, …
     pub kind: u8,
     pub hops: Vec<KernelHop>,
+}
+
+impl KernelRoute {
+    /// The interface of a route with one next hop.
+    pub fn oif(&self) -> Option<u32> {
+        match &self.hops[..] {
+            [h] => h.oif,
+            _ => None,
+        }
+    }
+
+    /// The gateway of a route with one next hop.
+    pub fn gateway(&self) -> Option<IpAddr> {
+        match &self.hops[..] {
+            [h] => h.gateway,
+            _ => None,
+        }
+    }
 }
 
 const RTN_UNICAST: u8 = 1;
@@ -334,7 +355,8 @@ pub fn route_message(
     m
 }
 
-/// The `RTM_DELROUTE` message that deletes exactly this own route.
+/// The `RTM_DELROUTE` message that deletes exactly this route (with its interface when it
+/// has one next hop through one).
 pub fn delete_message(r: &KernelRoute) -> RouteMessage {
     let mut m = new_message(&r.dst, r.protocol);
     m.header.tos = r.tos;
@@ -350,6 +372,9 @@ pub fn delete_message(r: &KernelRoute) -> RouteMessage {
             r.dst.network(),
         )));
     m.attributes.push(RouteAttribute::Priority(r.priority));
+    if let Some(oif) = r.oif() {
+        m.attributes.push(RouteAttribute::Oif(oif));
+    }
     m
 }
 
@@ -360,25 +385,35 @@ pub(crate) async fn dump_own(
     protocol: u8,
     table: Option<u32>,
 ) -> io::Result<Vec<KernelRoute>> {
+    let mut out = dump(nl, AddressFamily::Inet, Some(protocol), table).await?;
+    out.extend(dump(nl, AddressFamily::Inet6, Some(protocol), table).await?);
+    Ok(out)
+}
+
+/// Dumps the routes of one family; `protocol`, `table`: only those (`None`: any).
+pub(crate) async fn dump(
+    nl: &Netlink,
+    family: AddressFamily,
+    protocol: Option<u8>,
+    table: Option<u32>,
+) -> io::Result<Vec<KernelRoute>> {
+    let mut req = RouteMessage::default();
+    req.header.address_family = family;
+    req.header.protocol = RouteProtocol::from(protocol.unwrap_or(0));
+    req.header.table = match table {
+        Some(t) if t <= 255 => t as u8,
+        _ => RouteHeader::RT_TABLE_UNSPEC,
+    };
     let mut out = Vec::new();
-    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-        let mut req = RouteMessage::default();
-        req.header.address_family = family;
-        req.header.protocol = RouteProtocol::from(protocol);
-        req.header.table = match table {
-            Some(t) if t <= 255 => t as u8,
-            _ => RouteHeader::RT_TABLE_UNSPEC,
+    for m in nl.dump(RouteNetlinkMessage::GetRoute(req)).await? {
+        let RouteNetlinkMessage::NewRoute(m) = m else {
+            continue;
         };
-        for m in nl.dump(RouteNetlinkMessage::GetRoute(req)).await? {
-            let RouteNetlinkMessage::NewRoute(m) = m else {
-                continue;
-            };
-            // the kernel filters on a strict-check socket; check again in case it did not
-            if let Some(r) = parse_route(&m)
-                .filter(|r| r.protocol == protocol && table.is_none_or(|t| r.table == t))
-            {
-                out.push(r);
-            }
+        // the kernel filters on a strict-check socket; check again in case it did not
+        if let Some(r) = parse_route(&m).filter(|r| {
+            protocol.is_none_or(|p| r.protocol == p) && table.is_none_or(|t| r.table == t)
+        }) {
+            out.push(r);
         }
     }
     Ok(out)

@@ -6,8 +6,10 @@
 //! address; the pod end (`CNI_IFNAME`) carries the pod's /32 (and /128) from the node's
 //! own block, a `169.254.1.1 dev eth0 scope link` route and `default via 169.254.1.1`
 //! (IPv6: `default via fe80::ecee:eeff:feee:eeee`); the host routes `<podIP>/32 dev caliX
-//! scope link proto 80` and answers ARP for 169.254.1.1 by proxy ARP. The endpoint is
-//! then recorded for the node agent (`brindle_felix::endpoint`).
+//! scope link proto 80` and answers ARP for 169.254.1.1 by proxy ARP. The kernel work is
+//! felix's ([`brindle_felix::podnet`], [`brindle_felix::netns`], the sysctl tables of
+//! [`brindle_felix::sysctl`]); [`dataplane`] maps its errors to CNI errors. The endpoint
+//! is then recorded for the node agent (`brindle_felix::endpoint`).
 //!
 //! Network configuration (stdin):
 //! ```json
@@ -26,9 +28,14 @@ pub mod ipam;
 pub mod log;
 pub mod result;
 
+use brindle_felix::calc::host_net;
 use brindle_felix::endpoint::{self, EndpointRecord};
+use brindle_felix::links::Link;
+use brindle_felix::netns::{self, in_netns, with_netlink};
+use brindle_felix::podnet::{GATEWAY_V4, GATEWAY_V6, HOST_MAC};
+use brindle_felix::sysctl::{self, PROC_SYS};
+use brindle_felix::ROUTE_PROTOCOL;
 use conf::{CniEnv, Command, NetConf, DEFAULT_VERSION, SUPPORTED_VERSIONS};
-use dataplane::{Link, GATEWAY_V4, GATEWAY_V6, HOST_MAC, ROUTE_PROTOCOL};
 pub use error::{code, CniError, Result};
 use ipam::{Ipam, Owner, Source};
 use ipnetwork::IpNetwork;
@@ -36,9 +43,6 @@ use log::Logger;
 use sha1::{Digest, Sha1};
 use std::net::IpAddr;
 use std::path::Path;
-
-/// Route protocol of the routes inside the pod (`boot`, what `ip route add` uses).
-const POD_ROUTE_PROTOCOL: u8 = 3;
 
 /// The pod MTU when neither the configuration nor the agent says.
 pub const DEFAULT_MTU: u32 = 1500;
@@ -146,7 +150,7 @@ fn version_reply(stdin: &[u8]) -> String {
 
 /// The node's address sources (IPv4, IPv6) from the Calico resource file.
 fn node_sources(conf: &NetConf) -> Result<Vec<Source>> {
-    let cfg = brindle_model::load(&conf.config).map_err(|e| {
+    let cfg = crate::datastore::file::read(&conf.config).map_err(|e| {
         CniError::config(format!(
             "cannot load the Calico resource file {}",
             conf.config.display()
@@ -200,18 +204,6 @@ fn node_sources(conf: &NetConf) -> Result<Vec<Source>> {
     Ok(vec![v4, v6])
 }
 
-fn prefix_of(ip: IpAddr) -> u8 {
-    if ip.is_ipv4() {
-        32
-    } else {
-        128
-    }
-}
-
-fn host_net(ip: IpAddr) -> IpNetwork {
-    IpNetwork::new(ip, prefix_of(ip)).expect("full-length prefix is valid")
-}
-
 /// Reads the endpoint record of a container interface (None: none, or unreadable).
 fn read_record(state_dir: &Path, id: &str, ifname: &str, log: &Logger) -> Option<EndpointRecord> {
     let path = endpoint::record_path(state_dir, id, ifname);
@@ -240,25 +232,6 @@ fn remove_record(state_dir: &Path, id: &str, ifname: &str) -> Result<()> {
     }
 }
 
-/// The host-side sysctls of a pod's veth (felix sets them too; the pod must work before).
-fn host_sysctls(iface: &str, ipv6: bool, log: &Logger) -> Result<()> {
-    dataplane::write_sysctl(&format!("ipv4/conf/{iface}/proxy_arp"), "1", false)?;
-    dataplane::write_sysctl(&format!("ipv4/conf/{iface}/forwarding"), "1", false)?;
-    dataplane::write_sysctl(&format!("ipv4/neigh/{iface}/proxy_delay"), "0", false)?;
-    dataplane::write_sysctl(&format!("ipv6/conf/{iface}/accept_ra"), "0", true)?;
-    if ipv6 {
-        // The pod's next hop is this end's EUI-64 link-local address: usable at once.
-        for (key, value) in [("accept_dad", "0"), ("addr_gen_mode", "0")] {
-            if let Err(e) =
-                dataplane::write_sysctl(&format!("ipv6/conf/{iface}/{key}"), value, true)
-            {
-                log.warn(&e.msg);
-            }
-        }
-    }
-    Ok(())
-}
-
 /// What ADD built.
 struct Built {
     pod_mac: String,
@@ -273,20 +246,17 @@ fn build_dataplane(
     mtu: u32,
     log: &Logger,
 ) -> Result<Built> {
-    let ns = dataplane::open_netns(Path::new(&env.netns))?;
+    let ns = netns::open(Path::new(&env.netns))?;
     let ns_ref = &ns;
-    let host = dataplane::with_netlink(|h| async move {
-        if let Some(old) = dataplane::link_by_name(&h, host_iface).await? {
+    let host = with_netlink(|h| async move {
+        if let Some(old) = h.link(host_iface).await? {
             log.info(&format!(
                 "{host_iface} already exists (index {}): deleting it first",
                 old.index
             ));
-            dataplane::delete_link(&h, old.index, host_iface).await?;
+            h.delete_link(&old).await?;
         }
-        dataplane::create_veth(&h, host_iface, &env.ifname, ns_ref, mtu).await?;
-        dataplane::link_by_name(&h, host_iface)
-            .await?
-            .ok_or_else(|| CniError::netlink(format!("{host_iface} vanished right after creation")))
+        Ok::<_, CniError>(h.create_veth(host_iface, &env.ifname, ns_ref, mtu).await?)
     })?;
     log.debug(&format!(
         "created {host_iface} (index {}) mtu {mtu}",
@@ -294,9 +264,7 @@ fn build_dataplane(
     ));
     let configured = configure(&host, ns, env, ips, log);
     if configured.is_err() {
-        let _ = dataplane::with_netlink(|h| async move {
-            dataplane::delete_link(&h, host.index, &host.name).await
-        });
+        let _ = with_netlink(|h| async move { h.delete_link(&host).await });
     }
     configured
 }
@@ -308,58 +276,28 @@ fn configure(
     ips: &[IpAddr],
     log: &Logger,
 ) -> Result<Built> {
+    // The host-side sysctls of the veth (felix sets them too; the pod must work before).
     let ipv6 = ips.iter().any(IpAddr::is_ipv6);
-    host_sysctls(&host.name, ipv6, log)?;
-    dataplane::with_netlink(|h| async move { dataplane::set_up(&h, host).await })?;
+    let proc_sys = Path::new(PROC_SYS);
+    for w in sysctl::write_at_add(proc_sys, sysctl::HOST_IFACE, &host.name, ipv6)? {
+        log.warn(&w.to_string());
+    }
+    with_netlink(|h| async move { h.set_up(host).await })?;
 
     // Pod side, on a thread inside the pod's namespace.
     let ifname = env.ifname.clone();
     let pod_ips = ips.to_vec();
-    let pod_mac = dataplane::in_netns(ns, "configuring the pod side", move || {
-        if pod_ips.iter().any(IpAddr::is_ipv6) {
-            dataplane::write_sysctl(&format!("ipv6/conf/{ifname}/accept_dad"), "0", true)?;
-        }
-        dataplane::with_netlink(|h| async move {
-            let link = dataplane::link_by_name(&h, &ifname).await?.ok_or_else(|| {
-                CniError::netlink(format!("{ifname} is missing in the pod after creation"))
-            })?;
-            dataplane::set_up(&h, &link).await?;
-            for ip in &pod_ips {
-                dataplane::add_address(&h, &link, *ip, prefix_of(*ip)).await?;
-            }
-            if pod_ips.iter().any(IpAddr::is_ipv4) {
-                let gw = IpAddr::V4(GATEWAY_V4);
-                dataplane::replace_route(&h, host_net(gw), None, &link, POD_ROUTE_PROTOCOL).await?;
-                dataplane::replace_route(
-                    &h,
-                    "0.0.0.0/0".parse().expect("valid"),
-                    Some(gw),
-                    &link,
-                    POD_ROUTE_PROTOCOL,
-                )
-                .await?;
-            }
-            if pod_ips.iter().any(IpAddr::is_ipv6) {
-                dataplane::replace_route(
-                    &h,
-                    "::/0".parse().expect("valid"),
-                    Some(IpAddr::V6(GATEWAY_V6)),
-                    &link,
-                    POD_ROUTE_PROTOCOL,
-                )
-                .await?;
-            }
-            Ok(dataplane::format_mac(&link.mac))
-        })
+    let (pod_mac, warnings) = in_netns(ns, "configuring the pod side", move || {
+        let warnings = sysctl::write_at_add(proc_sys, sysctl::POD_IFACE, &ifname, ipv6)?;
+        let link = with_netlink(|h| async move { h.configure_pod_side(&ifname, &pod_ips).await })?;
+        Ok::<_, CniError>((link.mac_string(), warnings))
     })?;
+    for w in warnings {
+        log.warn(&w.to_string());
+    }
 
     // Host routes to the pod.
-    dataplane::with_netlink(|h| async move {
-        for ip in ips {
-            dataplane::replace_route(&h, host_net(*ip), None, host, ROUTE_PROTOCOL).await?;
-        }
-        Ok(())
-    })?;
+    with_netlink(|h| async move { h.add_host_routes(host, ips).await })?;
     Ok(Built { pod_mac })
 }
 
@@ -405,22 +343,23 @@ fn cmd_add(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<String> {
         netns: env.netns.clone(),
     };
     if let Err(e) = record.write(&conf.state_dir) {
-        let _ = dataplane::with_netlink(|h| async move {
-            if let Some(l) = dataplane::link_by_name(&h, &host_iface).await? {
-                dataplane::delete_link(&h, l.index, &host_iface).await?;
+        let _ = with_netlink(|h| async move {
+            if let Some(l) = h.link(&host_iface).await? {
+                h.delete_link(&l).await?;
             }
-            Ok(())
+            Ok::<_, CniError>(())
         });
         return Err(undo(CniError::io(format!(
             "cannot write the endpoint record in {}: {e}",
             endpoint::endpoints_dir(&conf.state_dir).display()
         ))));
     }
+    crate::endpoint_events::notify(&conf.state_dir, &env.container_id);
     let result = result::AddResult {
         interfaces: vec![
             result::Interface {
                 name: host_iface,
-                mac: dataplane::format_mac(&HOST_MAC),
+                mac: HOST_MAC.to_string(),
                 sandbox: None,
             },
             result::Interface {
@@ -464,17 +403,17 @@ fn cmd_add(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<String> {
 /// Removes the host veth `host_iface` (the pod end goes with it) and the routes to `ips`
 /// through it. A missing veth is fine.
 fn remove_host_side(host_iface: &str, ips: &[IpAddr], log: &Logger) -> Result<()> {
-    dataplane::with_netlink(|h| async move {
-        let Some(link) = dataplane::link_by_name(&h, host_iface).await? else {
+    with_netlink(|h| async move {
+        let Some(link) = h.link(host_iface).await? else {
             log.info(&format!("{host_iface} does not exist (already deleted)"));
             return Ok(());
         };
         for ip in ips {
-            dataplane::delete_routes(&h, host_net(*ip), link.index).await?;
+            h.delete_routes(&link, host_net(*ip)).await?;
         }
-        dataplane::delete_link(&h, link.index, host_iface).await?;
+        h.delete_link(&link).await?;
         log.info(&format!("deleted {host_iface}"));
-        Ok(())
+        Ok::<_, CniError>(())
     })
 }
 
@@ -519,6 +458,7 @@ fn teardown(
         }
     }
     remove_record(state_dir, id, ifname)?;
+    crate::endpoint_events::notify(state_dir, id);
     let released = ipam.release(id, ifname)?;
     if !released.is_empty() {
         log.info(&format!(
@@ -574,30 +514,29 @@ fn cmd_check(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
     }
     let host_iface = record.host_iface.clone();
     // Host side.
-    dataplane::with_netlink(|h| {
+    with_netlink(|h| {
         let ips = ips.clone();
         let host_iface = host_iface.clone();
         async move {
-            let Some(link) = dataplane::link_by_name(&h, &host_iface).await? else {
+            let Some(link) = h.link(&host_iface).await? else {
                 return Err(CniError::check(format!(
                     "host veth {host_iface} does not exist"
                 )));
             };
-            if link.mac != HOST_MAC {
+            if link.mac != Some(HOST_MAC) {
                 return Err(CniError::check(format!(
-                    "host veth {host_iface} has MAC {} instead of {}",
-                    dataplane::format_mac(&link.mac),
-                    dataplane::format_mac(&HOST_MAC)
+                    "host veth {host_iface} has MAC {} instead of {HOST_MAC}",
+                    link.mac_string()
                 )));
             }
             if !link.up {
                 return Err(CniError::check(format!("host veth {host_iface} is down")));
             }
             for ip in &ips {
-                let routes = dataplane::main_routes(&h, ip.is_ipv4()).await?;
+                let routes = h.main_routes(ip.is_ipv6()).await?;
                 let dst = host_net(*ip);
                 if !routes.iter().any(|r| {
-                    r.dst == dst && r.oif == Some(link.index) && r.protocol == ROUTE_PROTOCOL
+                    r.dst == dst && r.oif() == Some(link.index) && r.protocol == ROUTE_PROTOCOL
                 }) {
                     return Err(CniError::check(format!(
                         "the host has no route {dst} dev {host_iface} proto {ROUTE_PROTOCOL}"
@@ -608,12 +547,13 @@ fn cmd_check(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
         }
     })?;
     // Pod side.
-    let ns = dataplane::open_netns(Path::new(&env.netns)).map_err(|e| CniError::check(e.msg))?;
+    let ns =
+        netns::open(Path::new(&env.netns)).map_err(|e| CniError::check(CniError::from(e).msg))?;
     let ifname = ifname.clone();
     let pod_mac = record.mac.clone();
-    dataplane::in_netns(ns, "checking the pod side", move || {
-        dataplane::with_netlink(|h| async move {
-            let Some(link) = dataplane::link_by_name(&h, &ifname).await? else {
+    in_netns(ns, "checking the pod side", move || {
+        with_netlink(|h| async move {
+            let Some(link) = h.link(&ifname).await? else {
                 return Err(CniError::check(format!(
                     "{ifname} does not exist in the pod"
                 )));
@@ -621,13 +561,13 @@ fn cmd_check(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
             if !link.up {
                 return Err(CniError::check(format!("{ifname} is down in the pod")));
             }
-            if !pod_mac.is_empty() && dataplane::format_mac(&link.mac) != pod_mac {
+            if !pod_mac.is_empty() && link.mac_string() != pod_mac {
                 return Err(CniError::check(format!(
                     "{ifname} has MAC {} but the record says {pod_mac}",
-                    dataplane::format_mac(&link.mac)
+                    link.mac_string()
                 )));
             }
-            let addrs = dataplane::addresses(&h, link.index).await?;
+            let addrs = h.addresses(&link).await?;
             for ip in &ips {
                 if !addrs.contains(&host_net(*ip)) {
                     return Err(CniError::check(format!(
@@ -637,17 +577,17 @@ fn cmd_check(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
                 }
             }
             if ips.iter().any(IpAddr::is_ipv4) {
-                let routes = dataplane::main_routes(&h, true).await?;
+                let routes = h.main_routes(false).await?;
                 let gw = IpAddr::V4(GATEWAY_V4);
                 if !routes.iter().any(|r| {
-                    r.dst == host_net(gw) && r.oif == Some(link.index) && r.gateway.is_none()
+                    r.dst == host_net(gw) && r.oif() == Some(link.index) && r.gateway().is_none()
                 }) {
                     return Err(CniError::check(format!(
                         "the pod has no route {GATEWAY_V4} dev {ifname} scope link"
                     )));
                 }
                 if !routes.iter().any(|r| {
-                    r.dst.prefix() == 0 && r.gateway == Some(gw) && r.oif == Some(link.index)
+                    r.dst.prefix() == 0 && r.gateway() == Some(gw) && r.oif() == Some(link.index)
                 }) {
                     return Err(CniError::check(format!(
                         "the pod has no route default via {GATEWAY_V4} dev {ifname}"
@@ -655,11 +595,11 @@ fn cmd_check(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
                 }
             }
             if ips.iter().any(IpAddr::is_ipv6) {
-                let routes = dataplane::main_routes(&h, false).await?;
+                let routes = h.main_routes(true).await?;
                 if !routes.iter().any(|r| {
                     r.dst.prefix() == 0
-                        && r.gateway == Some(IpAddr::V6(GATEWAY_V6))
-                        && r.oif == Some(link.index)
+                        && r.gateway() == Some(IpAddr::V6(GATEWAY_V6))
+                        && r.oif() == Some(link.index)
                 }) {
                     return Err(CniError::check(format!(
                         "the pod has no route default via {GATEWAY_V6} dev {ifname}"
