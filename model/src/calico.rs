@@ -145,6 +145,9 @@ pub struct NodeSpec {
     pub vxlan_tunnel_mac_addr: Option<String>,
     /// Brindle extension (`spec.bgp.routerID`): needed by IPv6-only nodes.
     pub router_id: Option<Ipv4Addr>,
+    /// `spec.addresses` of type `InternalIP` (in Kubernetes mode: the Kubernetes Node's
+    /// InternalIPs, as Calico fills them), for `kubernetes-internal-ip` autodetection.
+    pub internal_ips: Vec<IpAddr>,
 }
 
 /// `spec.sourceAddress` of a BGPPeer.

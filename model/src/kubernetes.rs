@@ -220,6 +220,7 @@ pub fn node_from_kubernetes(n: &KubeNode) -> (NodeSpec, Vec<AnnotationError>) {
         ipv4_vxlan_tunnel_addr,
         vxlan_tunnel_mac_addr: get(a::VXLAN_TUNNEL_MAC).map(str::to_string),
         router_id: None,
+        internal_ips: n.internal_ips.clone(),
     };
     (spec, errors)
 }
