@@ -52,11 +52,24 @@ pub struct ClusterConfig {
 
 /// The BGP configuration in force for one node: `default` overlaid with `node.<name>`,
 /// with Calico's defaults for anything unset.
+///
+/// As in Calico's confd, a `node.<name>` configuration only overrides `listenPort`,
+/// `logSeverityScreen`, `communities` and `prefixAdvertisements`; every other field
+/// (`asNumber`, `nodeToNodeMeshEnabled`, `nodeMeshPassword`, `nodeMeshMaxRestartTime`,
+/// `bindMode`, `ignoredInterfaces`, the service IPs) is read from `default` only
+/// (`updateBGPConfigCache` in confd's `client.go`; the API documents them as "only valid
+/// on the global default BGPConfiguration").
 #[derive(Debug, Clone, PartialEq)]
 pub struct EffectiveBgpConfig {
+    /// `default`'s `asNumber` (a `node.<name>` one is ignored, as by Calico).
     pub as_number: u32,
     pub node_to_node_mesh_enabled: bool,
+    /// [`Self::configured_listen_port`], else 179.
     pub listen_port: u16,
+    /// `listenPort` as written in `node.<name>`, else in `default`; `None` when neither
+    /// sets it. Calico then gives BIRD no port (179) and leaves `_port_<port>` out of
+    /// the protocol names of peerings towards this node.
+    pub configured_listen_port: Option<u16>,
     pub log_severity_screen: String,
     /// Merged by name (node-specific definitions win).
     pub communities: Vec<NamedCommunity>,
@@ -76,6 +89,7 @@ impl Default for EffectiveBgpConfig {
             as_number: DEFAULT_AS_NUMBER,
             node_to_node_mesh_enabled: true,
             listen_port: DEFAULT_LISTEN_PORT,
+            configured_listen_port: None,
             log_severity_screen: "Info".to_string(),
             communities: Vec::new(),
             prefix_advertisements: Vec::new(),
@@ -91,15 +105,12 @@ impl Default for EffectiveBgpConfig {
 }
 
 impl EffectiveBgpConfig {
-    fn overlay(&mut self, c: &BgpConfiguration) {
-        if let Some(v) = c.as_number {
-            self.as_number = v;
-        }
-        if let Some(v) = c.node_to_node_mesh_enabled {
-            self.node_to_node_mesh_enabled = v;
-        }
+    /// Applies `c`: every field it sets when it is `default` (`global`), only the ones
+    /// Calico reads from a `node.<name>` configuration otherwise.
+    fn overlay(&mut self, c: &BgpConfiguration, global: bool) {
         if let Some(v) = c.listen_port {
             self.listen_port = v;
+            self.configured_listen_port = Some(v);
         }
         if let Some(v) = &c.log_severity_screen {
             self.log_severity_screen = v.clone();
@@ -112,6 +123,15 @@ impl EffectiveBgpConfig {
         }
         if let Some(v) = &c.prefix_advertisements {
             self.prefix_advertisements = v.clone();
+        }
+        if !global {
+            return;
+        }
+        if let Some(v) = c.as_number {
+            self.as_number = v;
+        }
+        if let Some(v) = c.node_to_node_mesh_enabled {
+            self.node_to_node_mesh_enabled = v;
         }
         if let Some(v) = &c.service_cluster_ips {
             self.service_cluster_ips = v.clone();
@@ -529,10 +549,10 @@ impl ClusterConfig {
     pub fn bgp_config_for(&self, node_name: &str) -> EffectiveBgpConfig {
         let mut eff = EffectiveBgpConfig::default();
         if let Some(c) = self.bgp_configuration("default") {
-            eff.overlay(c);
+            eff.overlay(c, true);
         }
         if let Some(c) = self.bgp_configuration(&format!("node.{node_name}")) {
-            eff.overlay(c);
+            eff.overlay(c, false);
         }
         eff
     }
