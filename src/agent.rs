@@ -9,15 +9,12 @@ use crate::datastore::{cache::Cache, Datastore, DatastoreConfig, Event, AGENT_KI
 use anyhow::Context;
 use brindle_bgp::rib::{FibChange, LocalRoute};
 use brindle_bgp::speaker::{PeerConfig, Speaker, SpeakerConfig};
-use brindle_bgp::status::{ROUTES_REQUEST, STATUS_REQUEST};
 use brindle_bgp::types::{Afi, Prefix};
 use brindle_model::{ClusterConfig, Community};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::UnixListener;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -107,12 +104,14 @@ fn start_speaker(
     opts: &NodeOptions,
 ) -> anyhow::Result<(Speaker, mpsc::UnboundedReceiver<FibChange>)> {
     let port = plan.listen_port;
-    if !opts.listen_addresses.is_empty() {
-        let addrs: Vec<SocketAddr> = opts
-            .listen_addresses
-            .iter()
-            .map(|a| SocketAddr::new(*a, port))
-            .collect();
+    // --listen-address, else the plan's (bindMode: NodeIP), else the wildcards
+    let chosen = if opts.listen_addresses.is_empty() {
+        &plan.listen_addresses
+    } else {
+        &opts.listen_addresses
+    };
+    if !chosen.is_empty() {
+        let addrs: Vec<SocketAddr> = chosen.iter().map(|a| SocketAddr::new(*a, port)).collect();
         return Speaker::start(restarting(speaker_config(plan, addrs.clone()), opts))
             .with_context(|| format!("cannot listen on {addrs:?}"));
     }
@@ -149,67 +148,16 @@ fn apply_plan(speaker: &Speaker, plan: &NodePlan) {
     }
 }
 
-/// Serves `status` and `routes` requests on the Unix socket.
-async fn serve_status(
-    listener: UnixListener,
-    speaker: Speaker,
-    dataplane: crate::dataplane::SharedStatus,
-) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                warn!(error = %e, "status socket accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let speaker = speaker.clone();
-        let dataplane = dataplane.clone();
-        tokio::spawn(async move {
-            let (rd, mut wr) = stream.into_split();
-            let mut line = String::new();
-            let mut rd = BufReader::new(rd);
-            if tokio::time::timeout(Duration::from_secs(5), rd.read_line(&mut line))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            let body = match line.trim() {
-                STATUS_REQUEST => speaker.status().await.and_then(|mut s| {
-                    s.dataplane = dataplane.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    serde_json::to_string(&s).ok()
-                }),
-                ROUTES_REQUEST => speaker
-                    .routes()
-                    .await
-                    .and_then(|s| serde_json::to_string(&s).ok()),
-                other => Some(
-                    serde_json::json!({"error": format!("unknown request {other:?}")}).to_string(),
-                ),
-            };
-            let _ = wr
-                .write_all(body.unwrap_or_else(|| "{}".into()).as_bytes())
-                .await;
-            let _ = wr.shutdown().await;
-        });
-    }
-}
-
-fn bind_status_socket(path: &Path) -> anyhow::Result<UnixListener> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    if path.exists() {
-        // a stale socket from a previous run; refuse if an agent still answers on it
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            anyhow::bail!("another brindle-node is serving {}", path.display());
-        }
-        let _ = std::fs::remove_file(path);
-    }
-    UnixListener::bind(path)
-        .with_context(|| format!("cannot bind status socket {}", path.display()))
+/// This node's plan, with `CALICO_ROUTER_ID` (`hash` or an address) as calico-node reads it.
+fn plan_for(cfg: &ClusterConfig, node: &str) -> anyhow::Result<NodePlan> {
+    let router_id = match std::env::var("CALICO_ROUTER_ID") {
+        Ok(v) => crate::calc::plan::RouterIdOverride::parse(&v)
+            .map_err(|e| anyhow::anyhow!("CALICO_ROUTER_ID: {e}"))?,
+        Err(_) => None,
+    };
+    Ok(crate::calc::plan::node_plan_with_router_id(
+        cfg, node, router_id,
+    )?)
 }
 
 /// How long a burst of datastore events is gathered into one snapshot.
@@ -221,6 +169,8 @@ struct Cluster {
     label: String,
     logged: std::collections::BTreeSet<String>,
     connected: bool,
+    /// What `brindlectl node status` shows of the datastore.
+    status: crate::status::SharedDatastoreStatus,
 }
 
 impl Cluster {
@@ -230,6 +180,11 @@ impl Cluster {
             label: label.to_string(),
             logged: Default::default(),
             connected: true,
+            status: {
+                let s = crate::status::SharedDatastoreStatus::default();
+                crate::status::update(&s, |d| *d = crate::status::DatastoreStatus::new(label));
+                s
+            },
         }
     }
 
@@ -244,10 +199,10 @@ impl Cluster {
     /// Takes one event; true when the objects changed.
     fn handle(&mut self, e: Event) -> bool {
         match &e {
-            Event::Invalid { label, error, .. } => {
-                if self.once(format!("{label}: {error}")) {
-                    error!(object = %label, "skipped: {error}");
-                }
+            Event::Invalid { label, error, .. } if self.once(format!("{label}: {error}")) => {
+                error!(object = %label, "skipped: {error}");
+                // what decoding a refused object took goes back to the system
+                crate::health::give_back_memory();
             }
             Event::Warnings(ws) => {
                 for w in ws {
@@ -271,7 +226,15 @@ impl Cluster {
             Event::InSync(kind) => tracing::debug!(%kind, "in sync"),
             _ => {}
         }
-        self.cache.apply(&e).changed
+        let changed = self.cache.apply(&e).changed;
+        let in_sync = self.cache.in_sync(AGENT_KINDS);
+        crate::status::update(&self.status, |d| {
+            if let Event::Connection(x) = &e {
+                d.connection(x.as_deref());
+            }
+            d.in_sync = in_sync;
+        });
+        changed
     }
 
     /// The checked snapshot; objects left out and new warnings are logged once.
@@ -294,6 +257,7 @@ impl Cluster {
 /// the API, the node may not be described yet, so the agent waits. `None`: stopped.
 async fn wait_for_plan(
     opts: &NodeOptions,
+    datastore: &Datastore,
     cluster: &mut Cluster,
     events: &mut mpsc::UnboundedReceiver<Event>,
 ) -> anyhow::Result<Option<(ClusterConfig, NodePlan)>> {
@@ -301,6 +265,7 @@ async fn wait_for_plan(
     let mut report = tokio::time::interval(Duration::from_secs(10));
     report.tick().await;
     let mut last_plan_error = String::new();
+    let mut identity_checked = false;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
@@ -326,14 +291,21 @@ async fn wait_for_plan(
             continue;
         }
         let cfg = cluster.snapshot();
-        match crate::calc::node_plan(&cfg, &opts.node_name) {
+        if !identity_checked && matches!(opts.datastore, DatastoreConfig::Kubernetes { .. }) {
+            // calico-node's startup: this node's addresses (IP, IP_AUTODETECTION_METHOD...)
+            identity_checked = true;
+            match crate::node_identity::ensure(datastore, &cfg, &opts.node_name).await {
+                Ok(true) => continue, // the Node's watch event brings the new address
+                Ok(false) => {}
+                Err(e) => error!("node address: {e}"),
+            }
+        }
+        match plan_for(&cfg, &opts.node_name) {
             Ok(plan) => {
                 info!(after = ?started.elapsed(), objects = cluster.cache.len(), "datastore in sync");
                 return Ok(Some((cfg, plan)));
             }
-            Err(e) if matches!(opts.datastore, DatastoreConfig::File { .. }) => {
-                return Err(e.into())
-            }
+            Err(e) if matches!(opts.datastore, DatastoreConfig::File { .. }) => return Err(e),
             Err(e) => {
                 let text = e.to_string();
                 if text != last_plan_error {
@@ -351,7 +323,8 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
     let (datastore, mut events) = Datastore::start(&opts.datastore).await?;
     let mut cluster = Cluster::new(opts.datastore.name());
-    let Some((cfg, mut plan)) = wait_for_plan(&opts, &mut cluster, &mut events).await? else {
+    let Some((cfg, mut plan)) = wait_for_plan(&opts, &datastore, &mut cluster, &mut events).await?
+    else {
         return Ok(());
     };
     let _datastore = datastore;
@@ -360,9 +333,16 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(restart_marker(&opts.state_dir));
     info!(listen = ?speaker.listen_addrs(), "BGP listening");
     apply_plan(&speaker, &plan);
-    let status = bind_status_socket(&opts.status_socket)?;
+    let status = crate::status_socket::bind(&opts.status_socket)?;
     let dp_status = crate::dataplane::SharedStatus::default();
-    tokio::spawn(serve_status(status, speaker.clone(), dp_status.clone()));
+    tokio::spawn(crate::status_socket::serve(
+        status,
+        crate::status_socket::Sources {
+            speaker: speaker.clone(),
+            dataplane: dp_status.clone(),
+            datastore: cluster.status.clone(),
+        },
+    ));
     let dataplane_metrics = std::sync::Arc::new(crate::health::DataplaneMetrics::default());
     if let Some(addr) = opts.http_address {
         let (sp, dp) = (speaker.clone(), dataplane_metrics.clone());
@@ -487,7 +467,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                     continue;
                 }
                 let cfg = cluster.snapshot();
-                match crate::calc::node_plan(&cfg, &opts.node_name) {
+                match plan_for(&cfg, &opts.node_name) {
                     Ok(new) => {
                         let _ = base_tx.send(crate::dataplane::base_model(&cfg, &new));
                         if new == plan {

@@ -1,10 +1,13 @@
 //! `brindlectl`'s logic: the status-socket client and every output format, kept here
 //! (not in the binary) so it can be unit-tested.
 //!
-//! Tables follow calicoctl: `node status` uses boxed tables with centred headers
-//! (olekukonko/tablewriter style), `get` uses plain columns (Go tabwriter, padding 3).
+//! Tables follow calicoctl: `node status` uses boxed tables as olekukonko/tablewriter
+//! v0.0.5 draws them (released calicoctl; centred headers, cells wrapped at 30
+//! columns), `get` uses Go's tabwriter (minimum width 5, padding 3) with the columns of
+//! calicoctl's `resourcemgr/*.go`.
 
-use brindle_bgp::status::{RoutesStatus, SessionState, SpeakerStatus};
+use crate::status::NodeStatus;
+use brindle_bgp::status::{RoutesStatus, SessionState};
 use brindle_model::{ClusterConfig, Kind, RawResource, API_VERSION};
 use chrono::{DateTime, Local};
 use std::fmt;
@@ -141,16 +144,100 @@ pub fn fetch<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// A boxed table as calicoctl's `node status` prints it: centred headers, left-aligned
-/// cells, one space of padding.
-pub fn boxed_table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let width = |s: &str| s.chars().count();
-    let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(width(cell));
+/// Display width of a cell (one column per character: cells here are ASCII).
+fn width(s: &str) -> usize {
+    s.chars().count()
+}
+
+/// olekukonko/tablewriter's `WrapWords`: breaks `words` into lines of at most `lim`
+/// columns with minimal raggedness (sum of squared slack; a line longer than `lim`, only
+/// possible for a single long word, costs a penalty of 100000 more).
+fn wrap_words(words: &[&str], lim: usize) -> Vec<String> {
+    let n = words.len();
+    let lim = lim as i64;
+    // length[i][j]: words i..=j joined by single spaces
+    let mut length = vec![vec![0i64; n]; n];
+    for i in 0..n {
+        length[i][i] = width(words[i]) as i64;
+        for j in i + 1..n {
+            length[i][j] = length[i][j - 1] + 1 + width(words[j]) as i64;
         }
     }
+    let mut nbrk = vec![0usize; n];
+    let mut cost = vec![i64::from(i32::MAX); n];
+    for i in (0..n).rev() {
+        if length[i][n - 1] <= lim {
+            cost[i] = 0;
+            nbrk[i] = n;
+        } else {
+            for j in i + 1..n {
+                let d = lim - length[i][j - 1];
+                let mut c = d * d + cost[j];
+                if length[i][j - 1] > lim {
+                    c += 100_000;
+                }
+                if c < cost[i] {
+                    cost[i] = c;
+                    nbrk[i] = j;
+                }
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    let mut i = 0;
+    while i < n {
+        lines.push(words[i..nbrk[i]].join(" "));
+        i = nbrk[i];
+    }
+    lines
+}
+
+/// tablewriter v0.0.5's `parseDimension` with its defaults (auto-wrap at 30 columns,
+/// reflow): the cell's lines and the width it needs.
+fn wrap_cell(cell: &str) -> (Vec<String>, usize) {
+    const MAX_WIDTH: usize = 30;
+    let raw: Vec<&str> = cell.split('\n').collect();
+    let max = raw
+        .iter()
+        .map(|l| width(l))
+        .max()
+        .unwrap_or(0)
+        .min(MAX_WIDTH);
+    let para = raw.join(" ");
+    // WrapString: split on single spaces; a word longer than the limit widens it
+    let words: Vec<&str> = para.split(' ').collect();
+    let lim = words.iter().map(|w| width(w)).fold(max, usize::max);
+    let lines = wrap_words(&words, lim);
+    let w = lines.iter().map(|l| width(l)).fold(max, usize::max);
+    (lines, w)
+}
+
+/// tablewriter's test for right-aligning a cell ("decimal" numbers such as `65000`).
+fn is_decimal(s: &str) -> bool {
+    static DECIMAL: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"^-?(?:\d{1,3}(?:,\d{3})*|\d+)(?:\.\d+)?$").expect("valid")
+    });
+    DECIMAL.is_match(s.trim())
+}
+
+/// A boxed table as calicoctl's `node status` prints it (olekukonko/tablewriter v0.0.5
+/// defaults, as in released calicoctl): headers centred, cells wrapped at 30 columns on
+/// word boundaries (a wrapped cell makes its column 30 wide), numbers right-aligned,
+/// other cells left-aligned, one space of padding.
+pub fn boxed_table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| wrap_cell(h).1).collect();
+    let cells: Vec<Vec<Vec<String>>> = rows
+        .iter()
+        .map(|row| {
+            (0..headers.len())
+                .map(|i| {
+                    let (lines, w) = wrap_cell(row.get(i).map(String::as_str).unwrap_or(""));
+                    widths[i] = widths[i].max(w);
+                    lines
+                })
+                .collect()
+        })
+        .collect();
     let rule: String = {
         let mut s = String::from("+");
         for w in &widths {
@@ -173,22 +260,30 @@ pub fn boxed_table(headers: &[&str], rows: &[Vec<String>]) -> String {
     }
     out.push('\n');
     out.push_str(&rule);
-    for row in rows {
-        out.push('|');
-        for (i, w) in widths.iter().enumerate() {
-            let cell = row.get(i).map(String::as_str).unwrap_or("");
-            out.push_str(&format!(" {cell}{} |", " ".repeat(w - width(cell))));
+    for row in &cells {
+        let height = row.iter().map(Vec::len).max().unwrap_or(1);
+        for x in 0..height {
+            out.push('|');
+            for (lines, w) in row.iter().zip(&widths) {
+                let cell = lines.get(x).map(String::as_str).unwrap_or("");
+                let pad = " ".repeat(w - width(cell));
+                if is_decimal(cell) {
+                    out.push_str(&format!(" {pad}{cell} |"));
+                } else {
+                    out.push_str(&format!(" {cell}{pad} |"));
+                }
+            }
+            out.push('\n');
         }
-        out.push('\n');
     }
     out.push_str(&rule);
     out
 }
 
-/// Plain columns as calicoctl's `get` prints them (Go tabwriter: minimum width 5,
-/// padding 3); trailing spaces are trimmed.
-pub fn columns(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let width = |s: &str| s.chars().count();
+/// Go's `text/tabwriter` as calicoctl's `get` uses it (`NewWriter(os.Stdout, 5, 1, 3,
+/// ' ', 0)`, every cell tab-terminated): each column is as wide as its widest cell plus
+/// 3, at least 5, and every cell, the last one included, is padded to it.
+pub fn tabwriter(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -198,16 +293,22 @@ pub fn columns(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut out = String::new();
     let header_row: Vec<String> = headers.iter().map(|h| h.to_string()).collect();
     for row in std::iter::once(&header_row).chain(rows) {
-        let mut line = String::new();
         for (i, w) in widths.iter().enumerate() {
             let cell = row.get(i).map(String::as_str).unwrap_or("");
-            line.push_str(cell);
-            line.push_str(&" ".repeat((w + 3).max(5) - width(cell)));
+            out.push_str(cell);
+            out.push_str(&" ".repeat((w + 3).max(5) - width(cell)));
         }
-        out.push_str(line.trim_end());
         out.push('\n');
     }
     out
+}
+
+/// [`tabwriter`] columns without the trailing spaces (Brindle's own tables).
+pub fn columns(headers: &[&str], rows: &[Vec<String>]) -> String {
+    tabwriter(headers, rows)
+        .lines()
+        .map(|l| format!("{}\n", l.trim_end()))
+        .collect()
 }
 
 /// calicoctl's SINCE column: the time of day when `since` is today (local time), else the date.
@@ -225,12 +326,14 @@ pub fn format_since(since: &str, now: DateTime<Local>) -> String {
     }
 }
 
-/// `brindlectl node status` as a table, exactly in calicoctl's layout.
-pub fn render_status_table(status: &SpeakerStatus, now: DateTime<Local>) -> String {
+/// `brindlectl node status` as a table, exactly in calicoctl's layout, then one line
+/// for the datastore and one for the dataplane when the agent reports them.
+pub fn render_status_table(status: &NodeStatus, now: DateTime<Local>) -> String {
     let mut out = String::from("Brindle process is running.\n");
     for (family, v4) in [("IPv4", true), ("IPv6", false)] {
         out.push_str(&format!("\n{family} BGP status\n"));
         let rows: Vec<Vec<String>> = status
+            .bgp
             .peers
             .iter()
             .filter(|p| p.peer_address.is_ipv4() == v4)
@@ -258,9 +361,28 @@ pub fn render_status_table(status: &SpeakerStatus, now: DateTime<Local>) -> Stri
             ));
         }
     }
+    if status.datastore.is_some() || status.dataplane.is_some() {
+        out.push('\n');
+    }
+    if let Some(d) = &status.datastore {
+        out.push_str(&format!(
+            "Datastore: {}, {}, {}",
+            d.backend,
+            if d.connected {
+                "connected"
+            } else {
+                "not connected"
+            },
+            if d.in_sync { "in sync" } else { "not in sync" },
+        ));
+        match &d.last_error {
+            Some(e) if !d.connected || !d.in_sync => out.push_str(&format!(", last error: {e}\n")),
+            _ => out.push('\n'),
+        }
+    }
     if let Some(d) = &status.dataplane {
         out.push_str(&format!(
-            "\nDataplane: {} routes programmed, {} local endpoints, host MTU {}, pod MTU {}, last apply {} ({:.1} ms)\n",
+            "Dataplane: {} routes programmed, {} local endpoints, host MTU {}, pod MTU {}, last apply {} ({:.1} ms)\n",
             d.routes_programmed,
             d.local_endpoints,
             d.host_mtu,
@@ -341,7 +463,19 @@ pub enum Layout {
     Wide,
 }
 
-/// `brindlectl get <kind>` as columns. `names` filters by name (empty: all).
+/// The resource as written (for fields calicoctl prints as stored).
+fn raw<'a>(cfg: &'a ClusterConfig, kind: Kind, name: &str) -> Option<&'a serde_json::Value> {
+    cfg.resources
+        .iter()
+        .find(|r| r.kind == kind && r.name == name)
+        .map(|r| &r.json)
+}
+
+/// `brindlectl get <kind>` as calicoctl prints it: the columns of calicoctl's
+/// `resourcemgr/<kind>.go` (narrow or `-o wide`), its cell templates (`-` where they
+/// print one for an unset field), through Go's tabwriter, then an empty line.
+/// `names` filters by name (empty: all). BlockAffinity, which calicoctl does not list,
+/// has Brindle's own columns.
 pub fn render_get_table(
     cfg: &ClusterConfig,
     kind: Kind,
@@ -350,64 +484,73 @@ pub fn render_get_table(
 ) -> String {
     let wanted = |n: &str| names.is_empty() || names.iter().any(|x| x == n);
     let wide = layout == Layout::Wide;
-    match kind {
+    let (headers, rows): (Vec<&str>, Vec<Vec<String>>) = match kind {
+        // resourcemgr/bgppeer.go: the same columns narrow and wide
         Kind::BgpPeer => {
-            let rows: Vec<Vec<String>> = cfg
+            let rows = cfg
                 .bgp_peers
                 .iter()
                 .filter(|p| wanted(&p.name))
                 .map(|p| {
-                    let peer = match (p.peer_ip, &p.peer_selector) {
-                        (Some(ip), _) => match (ip, p.peer_port) {
-                            (IpAddr::V6(v6), Some(port)) => format!("[{v6}]:{port}"),
-                            (ip, Some(port)) => format!("{ip}:{port}"),
-                            (ip, None) => ip.to_string(),
-                        },
-                        (None, Some(sel)) => sel.as_str().to_string(),
-                        (None, None) => String::new(),
+                    // {{.Spec.PeerIP}}: the address (and port) as stored, "" for a peerSelector
+                    let peer = match (p.peer_ip, p.peer_port) {
+                        (Some(IpAddr::V6(v6)), Some(port)) => format!("[{v6}]:{port}"),
+                        (Some(ip), Some(port)) => format!("{ip}:{port}"),
+                        (Some(ip), None) => ip.to_string(),
+                        (None, _) => String::new(),
                     };
                     let node = match (&p.node, &p.node_selector) {
-                        (Some(n), _) => n.clone(),
-                        (None, Some(sel)) => sel.as_str().to_string(),
-                        (None, None) => "(global)".to_string(),
+                        (Some(n), _) if !n.is_empty() => n.clone(),
+                        (_, Some(sel)) if !sel.as_str().is_empty() => sel.as_str().to_string(),
+                        _ => "(global)".to_string(),
                     };
-                    let asn = match p.as_number {
-                        Some(a) => a.to_string(),
-                        None => "(node AS)".to_string(),
-                    };
+                    // {{.Spec.ASNumber}} is not a pointer: 0 when unset
+                    let asn = p.as_number.unwrap_or(0).to_string();
                     vec![p.name.clone(), peer, node, asn]
                 })
                 .collect();
-            columns(&["NAME", "PEERIP", "NODE", "ASN"], &rows)
+            (vec!["NAME", "PEERIP", "NODE", "ASN"], rows)
         }
+        // resourcemgr/node.go
         Kind::Node => {
             let nodes = cfg.nodes.iter().filter(|n| wanted(&n.name));
             if wide {
-                let rows: Vec<Vec<String>> = nodes
+                let rows = nodes
                     .map(|n| {
+                        // every column is empty for a node without spec.bgp
+                        let has_bgp = raw(cfg, Kind::Node, &n.name)
+                            .is_none_or(|j| j.pointer("/spec/bgp").is_some_and(|b| !b.is_null()));
                         let (asn, inherited) = cfg.node_as_number(n);
+                        let cell = |v: Option<String>| {
+                            if has_bgp {
+                                v.unwrap_or_default()
+                            } else {
+                                String::new()
+                            }
+                        };
                         vec![
                             n.name.clone(),
-                            if inherited {
+                            cell(Some(if inherited {
                                 format!("({asn})")
                             } else {
                                 asn.to_string()
-                            },
-                            n.ipv4_address.map(|a| a.to_string()).unwrap_or_default(),
-                            n.ipv6_address.map(|a| a.to_string()).unwrap_or_default(),
+                            })),
+                            cell(n.ipv4_address.map(|a| a.to_string())),
+                            cell(n.ipv6_address.map(|a| a.to_string())),
                         ]
                     })
                     .collect();
-                columns(&["NAME", "ASN", "IPV4", "IPV6"], &rows)
+                (vec!["NAME", "ASN", "IPV4", "IPV6"], rows)
             } else {
-                let rows: Vec<Vec<String>> = nodes.map(|n| vec![n.name.clone()]).collect();
-                columns(&["NAME"], &rows)
+                (vec!["NAME"], nodes.map(|n| vec![n.name.clone()]).collect())
             }
         }
+        // resourcemgr/ippool.go (pools as Calico stores them: nodeSelector defaults to
+        // all(), assignmentMode to Automatic)
         Kind::IpPool => {
             let pools = cfg.ip_pools.iter().filter(|p| wanted(&p.name));
             if wide {
-                let rows: Vec<Vec<String>> = pools
+                let rows = pools
                     .map(|p| {
                         vec![
                             p.name.clone(),
@@ -418,24 +561,24 @@ pub fn render_get_table(
                             p.disabled.to_string(),
                             p.disable_bgp_export.to_string(),
                             p.node_selector.as_str().to_string(),
+                            format!("{:?}", p.assignment_mode),
                         ]
                     })
                     .collect();
-                columns(
-                    &[
-                        "NAME",
-                        "CIDR",
-                        "NAT",
-                        "IPIPMODE",
-                        "VXLANMODE",
-                        "DISABLED",
-                        "DISABLEBGPEXPORT",
-                        "SELECTOR",
-                    ],
-                    &rows,
-                )
+                let h = vec![
+                    "NAME",
+                    "CIDR",
+                    "NAT",
+                    "IPIPMODE",
+                    "VXLANMODE",
+                    "DISABLED",
+                    "DISABLEBGPEXPORT",
+                    "SELECTOR",
+                    "ASSIGNMENTMODE",
+                ];
+                (h, rows)
             } else {
-                let rows: Vec<Vec<String>> = pools
+                let rows = pools
                     .map(|p| {
                         vec![
                             p.name.clone(),
@@ -444,13 +587,36 @@ pub fn render_get_table(
                         ]
                     })
                     .collect();
-                columns(&["NAME", "CIDR", "SELECTOR"], &rows)
+                (vec!["NAME", "CIDR", "SELECTOR"], rows)
             }
         }
+        // resourcemgr/ipamconfiguration.go
+        Kind::IpamConfig => {
+            let configs = cfg.ipam_config.iter().filter(|c| wanted(&c.name));
+            let rows = configs
+                .map(|c| {
+                    let mut row = vec![
+                        c.name.clone(),
+                        c.strict_affinity.to_string(),
+                        c.auto_allocate_blocks.to_string(),
+                    ];
+                    if wide {
+                        row.push(c.max_blocks_per_host.to_string());
+                    }
+                    row
+                })
+                .collect();
+            let mut h = vec!["NAME", "STRICTAFFINITY", "AUTOALLOCATEBLOCKS"];
+            if wide {
+                h.push("MAXBLOCKSPERHOST");
+            }
+            (h, rows)
+        }
+        // not a calicoctl resource: Brindle's columns
         Kind::BlockAffinity => {
             let blocks = cfg.block_affinities.iter().filter(|b| wanted(&b.name));
             if wide {
-                let rows: Vec<Vec<String>> = blocks
+                let rows = blocks
                     .map(|b| {
                         vec![
                             b.name.clone(),
@@ -461,33 +627,34 @@ pub fn render_get_table(
                         ]
                     })
                     .collect();
-                columns(&["NAME", "NODE", "CIDR", "STATE", "DELETED"], &rows)
+                (vec!["NAME", "NODE", "CIDR", "STATE", "DELETED"], rows)
             } else {
-                let rows: Vec<Vec<String>> = blocks
+                let rows = blocks
                     .map(|b| vec![b.name.clone(), b.node.clone(), b.cidr.to_string()])
                     .collect();
-                columns(&["NAME", "NODE", "CIDR"], &rows)
+                (vec!["NAME", "NODE", "CIDR"], rows)
             }
         }
+        // resourcemgr/bgpconfig.go: "-" for an unset nodeToNodeMeshEnabled or asNumber
         Kind::BgpConfiguration => {
-            let rows: Vec<Vec<String>> = cfg
+            let rows = cfg
                 .bgp_configurations
                 .iter()
                 .filter(|c| wanted(&c.name))
                 .map(|c| {
-                    let opt = |v: Option<String>| v.unwrap_or_default();
+                    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_string());
                     vec![
                         c.name.clone(),
-                        opt(c.log_severity_screen.clone()),
-                        opt(c.node_to_node_mesh_enabled.map(|b| b.to_string())),
-                        opt(c.as_number.map(|a| a.to_string())),
+                        c.log_severity_screen.clone().unwrap_or_default(),
+                        dash(c.node_to_node_mesh_enabled.map(|b| b.to_string())),
+                        dash(c.as_number.map(|a| a.to_string())),
                     ]
                 })
                 .collect();
-            columns(&["NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"], &rows)
+            (vec!["NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"], rows)
         }
         other => {
-            let rows: Vec<Vec<String>> = cfg
+            let rows = cfg
                 .resources
                 .iter()
                 .filter(|r| r.kind == other && wanted(&r.name))
@@ -497,12 +664,15 @@ pub fn render_get_table(
                 })
                 .collect();
             if other.namespaced() {
-                columns(&["NAMESPACE", "NAME"], &rows)
+                (vec!["NAMESPACE", "NAME"], rows)
             } else {
-                columns(&["NAME"], &rows)
+                (vec!["NAME"], rows)
             }
         }
-    }
+    };
+    let mut out = tabwriter(&headers, &rows);
+    out.push('\n');
+    out
 }
 
 /// `brindlectl get <kind> -o json|yaml`: the resources as written, as a `<Kind>List`
@@ -540,7 +710,8 @@ pub fn missing_names(cfg: &ClusterConfig, kind: Kind, names: &[String]) -> Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use brindle_bgp::status::{PeerStatus, PeerType, RouteStatus};
+    use crate::status::{DataplaneStatus, DatastoreStatus};
+    use brindle_bgp::status::{PeerStatus, PeerType, RouteStatus, SpeakerStatus};
     use chrono::TimeZone;
 
     fn peer(addr: &str, ty: PeerType, state: SessionState, since: &str, info: &str) -> PeerStatus {
@@ -569,6 +740,16 @@ mod tests {
         }
     }
 
+    fn node(peers: Vec<PeerStatus>) -> NodeStatus {
+        NodeStatus {
+            bgp: SpeakerStatus {
+                peers,
+                ..SpeakerStatus::default()
+            },
+            ..NodeStatus::default()
+        }
+    }
+
     fn local(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> DateTime<Local> {
         Local.with_ymd_and_hms(y, mo, d, h, mi, s).single().unwrap()
     }
@@ -577,16 +758,13 @@ mod tests {
     fn status_table_matches_calicoctl() {
         let now = local(2024, 5, 1, 23, 45, 0);
         let since = local(2024, 5, 1, 23, 30, 4).to_rfc3339();
-        let status = SpeakerStatus {
-            peers: vec![peer(
-                "172.17.8.102",
-                PeerType::NodeMesh,
-                SessionState::Established,
-                &since,
-                "Established",
-            )],
-            ..SpeakerStatus::default()
-        };
+        let status = node(vec![peer(
+            "172.17.8.102",
+            PeerType::NodeMesh,
+            SessionState::Established,
+            &since,
+            "Established",
+        )]);
         let expected = "\
 Brindle process is running.
 
@@ -607,36 +785,48 @@ No IPv6 peers found.
     fn status_table_states_dates_and_ipv6() {
         let now = local(2024, 5, 1, 12, 0, 0);
         let old = local(2024, 4, 28, 8, 0, 0).to_rfc3339();
-        let status = SpeakerStatus {
-            peers: vec![
-                peer(
-                    "10.0.0.254",
-                    PeerType::Global,
-                    SessionState::Active,
-                    &old,
-                    "Active Socket: Host is unreachable",
-                ),
-                peer(
-                    "fd00::2",
-                    PeerType::NodeSpecific,
-                    SessionState::Established,
-                    &old,
-                    "Established",
-                ),
-            ],
-            ..SpeakerStatus::default()
-        };
+        let status = node(vec![
+            peer(
+                "10.0.0.254",
+                PeerType::Global,
+                SessionState::Active,
+                &old,
+                "Active Socket: Host is unreachable",
+            ),
+            peer(
+                "10.0.0.3",
+                PeerType::NodeMesh,
+                SessionState::Active,
+                &old,
+                "Passive",
+            ),
+            peer(
+                "fd00::2",
+                PeerType::NodeSpecific,
+                SessionState::Established,
+                &old,
+                "Established",
+            ),
+        ]);
         let out = render_status_table(&status, now);
-        assert!(
-            out.contains("| 10.0.0.254   | global    | start | 2024-04-28 | Active Socket: Host is unreachable |"),
-            "{out}"
-        );
+        // INFO longer than 30 columns wraps as tablewriter wraps it (the column is then 30 wide)
+        let expected_v4 = "\
+IPv4 BGP status
++--------------+-------------------+-------+------------+--------------------------------+
+| PEER ADDRESS |     PEER TYPE     | STATE |   SINCE    |              INFO              |
++--------------+-------------------+-------+------------+--------------------------------+
+| 10.0.0.254   | global            | start | 2024-04-28 | Active Socket: Host is         |
+|              |                   |       |            | unreachable                    |
+| 10.0.0.3     | node-to-node mesh | start | 2024-04-28 | Passive                        |
++--------------+-------------------+-------+------------+--------------------------------+
+";
+        assert!(out.contains(expected_v4), "{out}");
         assert!(
             out.contains("| fd00::2      | node specific | up    | 2024-04-28 | Established |"),
             "{out}"
         );
         assert!(!out.contains("No IPv6 peers found."));
-        let empty = render_status_table(&SpeakerStatus::default(), now);
+        let empty = render_status_table(&NodeStatus::default(), now);
         assert!(empty.contains(
             "IPv4 BGP status\nNo IPv4 peers found.\n\nIPv6 BGP status\nNo IPv6 peers found.\n"
         ));
@@ -650,6 +840,98 @@ No IPv6 peers found.
         assert_eq!(
             t,
             "+-------+---+\n|  AB   | C |\n+-------+---+\n| abcde | x |\n+-------+---+\n"
+        );
+    }
+
+    #[test]
+    fn cells_wrap_like_tablewriter() {
+        // as in calicoctl node status output seen in the wild
+        assert_eq!(
+            wrap_cell("Active Socket: Connection refused"),
+            (
+                vec![
+                    "Active Socket: Connection".to_string(),
+                    "refused".to_string()
+                ],
+                30
+            )
+        );
+        assert_eq!(
+            wrap_cell("Connect Socket: Connection refused").0,
+            vec!["Connect Socket: Connection", "refused"]
+        );
+        assert_eq!(
+            wrap_cell("Established"),
+            (vec!["Established".to_string()], 11)
+        );
+        assert_eq!(wrap_cell(""), (vec![String::new()], 0));
+        // a word longer than 30 columns keeps its line and widens the column
+        let long = "x".repeat(35);
+        assert_eq!(
+            wrap_cell(&format!("a {long}")),
+            (vec!["a".to_string(), long], 35)
+        );
+        let t = boxed_table(
+            &["N", "INFO"],
+            &[vec![
+                "65000".into(),
+                "Idle BGP Error: Hold timer expired".into(),
+            ]],
+        );
+        assert_eq!(
+            t,
+            "+-------+--------------------------------+\n\
+             |   N   |              INFO              |\n\
+             +-------+--------------------------------+\n\
+             | 65000 | Idle BGP Error: Hold timer     |\n\
+             |       | expired                        |\n\
+             +-------+--------------------------------+\n"
+        );
+        assert!(
+            is_decimal("65000")
+                && is_decimal("1,234.5")
+                && !is_decimal("10.0.0.1")
+                && !is_decimal("")
+        );
+    }
+
+    #[test]
+    fn datastore_and_dataplane_lines() {
+        let now = local(2024, 5, 1, 12, 0, 0);
+        let mut status = node(vec![]);
+        status.datastore = Some(DatastoreStatus {
+            backend: "kubernetes".into(),
+            connected: false,
+            in_sync: true,
+            last_error: Some("connection refused".into()),
+        });
+        status.dataplane = Some(DataplaneStatus {
+            routes_programmed: 3,
+            local_endpoints: 2,
+            host_mtu: 1500,
+            pod_mtu: 1500,
+            last_apply: local(2024, 5, 1, 11, 59, 0).to_rfc3339(),
+            last_apply_millis: 1.5,
+            warnings: vec!["rp_filter".into()],
+            errors: vec![],
+        });
+        let out = render_status_table(&status, now);
+        assert!(
+            out.ends_with(
+                "No IPv6 peers found.\n\n\
+                 Datastore: kubernetes, not connected, in sync, last error: connection refused\n\
+                 Dataplane: 3 routes programmed, 2 local endpoints, host MTU 1500, pod MTU 1500, last apply 11:59:00 (1.5 ms)\n\
+                 WARNING: rp_filter\n"
+            ),
+            "{out}"
+        );
+        let d = status.datastore.as_mut().unwrap();
+        d.connected = true;
+        status.dataplane = None;
+        let out = render_status_table(&status, now);
+        assert!(
+            out.ends_with("No IPv6 peers found.\n\nDatastore: kubernetes, connected, in sync\n"),
+            "{out}"
         );
     }
 
@@ -702,59 +984,106 @@ No IPv6 peers found.
         brindle_model::load(&path).unwrap()
     }
 
+    /// A table without the tabwriter's trailing padding (compared line by line).
+    fn trimmed(t: &str) -> String {
+        t.lines().map(|l| format!("{}\n", l.trim_end())).collect()
+    }
+
     #[test]
-    fn get_tables() {
+    fn get_is_tabwriter_exact() {
         let cfg = example();
+        // every cell is tab-terminated in calicoctl's template, so the last column is
+        // padded too; an empty line follows the table
         assert_eq!(
             render_get_table(&cfg, Kind::BgpPeer, &[], Layout::Narrow),
-            "NAME          PEERIP       NODE       ASN\nhome-router   10.0.0.254   (global)   65000\n"
+            "NAME          PEERIP       NODE       ASN     \n\
+             home-router   10.0.0.254   (global)   65000   \n\n"
         );
         assert_eq!(
             render_get_table(&cfg, Kind::Node, &[], Layout::Narrow),
-            "NAME\nnode-a\nnode-b\n"
+            "NAME     \nnode-a   \nnode-b   \n\n"
+        );
+        assert_eq!(tabwriter(&["A"], &[vec!["".into()]]), "A    \n     \n");
+    }
+
+    #[test]
+    fn get_tables() {
+        let cfg = example();
+        let get = |k, l| trimmed(&render_get_table(&cfg, k, &[], l));
+        assert_eq!(
+            get(Kind::BgpPeer, Layout::Wide),
+            "NAME          PEERIP       NODE       ASN\nhome-router   10.0.0.254   (global)   65000\n\n"
         );
         assert_eq!(
-            render_get_table(&cfg, Kind::Node, &[], Layout::Wide),
+            get(Kind::Node, Layout::Wide),
             "NAME     ASN       IPV4          IPV6\n\
              node-a   (64512)   10.0.0.1/24   fd00:10::1/64\n\
-             node-b   (64512)   10.0.0.2/24   fd00:10::2/64\n"
+             node-b   (64512)   10.0.0.2/24   fd00:10::2/64\n\n"
         );
         assert_eq!(
-            render_get_table(&cfg, Kind::IpPool, &[], Layout::Narrow),
-            "NAME                  CIDR           SELECTOR\ndefault-ipv4-ippool   10.65.0.0/16   all()\n"
+            get(Kind::IpPool, Layout::Narrow),
+            "NAME                  CIDR           SELECTOR\ndefault-ipv4-ippool   10.65.0.0/16   all()\n\n"
         );
         assert_eq!(
-            render_get_table(&cfg, Kind::IpPool, &[], Layout::Wide),
-            "NAME                  CIDR           NAT    IPIPMODE   VXLANMODE   DISABLED   DISABLEBGPEXPORT   SELECTOR\n\
-             default-ipv4-ippool   10.65.0.0/16   true   Never      Never       false      false              all()\n"
+            get(Kind::IpPool, Layout::Wide),
+            "NAME                  CIDR           NAT    IPIPMODE   VXLANMODE   DISABLED   DISABLEBGPEXPORT   SELECTOR   ASSIGNMENTMODE\n\
+             default-ipv4-ippool   10.65.0.0/16   true   Never      Never       false      false              all()      Automatic\n\n"
         );
-        let blocks = render_get_table(
+        let blocks = trimmed(&render_get_table(
             &cfg,
             Kind::BlockAffinity,
             &["node-b-10-65-0-64-26".into()],
             Layout::Narrow,
-        );
+        ));
         assert_eq!(
             blocks,
-            "NAME                   NODE     CIDR\nnode-b-10-65-0-64-26   node-b   10.65.0.64/26\n"
+            "NAME                   NODE     CIDR\nnode-b-10-65-0-64-26   node-b   10.65.0.64/26\n\n"
         );
-        let wide = render_get_table(&cfg, Kind::BlockAffinity, &[], Layout::Wide);
+        let wide = get(Kind::BlockAffinity, Layout::Wide);
         assert!(wide.contains("confirmed   false"), "{wide}");
-        let conf = render_get_table(&cfg, Kind::BgpConfiguration, &[], Layout::Narrow);
-        assert_eq!(conf, "NAME      LOGSEVERITY   MESHENABLED   ASNUMBER\ndefault   Info          true          64512\n");
+        assert_eq!(
+            get(Kind::BgpConfiguration, Layout::Narrow),
+            "NAME      LOGSEVERITY   MESHENABLED   ASNUMBER\ndefault   Info          true          64512\n\n"
+        );
+        assert_eq!(
+            get(Kind::IpamConfig, Layout::Wide),
+            "NAME   STRICTAFFINITY   AUTOALLOCATEBLOCKS   MAXBLOCKSPERHOST\n\n"
+        );
     }
 
     #[test]
-    fn get_peers_with_selectors_and_ports() {
+    fn get_unset_cells_as_calicoctl() {
         let text = "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: a}\nspec: {nodeSelector: \"rack == 'r1'\", peerIP: '[fd00::1]:1790', asNumber: 65000}\n---\n\
-                    apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: b}\nspec: {node: n1, peerSelector: has(rr)}\n";
+                    apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: b}\nspec: {node: n1, peerSelector: has(rr)}\n---\n\
+                    apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\nspec: {}\n---\n\
+                    apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n1}\nspec: {bgp: {ipv4Address: 10.0.0.1/24, asNumber: 65001}}\n---\n\
+                    apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: n2}\nspec: {}\n---\n\
+                    apiVersion: projectcalico.org/v3\nkind: IPAMConfiguration\nmetadata: {name: default}\nspec: {strictAffinity: true, maxBlocksPerHost: 4}\n";
         let cfg = brindle_model::parse("t.yaml", text).unwrap();
-        let out = render_get_table(&cfg, Kind::BgpPeer, &[], Layout::Narrow);
+        let get = |k, l| trimmed(&render_get_table(&cfg, k, &[], l));
+        // PEERIP is empty for a peerSelector; ASN is 0 when unset ({{.Spec.ASNumber}})
         assert_eq!(
-            out,
+            get(Kind::BgpPeer, Layout::Narrow),
             "NAME   PEERIP           NODE           ASN\n\
              a      [fd00::1]:1790   rack == 'r1'   65000\n\
-             b      has(rr)          n1             (node AS)\n"
+             b                       n1             0\n\n"
+        );
+        assert_eq!(
+            get(Kind::BgpConfiguration, Layout::Narrow),
+            "NAME      LOGSEVERITY   MESHENABLED   ASNUMBER\ndefault                 -             -\n\n"
+        );
+        // a node without spec.bgp has empty cells; the default AS is 64512
+        assert_eq!(
+            get(Kind::Node, Layout::Wide),
+            "NAME   ASN     IPV4          IPV6\nn1     65001   10.0.0.1/24\nn2\n\n"
+        );
+        assert_eq!(
+            get(Kind::IpamConfig, Layout::Narrow),
+            "NAME      STRICTAFFINITY   AUTOALLOCATEBLOCKS\ndefault   true             true\n\n"
+        );
+        assert_eq!(
+            get(Kind::IpamConfig, Layout::Wide),
+            "NAME      STRICTAFFINITY   AUTOALLOCATEBLOCKS   MAXBLOCKSPERHOST\ndefault   true             true                 4\n\n"
         );
     }
 

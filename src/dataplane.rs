@@ -112,8 +112,7 @@ pub fn endpoints(records: &[EndpointRecord]) -> Vec<LocalEndpoint> {
 }
 
 /// What the dataplane thread reports back to the agent.
-pub type SharedStatus =
-    std::sync::Arc<std::sync::Mutex<Option<brindle_bgp::status::DataplaneStatus>>>;
+pub type SharedStatus = crate::status::SharedDataplaneStatus;
 
 /// Converts an apply report into the status document and the metrics.
 pub fn record_report(
@@ -132,7 +131,7 @@ pub fn record_report(
     m.errors.fetch_add(r.errors.len() as u64, Relaxed);
     m.last_apply_micros
         .store(r.duration.as_micros() as u64, Relaxed);
-    let s = brindle_bgp::status::DataplaneStatus {
+    let s = crate::status::DataplaneStatus {
         routes_programmed: r.routes_programmed as u64,
         local_endpoints: r.local_endpoints as u64,
         host_mtu: r.host_mtu,

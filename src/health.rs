@@ -4,6 +4,12 @@
 //! once that has happened, one Established peer is enough. A node with no peers is ready.
 //! Metrics are rendered from snapshots at scrape time (BGP status from the speaker,
 //! dataplane counters from [`DataplaneMetrics`]).
+//!
+//! The HTTP server is bounded ([`HttpLimits`]): a request head must arrive within a few
+//! seconds (axum's `serve` sets no timer, so hyper's `header_read_timeout` is inert
+//! there; the limit is enforced on the connection instead), a keep-alive connection
+//! that stays idle is closed, a client that does not take its answer is dropped, and
+//! only so many connections are served at once (the others wait in the listen backlog).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,9 +23,17 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
 
 /// Counters the dataplane updates; read at scrape time.
 #[derive(Debug, Default)]
@@ -124,6 +138,13 @@ pub fn render(status: &SpeakerStatus, dp: &DataplaneMetrics) -> String {
         "Established sessions that went down",
         resets,
     );
+    let unconfigured = Counter::<u64>::default();
+    unconfigured.inc_by(status.unconfigured_connections);
+    reg.register(
+        "brindle_bgp_unconfigured_connections",
+        "BGP connections from addresses that are not configured peers (closed)",
+        unconfigured,
+    );
     let g = |v: &AtomicU64| {
         let x = Gauge::<i64>::default();
         x.set(v.load(Ordering::Relaxed) as i64);
@@ -201,11 +222,222 @@ async fn ready(State(s): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Serves the endpoints on `addr` until the process ends.
+/// Returns the memory the allocator holds free to the system. glibc keeps what a large
+/// refused document took in its free lists (about 30 MB after a YAML alias bomb is
+/// refused): call this after a configuration was refused or a large one replaced.
+pub fn give_back_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap memory; it has no preconditions
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Bounds on the HTTP endpoints' connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Time for a request head (request line and headers), from the connection's start
+    /// or from the first byte of a later request on it.
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// A client that takes no bytes of its answer for this long is dropped.
+    pub write_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 32,
+        }
+    }
+}
+
+/// A TCP listener that hands out at most `max_connections` connections at once, each
+/// wrapped in a [`BoundedConn`].
+pub struct BoundedListener {
+    inner: TcpListener,
+    slots: Arc<Semaphore>,
+    limits: HttpLimits,
+}
+
+impl BoundedListener {
+    pub fn new(inner: TcpListener, limits: HttpLimits) -> Self {
+        BoundedListener {
+            inner,
+            slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            limits,
+        }
+    }
+}
+
+impl axum::serve::Listener for BoundedListener {
+    type Io = BoundedConn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (BoundedConn, SocketAddr) {
+        // a free slot first: until then, new connections wait in the kernel's backlog
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => return (BoundedConn::new(stream, slot, self.limits), addr),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics/health accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// One HTTP/1 connection with deadlines: reading fails with `TimedOut` when a request
+/// head takes longer than the header timeout or the connection is idle for longer than
+/// the idle timeout; writing fails when the client takes nothing for the write timeout.
+/// The end of a head is found by its empty line (GET requests carry no body here).
+pub struct BoundedConn {
+    io: TcpStream,
+    _slot: OwnedSemaphorePermit,
+    limits: HttpLimits,
+    /// In a request head (else idle between requests).
+    in_head: bool,
+    /// Line ends seen in a row (a `\r` does not count, so `\r\n\r\n` and `\n\n` both end a head).
+    line_ends: u8,
+    read_deadline: Pin<Box<Sleep>>,
+    write_deadline: Option<Pin<Box<Sleep>>>,
+}
+
+impl BoundedConn {
+    fn new(io: TcpStream, slot: OwnedSemaphorePermit, limits: HttpLimits) -> Self {
+        BoundedConn {
+            io,
+            _slot: slot,
+            limits,
+            in_head: true,
+            line_ends: 0,
+            read_deadline: Box::pin(tokio::time::sleep(limits.header_read_timeout)),
+            write_deadline: None,
+        }
+    }
+
+    fn scan(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            if !self.in_head {
+                // the first byte of the next request: its head has the header timeout
+                self.in_head = true;
+                self.line_ends = 0;
+                self.read_deadline
+                    .as_mut()
+                    .reset(Instant::now() + self.limits.header_read_timeout);
+            }
+            match b {
+                b'\n' => {
+                    self.line_ends += 1;
+                    if self.line_ends == 2 {
+                        self.in_head = false;
+                        self.read_deadline
+                            .as_mut()
+                            .reset(Instant::now() + self.limits.idle_timeout);
+                    }
+                }
+                b'\r' => {}
+                _ => self.line_ends = 0,
+            }
+        }
+    }
+}
+
+fn timed_out(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_string())
+}
+
+impl AsyncRead for BoundedConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let new = buf.filled()[before..].to_vec();
+                self.scan(&new);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match self.read_deadline.as_mut().poll(cx) {
+                Poll::Ready(()) if self.in_head => {
+                    Poll::Ready(Err(timed_out("request head not received in time")))
+                }
+                Poll::Ready(()) => Poll::Ready(Err(timed_out("idle connection"))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+}
+
+impl AsyncWrite for BoundedConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.io).poll_write(cx, buf) {
+            Poll::Pending => {
+                let limit = self.limits.write_timeout;
+                let d = self
+                    .write_deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match d.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(timed_out("client takes no answer"))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => {
+                self.write_deadline = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// Serves the endpoints on `addr` until the process ends, with the default [`HttpLimits`].
 pub async fn serve(
     addr: SocketAddr,
     speaker: Speaker,
     dataplane: Arc<DataplaneMetrics>,
+) -> std::io::Result<()> {
+    let l = TcpListener::bind(addr).await?;
+    serve_on(l, speaker, dataplane, HttpLimits::default()).await
+}
+
+/// [`serve`] on a bound listener with other limits.
+pub async fn serve_on(
+    listener: TcpListener,
+    speaker: Speaker,
+    dataplane: Arc<DataplaneMetrics>,
+    limits: HttpLimits,
 ) -> std::io::Result<()> {
     let state = AppState {
         speaker,
@@ -217,8 +449,7 @@ pub async fn serve(
         .route("/liveness", get(liveness))
         .route("/readiness", get(ready))
         .with_state(state);
-    let l = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(l, app).await
+    axum::serve(BoundedListener::new(listener, limits), app).await
 }
 
 #[cfg(test)]
@@ -250,6 +481,120 @@ mod tests {
             hold_time: None,
             remote_router_id: None,
         }
+    }
+
+    fn test_speaker() -> Speaker {
+        Speaker::start(brindle_bgp::speaker::SpeakerConfig {
+            node_name: "n".into(),
+            router_id: "10.0.0.1".parse().unwrap(),
+            local_as: 64512,
+            listen: vec![],
+            next_hop_v4: None,
+            next_hop_v6: None,
+            restarting: false,
+        })
+        .unwrap()
+        .0
+    }
+
+    async fn http(limits: HttpLimits) -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let dp = Arc::new(DataplaneMetrics::default());
+        tokio::spawn(serve_on(l, test_speaker(), dp, limits));
+        addr
+    }
+
+    /// Reads until the connection ends or `t` passes; the text and whether it ended.
+    async fn read_for(c: &mut TcpStream, t: Duration) -> (String, bool) {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let end = Instant::now() + t;
+        loop {
+            match tokio::time::timeout_at(end, c.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into(), true),
+                Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+                Err(_) => return (String::from_utf8_lossy(&out).into(), false),
+            }
+        }
+    }
+
+    const GET: &[u8] = b"GET /liveness HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    #[tokio::test]
+    async fn slow_request_heads_and_idle_connections_are_closed() {
+        use tokio::io::AsyncWriteExt;
+        let limits = HttpLimits {
+            header_read_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(800),
+            ..HttpLimits::default()
+        };
+        let addr = http(limits).await;
+        // a head that never ends (slowloris): closed after the header timeout
+        let started = Instant::now();
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /liveness HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let (text, closed) = read_for(&mut c, Duration::from_secs(5)).await;
+        assert!(closed && !text.contains("200"), "{text}");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        // nothing at all: the same
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        assert!(read_for(&mut c, Duration::from_secs(5)).await.1);
+
+        // a proper request is answered; the connection then stays for the idle timeout
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(GET).await.unwrap();
+        let (text, closed) = read_for(&mut c, Duration::from_millis(500)).await;
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK") && text.ends_with("live\n"),
+            "{text}"
+        );
+        assert!(!closed, "kept alive");
+        // a second request on it, then idle until closed
+        c.write_all(GET).await.unwrap();
+        let started = Instant::now();
+        let (text, closed) = read_for(&mut c, Duration::from_secs(5)).await;
+        assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+        assert!(closed);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(600) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_connections_are_capped() {
+        use tokio::io::AsyncWriteExt;
+        let limits = HttpLimits {
+            max_connections: 2,
+            ..HttpLimits::default()
+        };
+        let addr = http(limits).await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(GET).await.unwrap();
+            let (text, _) = read_for(&mut c, Duration::from_millis(300)).await;
+            assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+            held.push(c);
+        }
+        // a third one waits while two connections are open...
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        third.write_all(GET).await.unwrap();
+        let (text, _) = read_for(&mut third, Duration::from_millis(500)).await;
+        assert!(text.is_empty(), "{text}");
+        // ...and is served as soon as one closes
+        drop(held.pop());
+        let (text, _) = read_for(&mut third, Duration::from_secs(2)).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! through channels.
 
 pub mod agent;
+pub mod autodetect;
 pub mod calc;
 pub mod cni;
 pub mod ctl;
@@ -17,3 +18,6 @@ pub mod dataplane;
 pub mod datastore;
 pub mod endpoint_events;
 pub mod health;
+pub mod node_identity;
+pub mod status;
+pub mod status_socket;

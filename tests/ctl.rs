@@ -1,5 +1,6 @@
 //! End-to-end tests of the `brindlectl` binary.
 
+use brindle::status::{DatastoreStatus, NodeStatus};
 use brindle_bgp::status::{PeerStatus, PeerType, SessionState, SpeakerStatus};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
@@ -16,9 +17,9 @@ fn brindlectl(args: &[&str]) -> Output {
         .expect("run brindlectl")
 }
 
-fn canned_status() -> SpeakerStatus {
+fn canned_status() -> NodeStatus {
     let now = chrono::Local::now();
-    SpeakerStatus {
+    let bgp = SpeakerStatus {
         node_name: "node-a".into(),
         router_id: Some("10.0.0.1".parse().unwrap()),
         as_number: 64512,
@@ -46,7 +47,11 @@ fn canned_status() -> SpeakerStatus {
             hold_time: Some(90),
             remote_router_id: Some("172.17.8.102".parse().unwrap()),
         }],
-        dataplane: None,
+        unconfigured_connections: 0,
+    };
+    NodeStatus {
+        bgp,
+        ..NodeStatus::default()
     }
 }
 
@@ -112,7 +117,7 @@ fn node_status_json_and_table_from_a_live_socket() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let parsed: SpeakerStatus = serde_json::from_slice(&out.stdout).unwrap();
+    let parsed: NodeStatus = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(parsed, status);
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("\"peerAddress\": \"172.17.8.102\""), "{text}");
@@ -125,7 +130,7 @@ fn node_status_json_and_table_from_a_live_socket() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let since = chrono::DateTime::parse_from_rfc3339(&status.peers[0].since)
+    let since = chrono::DateTime::parse_from_rfc3339(&status.bgp.peers[0].since)
         .unwrap()
         .with_timezone(&chrono::Local)
         .format("%H:%M:%S")
@@ -154,7 +159,7 @@ fn node_status_json_and_table_from_a_live_socket() {
     );
     let yaml = String::from_utf8(out.stdout).unwrap();
     assert!(yaml.contains("peerAddress: \"172.17.8.102\""), "{yaml}");
-    let back: SpeakerStatus = serde_saphyr::from_str(&yaml).unwrap();
+    let back: NodeStatus = serde_saphyr::from_str(&yaml).unwrap();
     assert_eq!(back, status);
     server.join().unwrap();
 }
@@ -184,8 +189,12 @@ fn get_from_the_example_file_and_config_errors() {
     );
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.starts_with("NAME     ASN       IPV4          IPV6\n"),
-        "{text}"
+        text.starts_with("NAME     ASN       IPV4          IPV6            \n"),
+        "{text:?}"
+    );
+    assert!(
+        text.ends_with("\n\n"),
+        "an empty line after the table, as calicoctl"
     );
     assert!(
         text.contains("node-a   (64512)   10.0.0.1/24   fd00:10::1/64"),
@@ -219,4 +228,259 @@ fn get_from_the_example_file_and_config_errors() {
             bad.display()
         )
     );
+}
+
+/// The canned document with a peer that is not up, and the datastore's line.
+#[test]
+fn node_status_of_a_peer_not_up_as_calicoctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("status.sock");
+    let mut status = canned_status();
+    let p = &mut status.bgp.peers[0];
+    p.state = SessionState::Active;
+    p.info = "Active Socket: Connection refused".into();
+    p.since = chrono::Local::now().to_rfc3339();
+    status.datastore = Some(DatastoreStatus {
+        backend: "kubernetes".into(),
+        connected: true,
+        in_sync: true,
+        last_error: None,
+    });
+    let server = serve(&path, serde_json::to_string(&status).unwrap(), 1);
+    let out = brindlectl(&["node", "status", "--socket", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let since = chrono::DateTime::parse_from_rfc3339(&status.bgp.peers[0].since)
+        .unwrap()
+        .with_timezone(&chrono::Local)
+        .format("%H:%M:%S")
+        .to_string();
+    // as calicoctl prints BIRD's "Active        Socket: Connection refused"
+    let expected = format!(
+        "+--------------+-------------------+-------+----------+--------------------------------+\n\
+         | PEER ADDRESS |     PEER TYPE     | STATE |  SINCE   |              INFO              |\n\
+         +--------------+-------------------+-------+----------+--------------------------------+\n\
+         | 172.17.8.102 | node-to-node mesh | start | {since} | Active Socket: Connection      |\n\
+         |              |                   |       |          | refused                        |\n\
+         +--------------+-------------------+-------+----------+--------------------------------+\n"
+    );
+    assert!(text.contains(&expected), "{text}");
+    assert!(
+        text.ends_with("No IPv6 peers found.\n\nDatastore: kubernetes, connected, in sync\n"),
+        "{text}"
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn get_wide_columns_of_calicoctl() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/calico-basic.yaml");
+    let out = brindlectl(&["get", "ippools", "--config", example, "-o", "wide"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "CIDR",
+            "NAT",
+            "IPIPMODE",
+            "VXLANMODE",
+            "DISABLED",
+            "DISABLEBGPEXPORT",
+            "SELECTOR",
+            "ASSIGNMENTMODE"
+        ]
+    );
+    let out = brindlectl(&[
+        "get",
+        "bgpconfigurations",
+        "--config",
+        example,
+        "-o",
+        "wide",
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("NAME      LOGSEVERITY   MESHENABLED   ASNUMBER   \n"),
+        "{text:?}"
+    );
+    let out = brindlectl(&["get", "ipamconfigs", "--config", example, "-o", "wide"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const NODE_OK: &str = "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: good}\nspec: {bgp: {ipv4Address: 10.0.0.1/24}}\n";
+const NODE_NO_ID: &str = "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: noid}\nspec: {bgp: {ipv6Address: 'fd00::1/64'}}\n";
+
+#[test]
+fn validate_fails_where_the_agent_would_refuse_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.yaml", NODE_OK);
+    let out = brindlectl(&["validate", "--config", good.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(": OK (1 resources: 1 nodes"), "{text}");
+    assert!(
+        text.contains("Node good: router ID 10.0.0.1, AS 64512, port 179, 0 BGP peers"),
+        "{text}"
+    );
+
+    // the file reads, but one node has no router ID: brindle-node would not start there,
+    // so the file fails without --node too
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        &format!("{NODE_OK}---\n{NODE_NO_ID}"),
+    );
+    let out = brindlectl(&["validate", "--config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("node noid: brindle-node would not start:")
+            && err.contains("no BGP router ID"),
+        "{err}"
+    );
+    let out = brindlectl(&[
+        "validate",
+        "--config",
+        bad.to_str().unwrap(),
+        "--node",
+        "good",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = brindlectl(&[
+        "validate",
+        "--config",
+        bad.to_str().unwrap(),
+        "--node",
+        "zz",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("no Node named \"zz\""));
+}
+
+/// A "billion laughs": nine levels of nine aliases, 9^9 strings once expanded.
+fn alias_bomb() -> String {
+    let mut t = String::from(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: bomb\n  labels:\n",
+    );
+    t.push_str(
+        "    a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..=9 {
+        let p = format!("*a{}", i - 1);
+        t.push_str(&format!("    a{i}: &a{i} [{}]\n", vec![p; 9].join(",")));
+    }
+    t.push_str("spec: {peerIP: 10.0.0.1, asNumber: 65000}\n");
+    t
+}
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Run alone in a child process (see the next test): parses the bomb and reports time
+/// and memory.
+#[test]
+fn alias_bomb_child() {
+    if std::env::var_os("BRINDLE_ALIAS_BOMB_CHILD").is_none() {
+        return;
+    }
+    let text = alias_bomb();
+    let before = rss_kib();
+    let started = std::time::Instant::now();
+    let r = brindle_model::parse("bomb.yaml", &text);
+    let took = started.elapsed();
+    let after = rss_kib();
+    // what the agent does after refusing a configuration
+    brindle::health::give_back_memory();
+    let trimmed = rss_kib();
+    let mut peak = 0i64;
+    // SAFETY: getrusage fills the struct it is given
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) == 0 {
+            peak = u.ru_maxrss;
+        }
+    }
+    println!(
+        "BOMB ok={} millis={} before_kib={before} after_kib={after} trimmed_kib={trimmed} peak_kib={peak} error={:?}",
+        r.is_ok(),
+        took.as_millis(),
+        r.err().map(|e| e.to_string())
+    );
+}
+
+#[test]
+fn yaml_alias_bomb_is_refused_quickly_and_its_memory_given_back() {
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new(exe)
+        .args([
+            "--exact",
+            "alias_bomb_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("BRINDLE_ALIAS_BOMB_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = text
+        .lines()
+        .find_map(|l| l.find("BOMB ").map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("{text}"));
+    eprintln!("{line}");
+    let field = |k: &str| -> i64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{k}=")))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(line.starts_with("BOMB ok=false"), "{line}");
+    assert!(field("millis") < 10_000, "{line}");
+    let (before, trimmed, peak) = (field("before_kib"), field("trimmed_kib"), field("peak_kib"));
+    assert!(peak < 512 * 1024, "peak RSS {peak} KiB: {line}");
+    // freed, and given back to the system once the allocator is asked to
+    assert!(
+        trimmed - before < 16 * 1024,
+        "memory kept after the refusal: {line}"
+    );
+
+    // and brindlectl validate refuses the file
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = write(dir.path(), "bomb.yaml", &alias_bomb());
+    let started = std::time::Instant::now();
+    let out = brindlectl(&["validate", "--config", bomb.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
 }

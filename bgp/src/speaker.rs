@@ -10,7 +10,10 @@
 use crate::codec;
 use crate::fsm::{Action, ConnId, Session, SessionConfig};
 use crate::rib::{AdjRibOut, Best, ExportPeer, FibChange, LocalRoute, PeerInfo, Rib};
-use crate::status::{PeerStatus, PeerType, RouteStatus, RoutesStatus, SessionState, SpeakerStatus};
+use crate::status::{
+    bird_state_dsc, calico_info, BirdError, PeerStatus, PeerType, RouteStatus, RoutesStatus,
+    SessionState, SpeakerStatus,
+};
 use crate::transport::{self, ConnectOptions, Listener, TtlMode};
 use crate::types::{codes, community_str, Afi, Notification, Prefix};
 use std::collections::{BTreeMap, HashMap};
@@ -149,9 +152,12 @@ enum Event {
         peer: IpAddr,
         generation: u64,
         error: String,
+        /// The kernel's errno; `None` when the attempt timed out here.
+        errno: Option<i32>,
     },
     Bytes(ConnId, Vec<u8>),
-    Closed(ConnId, String),
+    /// A connection ended: why, and the errno (`Some(0)`: closed by the peer).
+    Closed(ConnId, String, Option<i32>),
 }
 
 /// Handle to the running speaker. Cheap to clone.
@@ -208,6 +214,9 @@ impl Speaker {
             ev_tx,
             fib_tx,
             closing: Vec::new(),
+            unconfigured: 0,
+            unconfigured_log: LogLimiter::new(UNCONFIGURED_LOG_INTERVAL),
+            unconfigured_last: None,
         };
         tokio::spawn(core.run(rx, ev_rx));
         Ok((Speaker { tx, listen }, fib_rx))
@@ -310,6 +319,92 @@ struct PeerState {
     stale_until: Option<Instant>,
     /// Families the peer has sent End-of-RIB for since the session came up.
     eor_received: std::collections::BTreeSet<Afi>,
+    /// The last error as BIRD would show it (calicoctl's INFO column).
+    bird_error: BirdError,
+    /// When the calicoctl STATE (`up` / `start`) last changed, as BIRD's `since`: the
+    /// peer was added, the session came up or went down, or a BGP error restarted it.
+    since: SystemTime,
+    /// The session was Established at the last look.
+    up: bool,
+}
+
+/// At most one log line per `interval` for a repeated event; the others are counted and
+/// reported with the next line (or by [`LogLimiter::flush`] once the interval is over).
+#[derive(Debug)]
+pub(crate) struct LogLimiter {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    pub(crate) fn new(interval: Duration) -> Self {
+        LogLimiter {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// One event: `Some(n)` when it is to be logged, with the `n` events not logged
+    /// since the last line; `None` when it is only counted.
+    pub(crate) fn hit(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+
+    /// When counted events are due to be reported.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.last {
+            Some(t) if self.suppressed > 0 => Some(t + self.interval),
+            _ => None,
+        }
+    }
+
+    /// `Some(n)`: `n` events were counted and the interval is over; log them now.
+    pub(crate) fn flush(&mut self, now: Instant) -> Option<u64> {
+        let due = self.deadline()?;
+        if now < due {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
+/// How often a flood of connections from unconfigured addresses is logged, at most.
+const UNCONFIGURED_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The type, code and subcode of a NOTIFICATION message.
+fn notification_codes(msg: &[u8]) -> Option<(u8, u8)> {
+    (msg.len() >= 21 && msg[..16].iter().all(|b| *b == 0xff) && msg[18] == 3)
+        .then(|| (msg[19], msg[20]))
+}
+
+/// The first NOTIFICATION in a chunk of bytes read from a connection.
+fn find_notification(bytes: &[u8]) -> Option<(u8, u8)> {
+    (0..bytes.len().saturating_sub(20)).find_map(|i| notification_codes(&bytes[i..]))
+}
+
+/// Code and subcode back from the session's "Received: <code name> / <subcode name>"
+/// (when the NOTIFICATION did not arrive in one read).
+fn received_codes(last_error: &str) -> Option<(u8, u8)> {
+    let rest = last_error.strip_prefix("Received: ")?;
+    (1..=7u8).find_map(|code| {
+        (0..=15u8).find_map(|sub| {
+            let (c, s) = codes::names(code, sub);
+            (s != "Unknown subcode" && rest.starts_with(&format!("{c} / {s}")))
+                .then_some((code, sub))
+        })
+    })
 }
 
 struct ConnHandle {
@@ -337,6 +432,11 @@ struct Core {
     fib_tx: mpsc::UnboundedSender<FibChange>,
     /// Writer tasks of closed connections that may still be flushing.
     closing: Vec<tokio::task::JoinHandle<()>>,
+    /// Connections accepted from addresses that are not configured peers.
+    unconfigured: u64,
+    unconfigured_log: LogLimiter,
+    /// The last such address, for the summary line.
+    unconfigured_last: Option<SocketAddr>,
 }
 
 impl Core {
@@ -351,6 +451,7 @@ impl Core {
                 .values()
                 .filter_map(|p| p.session.next_deadline())
                 .chain(self.peers.values().filter_map(|p| p.stale_until))
+                .chain(self.unconfigured_log.deadline())
                 .min();
             let sleep = async {
                 match deadline {
@@ -375,6 +476,10 @@ impl Core {
                 Some(e) = evs.recv() => self.event(e),
                 _ = sleep => {
                     let now = Instant::now();
+                    if let Some(n) = self.unconfigured_log.flush(now) {
+                        let last = self.unconfigured_last.map(|a| a.to_string()).unwrap_or_default();
+                        warn!(count = n, last_from = %last, total = self.unconfigured, "{n} more connections from addresses that are not configured peers were closed (not logged one by one)");
+                    }
                     let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
                     for a in addrs {
                         if let Some(p) = self.peers.get_mut(&a) {
@@ -533,6 +638,9 @@ impl Core {
                 generation,
                 stale_until: None,
                 eor_received: Default::default(),
+                bird_error: BirdError::None,
+                since: SystemTime::now(),
+                up: false,
             },
         );
         let acts = self
@@ -565,7 +673,15 @@ impl Core {
             Event::Incoming(stream, peer, local) => {
                 let ip = transport::normalize(peer).ip();
                 let Some(p) = self.peers.get_mut(&ip) else {
-                    warn!(from = %peer, "connection from an address that is not a configured peer: closed");
+                    self.unconfigured += 1;
+                    self.unconfigured_last = Some(peer);
+                    if let Some(n) = self.unconfigured_log.hit(now) {
+                        if n == 0 {
+                            warn!(from = %peer, "connection from an address that is not a configured peer: closed");
+                        } else {
+                            warn!(from = %peer, suppressed = n, total = self.unconfigured, "connection from an address that is not a configured peer: closed ({n} more since the last such line were not logged)");
+                        }
+                    }
                     return;
                 };
                 if let Err(e) = transport::apply_ttl(&stream, &p.cfg.ttl_mode()) {
@@ -609,10 +725,16 @@ impl Core {
                 peer,
                 generation,
                 error,
+                errno,
             } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     if p.generation == generation {
                         debug!(peer = %peer, %error, "connect failed");
+                        // BIRD keeps the errno of a failed connect; a connect that only
+                        // timed out is tried again without an error
+                        if let (Some(e), false) = (errno, p.up) {
+                            p.bird_error = BirdError::Socket(Some(e));
+                        }
                         let acts = p.session.on_connect_failed(now, &error);
                         self.apply(peer, acts);
                     }
@@ -626,9 +748,31 @@ impl Core {
                     .get_mut(&peer)
                     .map(|p| p.session.on_bytes(now, id, &bytes))
                     .unwrap_or_default();
+                // a NOTIFICATION received ends the connection without one sent back
+                let closed = acts.iter().any(|a| matches!(a, Action::Close(_)));
+                let sent = acts
+                    .iter()
+                    .any(|a| matches!(a, Action::Send(_, m) if notification_codes(m).is_some()));
+                if closed && !sent {
+                    if let Some(p) = self.peers.get(&peer) {
+                        let codes = p
+                            .session
+                            .last_error
+                            .as_deref()
+                            .filter(|e| e.starts_with("Received: "))
+                            .and_then(|e| find_notification(&bytes).or_else(|| received_codes(e)));
+                        if let Some((code, sub)) = codes {
+                            self.note_error(peer, id, BirdError::Received(code, sub));
+                        }
+                    }
+                }
                 self.apply(peer, acts);
             }
-            Event::Closed(id, why) => {
+            Event::Closed(id, why, errno) => {
+                let Some(peer) = self.conns.get(&id).map(|c| c.peer) else {
+                    return;
+                };
+                self.note_error(peer, id, BirdError::Socket(errno));
                 let Some(c) = self.conns.remove(&id) else {
                     return;
                 };
@@ -648,18 +792,18 @@ impl Core {
         let ev = self.ev_tx.clone();
         let reader = tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
-            let why = loop {
+            let (why, errno) = loop {
                 match rd.read(&mut buf).await {
-                    Ok(0) => break "closed by peer".to_string(),
+                    Ok(0) => break ("closed by peer".to_string(), Some(0)),
                     Ok(n) => {
                         if ev.send(Event::Bytes(id, buf[..n].to_vec())).is_err() {
                             return;
                         }
                     }
-                    Err(e) => break e.to_string(),
+                    Err(e) => break (e.to_string(), e.raw_os_error()),
                 }
             };
-            let _ = ev.send(Event::Closed(id, why));
+            let _ = ev.send(Event::Closed(id, why, errno));
         });
         let writer_task = tokio::spawn(async move {
             while let Some(m) = wrx.recv().await {
@@ -691,6 +835,9 @@ impl Core {
             match a {
                 Action::Connect => self.connect(peer),
                 Action::Send(id, bytes) => {
+                    if let Some((code, sub)) = notification_codes(&bytes) {
+                        self.note_error(peer, id, BirdError::Sent(code, sub));
+                    }
                     if let Some(c) = self.conns.get(&id) {
                         let _ = c.writer.send(Some(bytes));
                     }
@@ -708,6 +855,9 @@ impl Core {
                     let local = self.conns.get(&id).map(|c| c.local.ip());
                     if let Some(p) = self.peers.get_mut(&peer) {
                         info!(peer = %peer, name = %p.cfg.name, "session Established");
+                        p.bird_error = BirdError::None;
+                        p.up = true;
+                        p.since = SystemTime::now();
                         p.local_addr = local;
                         p.out.clear();
                         p.eor_received.clear();
@@ -768,6 +918,8 @@ impl Core {
                     if let Some(p) = self.peers.get_mut(&peer) {
                         p.out.clear();
                         p.local_addr = None;
+                        p.up = false;
+                        p.since = SystemTime::now();
                     }
                 }
                 Action::Update(u) => {
@@ -816,6 +968,27 @@ impl Core {
         }
     }
 
+    /// Keeps an error on connection `conn` as BIRD would (`bgp_store_error`): while the
+    /// session is up, only errors of its own connection count. A BGP error other than a
+    /// Cease makes BIRD restart the protocol, which changes its `since`.
+    fn note_error(&mut self, peer: IpAddr, conn: ConnId, e: BirdError) {
+        let ours = self.conns.get(&conn).is_some_and(|c| c.peer == peer);
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        match p.session.established() {
+            Some((up, _)) if up != conn => return,
+            None if !ours => return,
+            _ => {}
+        }
+        if matches!(e, BirdError::Sent(c, _) | BirdError::Received(c, _) if c != codes::CEASE)
+            && !p.up
+        {
+            p.since = SystemTime::now();
+        }
+        p.bird_error = e;
+    }
+
     fn connect(&mut self, peer: IpAddr) {
         let Some(p) = self.peers.get(&peer) else {
             return;
@@ -842,6 +1015,7 @@ impl Core {
                     peer,
                     generation,
                     error: short_error(&e),
+                    errno: transport::os_error(&e),
                 },
             };
             let _ = ev.send(e);
@@ -916,14 +1090,11 @@ impl Core {
     }
 
     fn status(&self) -> SpeakerStatus {
-        let now = Instant::now();
-        let wall = SystemTime::now();
         let peers = self
             .peers
             .values()
             .map(|p| {
                 let s = &p.session;
-                let since = wall - now.saturating_duration_since(s.since());
                 let (rx, acc) = self.rib.peer_counts(&p.cfg.address);
                 let n = s.negotiated();
                 PeerStatus {
@@ -935,9 +1106,16 @@ impl Core {
                     as_number: p.cfg.remote_as,
                     local_as_number: p.cfg.local_as,
                     state: s.state(),
-                    since: chrono::DateTime::<chrono::Utc>::from(since)
+                    since: chrono::DateTime::<chrono::Utc>::from(p.since)
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    info: s.info.clone(),
+                    info: calico_info(
+                        bird_state_dsc(s.state(), p.cfg.passive),
+                        if s.state() == SessionState::Established {
+                            &BirdError::None
+                        } else {
+                            &p.bird_error
+                        },
+                    ),
                     last_error: s.last_error.clone(),
                     prefixes_received: rx,
                     prefixes_accepted: acc,
@@ -962,7 +1140,7 @@ impl Core {
             as_number: self.cfg.local_as,
             listen: self.listen.iter().map(|a| a.to_string()).collect(),
             peers,
-            dataplane: None,
+            unconfigured_connections: self.unconfigured,
         }
     }
 
@@ -1009,5 +1187,196 @@ fn short_error(e: &io::Error) -> String {
     match s.find(" (os error") {
         Some(i) => s[..i].to_string(),
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    fn lo() -> IpAddr {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }
+
+    fn start(listen: bool) -> Speaker {
+        Speaker::start(SpeakerConfig {
+            node_name: "t".into(),
+            router_id: "1.1.1.1".parse().unwrap(),
+            local_as: 64512,
+            listen: if listen {
+                vec![SocketAddr::new(lo(), 0)]
+            } else {
+                vec![]
+            },
+            next_hop_v4: Some(lo()),
+            next_hop_v6: None,
+            restarting: false,
+        })
+        .unwrap()
+        .0
+    }
+
+    async fn peer_status(s: &Speaker) -> PeerStatus {
+        s.status().await.unwrap().peers.remove(0)
+    }
+
+    async fn wait_info(s: &Speaker, what: impl Fn(&str) -> bool) -> PeerStatus {
+        for _ in 0..100 {
+            let p = peer_status(s).await;
+            if what(&p.info) {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("info now: {:?}", peer_status(s).await.info);
+    }
+
+    #[test]
+    fn log_limiter_bounds_lines_and_counts_everything() {
+        let t0 = Instant::now();
+        let mut l = LogLimiter::new(Duration::from_secs(10));
+        let (mut lines, mut counted) = (0u64, 0u64);
+        // 10,000 events spread evenly over 60 s, with flushes when due
+        for i in 0..10_000u64 {
+            let now = t0 + Duration::from_millis(i * 6);
+            if let Some(n) = l.flush(now) {
+                lines += 1;
+                counted += n;
+            }
+            if let Some(n) = l.hit(now) {
+                lines += 1;
+                counted += n + 1;
+            }
+        }
+        let end = t0 + Duration::from_secs(120);
+        assert_eq!(l.deadline().map(|d| d <= end), Some(true));
+        if let Some(n) = l.flush(end) {
+            lines += 1;
+            counted += n;
+        }
+        assert_eq!(counted, 10_000);
+        assert!(lines <= 8, "{lines} lines for 60 s");
+        assert_eq!(l.deadline(), None, "nothing left to report");
+        assert_eq!(l.flush(end + Duration::from_secs(60)), None);
+    }
+
+    #[tokio::test]
+    async fn connections_from_unconfigured_addresses_are_closed_and_counted() {
+        let s = start(true);
+        let mut p = PeerConfig::new("127.0.0.2".parse().unwrap(), 64512, 64512);
+        p.passive = true;
+        s.set_peers(vec![p]);
+        let addr = s.listen_addrs()[0];
+        let n = 300;
+        for _ in 0..n {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            let mut b = [0u8; 1];
+            let r = tokio::time::timeout(Duration::from_secs(5), c.read(&mut b)).await;
+            assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "closed by the speaker");
+        }
+        let st = s.status().await.unwrap();
+        assert_eq!(st.unconfigured_connections, n);
+        assert_eq!(st.peers[0].info, "Passive");
+        assert_eq!(st.peers[0].state, SessionState::Active);
+    }
+
+    #[tokio::test]
+    async fn refused_connects_keep_since_and_read_as_bird() {
+        let s = start(false);
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut p = PeerConfig::new(lo(), 65000, 64512);
+        p.port = port;
+        p.connect_retry = Duration::from_millis(200);
+        s.set_peers(vec![p]);
+        let first = wait_info(&s, |i| i.ends_with("Socket: Connection refused")).await;
+        assert!(
+            first.info == "Active Socket: Connection refused"
+                || first.info == "Connect Socket: Connection refused",
+            "{}",
+            first.info
+        );
+        // several attempts later (one every 200 ms), the STATE has not changed: neither has SINCE
+        tokio::time::sleep(Duration::from_millis(2200)).await;
+        let later = peer_status(&s).await;
+        assert!(
+            later.info.ends_with("Socket: Connection refused"),
+            "{}",
+            later.info
+        );
+        assert_eq!(later.since, first.since);
+    }
+
+    /// A fake peer on loopback: accepts one connection, reads our OPEN, answers `reply`.
+    async fn fake_peer(reply: Vec<u8>) -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut b = vec![0u8; 4096];
+            let _ = c.read(&mut b).await;
+            let _ = c.write_all(&reply).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        port
+    }
+
+    fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![0xff; 16];
+        m.extend_from_slice(&((19 + body.len()) as u16).to_be_bytes());
+        m.push(kind);
+        m.extend_from_slice(body);
+        m
+    }
+
+    #[tokio::test]
+    async fn notifications_received_and_sent_read_as_bird() {
+        let s = start(false);
+        let port = fake_peer(message(3, &[6, 2])).await;
+        let mut p = PeerConfig::new(lo(), 65000, 64512);
+        p.port = port;
+        s.set_peers(vec![p]);
+        let st = wait_info(&s, |i| i.contains("Received")).await;
+        assert!(
+            st.info.ends_with(" Received: Administrative shutdown"),
+            "{}",
+            st.info
+        );
+
+        // an OPEN from AS 65001 where 65000 is configured: we send Bad Peer AS
+        let s = start(false);
+        let mut open = vec![4];
+        open.extend_from_slice(&65001u16.to_be_bytes());
+        open.extend_from_slice(&90u16.to_be_bytes());
+        open.extend_from_slice(&[2, 2, 2, 2, 0]);
+        let port = fake_peer(message(1, &open)).await;
+        let mut p = PeerConfig::new(lo(), 65000, 64512);
+        p.port = port;
+        s.set_peers(vec![p]);
+        let st = wait_info(&s, |i| i.contains("BGP Error")).await;
+        assert!(st.info.ends_with(" BGP Error: Bad peer AS"), "{}", st.info);
+    }
+
+    #[test]
+    fn notification_codes_from_bytes_and_text() {
+        let n = message(3, &[4, 0]);
+        assert_eq!(notification_codes(&n), Some((4, 0)));
+        let mut chunk = message(4, &[]);
+        chunk.extend_from_slice(&n);
+        assert_eq!(find_notification(&chunk), Some((4, 0)));
+        assert_eq!(find_notification(&message(4, &[])), None);
+        assert_eq!(
+            received_codes("Received: Cease / Administrative Shutdown: \"bye\""),
+            Some((6, 2))
+        );
+        assert_eq!(
+            received_codes("Received: Hold Timer Expired / Unspecific"),
+            Some((4, 0))
+        );
+        assert_eq!(received_codes("Connection closed: x"), None);
     }
 }

@@ -150,9 +150,46 @@ impl fmt::Debug for ConnectOptions {
     }
 }
 
-/// Adds context to an error while keeping its kind.
+/// Adds context to an error while keeping its kind and the error itself (so that
+/// [`os_error`] still finds the errno).
 fn ctx(e: io::Error, what: impl fmt::Display) -> io::Error {
-    io::Error::new(e.kind(), format!("{what}: {e}"))
+    io::Error::new(
+        e.kind(),
+        Context {
+            what: what.to_string(),
+            source: e,
+        },
+    )
+}
+
+/// An error with what was being done: "connect to 10.0.0.2:179: Connection refused ...".
+#[derive(Debug)]
+struct Context {
+    what: String,
+    source: io::Error,
+}
+
+impl fmt::Display for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for Context {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// The errno behind an error of this module, through any added context; `None` for
+/// errors that did not come from the kernel (e.g. a connect that timed out here).
+pub fn os_error(e: &io::Error) -> Option<i32> {
+    if let Some(n) = e.raw_os_error() {
+        return Some(n);
+    }
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<Context>())
+        .and_then(|c| os_error(&c.source))
 }
 
 /// Peer address normalised: IPv4-mapped IPv6 -> IPv4.
@@ -681,6 +718,29 @@ mod tests {
         let s = format!("{o:?}");
         assert!(!s.contains("brindle-secret"), "{s}");
         assert!(s.contains("redacted"), "{s}");
+    }
+
+    #[tokio::test]
+    async fn connect_errors_keep_their_errno() {
+        // a port nobody listens on: bind one, learn its number, close it
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let opts = ConnectOptions::new(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            TtlMode::Multihop(64),
+        );
+        let e = connect(&opts).await.unwrap_err();
+        assert_eq!(os_error(&e), Some(libc::ECONNREFUSED), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("connect to 127.0.0.1:{port}: ")),
+            "{e}"
+        );
+        let timeout = io::Error::new(io::ErrorKind::TimedOut, "timed out here");
+        assert_eq!(os_error(&timeout), None);
     }
 
     #[tokio::test]

@@ -205,10 +205,12 @@ impl Selector {
     /// Calico's `UniqueID()`: `"s:"` and the unpadded URL-safe base64 of the SHA-224 of
     /// `"s:"` + the canonical form, 40 characters. Equal selectors have equal IDs.
     pub fn unique_id(&self) -> String {
-        let digest = sha224(format!("s:{self}").as_bytes());
+        use base64::Engine;
+        use sha2::Digest;
+        let digest = sha2::Sha224::digest(format!("s:{self}").as_bytes());
         let mut out = String::with_capacity(40);
         out.push_str("s:");
-        base64_url_nopad(&digest, &mut out);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(digest, &mut out);
         out
     }
 
@@ -980,90 +982,6 @@ fn char_offset(text: &str, byte_pos: usize) -> usize {
         .map_or_else(|| text.chars().count(), |s| s.chars().count())
 }
 
-// ---------------------------------------------------------------------------------------------
-// SHA-224 (FIPS 180-4) and unpadded URL-safe base64 (RFC 4648 §5), for `unique_id`.
-
-fn sha224(data: &[u8]) -> [u8; 28] {
-    const K: [u32; 64] = [
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2,
-    ];
-    let mut h: [u32; 8] = [
-        0xc1059ed8, 0x367cd507, 0x3070dd17, 0xf70e5939, 0xffc00b31, 0x68581511, 0x64f98fa7,
-        0xbefa4fa4,
-    ];
-    let mut msg = data.to_vec();
-    msg.push(0x80);
-    while msg.len() % 64 != 56 {
-        msg.push(0);
-    }
-    msg.extend_from_slice(&((data.len() as u64).wrapping_mul(8)).to_be_bytes());
-    for block in msg.chunks_exact(64) {
-        let mut w = [0u32; 64];
-        for (t, word) in block.chunks_exact(4).enumerate() {
-            w[t] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
-        }
-        for t in 16..64 {
-            let s0 = w[t - 15].rotate_right(7) ^ w[t - 15].rotate_right(18) ^ (w[t - 15] >> 3);
-            let s1 = w[t - 2].rotate_right(17) ^ w[t - 2].rotate_right(19) ^ (w[t - 2] >> 10);
-            w[t] = w[t - 16]
-                .wrapping_add(s0)
-                .wrapping_add(w[t - 7])
-                .wrapping_add(s1);
-        }
-        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
-        for t in 0..64 {
-            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
-            let ch = (e & f) ^ (!e & g);
-            let t1 = hh
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[t])
-                .wrapping_add(w[t]);
-            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
-            let maj = (a & b) ^ (a & c) ^ (b & c);
-            let t2 = s0.wrapping_add(maj);
-            hh = g;
-            g = f;
-            f = e;
-            e = d.wrapping_add(t1);
-            d = c;
-            c = b;
-            b = a;
-            a = t1.wrapping_add(t2);
-        }
-        for (x, v) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
-            *x = x.wrapping_add(v);
-        }
-    }
-    let mut out = [0u8; 28];
-    for (chunk, word) in out.chunks_exact_mut(4).zip(h) {
-        chunk.copy_from_slice(&word.to_be_bytes());
-    }
-    out
-}
-
-fn base64_url_nopad(data: &[u8], out: &mut String) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &byte)| n | u32::from(byte) << (16 - 8 * i));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1453,40 +1371,6 @@ mod tests {
         assert!(sel("has(a) && !(global() || has(b))").uses_global());
         assert!(!sel("global == 'x'").uses_global());
         assert!(!sel("all()").uses_global());
-    }
-
-    #[test]
-    fn sha224_vectors() {
-        let hex = |d: [u8; 28]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
-        assert_eq!(
-            hex(sha224(b"")),
-            "d14a028c2a3a2bc9476102bb288234c415a2b01f828ea62ac5b3e42f"
-        );
-        assert_eq!(
-            hex(sha224(b"abc")),
-            "23097d223405d8228642a477bda255b32aadbce4bda0b3f7e36c9da7"
-        );
-        assert_eq!(
-            hex(sha224(
-                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
-            )),
-            "75388b16512776cc5dba5da1fd890150b0c6455cb4f58b1952522525"
-        );
-        assert_eq!(
-            hex(sha224(&[b'a'; 1_000_000])),
-            "20794655980c91d8bbb4c1ea97618a4bf03f42581948b2ee4ee7ad67"
-        );
-        let b64 = |d: &[u8]| {
-            let mut s = String::new();
-            base64_url_nopad(d, &mut s);
-            s
-        };
-        assert_eq!(b64(b""), "");
-        assert_eq!(b64(b"f"), "Zg");
-        assert_eq!(b64(b"fo"), "Zm8");
-        assert_eq!(b64(b"foo"), "Zm9v");
-        assert_eq!(b64(b"foob"), "Zm9vYg");
-        assert_eq!(b64(&[0xfb, 0xff]), "-_8");
     }
 
     /// Counts this thread's allocations, to show that matching allocates nothing.

@@ -1,8 +1,9 @@
 //! `brindlectl`: inspect a running brindle-node and the cluster's resource file.
 
 use brindle::ctl::{self, Layout, DEFAULT_CONFIG, DEFAULT_STATUS_SOCKET};
-use brindle_bgp::status::{RoutesStatus, SpeakerStatus, ROUTES_REQUEST, STATUS_REQUEST};
-use brindle_model::{self as config, Kind};
+use brindle::status::{NodeStatus, ROUTES_REQUEST, STATUS_REQUEST};
+use brindle_bgp::status::RoutesStatus;
+use brindle_model::Kind;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,7 +29,7 @@ enum Command {
     },
     /// List resources from the configuration file, like `calicoctl get`.
     Get {
-        /// bgppeers, nodes, ippools, blockaffinities or bgpconfigurations.
+        /// bgppeers, nodes, ippools, ipamconfigurations, blockaffinities or bgpconfigurations.
         kind: GetKind,
         /// Only these resources.
         names: Vec<String>,
@@ -39,11 +40,12 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = GetFormat::Ps)]
         output: GetFormat,
     },
-    /// Check the configuration file; with --node, show that node's BGP plan.
+    /// Check the configuration file as brindle-node reads it: the file, then the BGP plan
+    /// of every node in it (or of --node, shown in full). Fails when the agent would refuse it.
     Validate {
         #[arg(long, env = "BRINDLE_CONFIG", default_value = DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Also compute this node's plan (peers and advertised prefixes).
+        /// Only this node's plan, with its peers and advertised prefixes.
         #[arg(long)]
         node: Option<String>,
     },
@@ -95,6 +97,12 @@ enum GetKind {
     Nodes,
     #[value(alias = "ippool", alias = "ipp")]
     Ippools,
+    #[value(
+        alias = "ipamconfiguration",
+        alias = "ipamconfig",
+        alias = "ipamconfigs"
+    )]
+    Ipamconfigurations,
     #[value(alias = "blockaffinity", alias = "ba")]
     Blockaffinities,
     #[value(alias = "bgpconfiguration", alias = "bgpconfig")]
@@ -107,6 +115,7 @@ impl GetKind {
             GetKind::Bgppeers => Kind::BgpPeer,
             GetKind::Nodes => Kind::Node,
             GetKind::Ippools => Kind::IpPool,
+            GetKind::Ipamconfigurations => Kind::IpamConfig,
             GetKind::Blockaffinities => Kind::BlockAffinity,
             GetKind::Bgpconfigurations => Kind::BgpConfiguration,
         }
@@ -141,7 +150,7 @@ fn print_doc<T: serde::Serialize>(value: &T, json: bool) -> ExitCode {
 
 fn node_status(args: &SocketArgs) -> ExitCode {
     let timeout = Duration::from_secs(args.timeout.max(1));
-    let status: SpeakerStatus = match ctl::fetch(&args.socket, STATUS_REQUEST, timeout) {
+    let status: NodeStatus = match ctl::fetch(&args.socket, STATUS_REQUEST, timeout) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -175,7 +184,7 @@ fn node_routes(args: &SocketArgs) -> ExitCode {
 }
 
 fn get(kind: GetKind, names: &[String], config_path: &Path, output: GetFormat) -> ExitCode {
-    let cfg = match config::load(config_path) {
+    let cfg = match brindle::datastore::file::read(config_path) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -207,12 +216,34 @@ fn get(kind: GetKind, names: &[String], config_path: &Path, output: GetFormat) -
 }
 
 fn validate(config_path: &Path, node: Option<&str>) -> ExitCode {
-    let cfg = match config::load(config_path) {
+    // brindle-node's file datastore reads the file this way, then plans its node
+    let cfg = match brindle::datastore::file::read(config_path) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
     for w in &cfg.warnings {
         eprintln!("brindlectl: warning: {w}");
+    }
+    let names: Vec<String> = match node {
+        Some(n) => vec![n.to_string()],
+        None => cfg.nodes.iter().map(|n| n.name.clone()).collect(),
+    };
+    let mut plans = Vec::new();
+    let mut refused = false;
+    for name in &names {
+        match brindle::calc::node_plan(&cfg, name) {
+            Ok(p) => plans.push(p),
+            Err(e) => {
+                eprintln!(
+                    "brindlectl: {}: node {name}: brindle-node would not start: {e}",
+                    config_path.display()
+                );
+                refused = true;
+            }
+        }
+    }
+    if refused {
+        return ExitCode::FAILURE;
     }
     println!(
         "{}: OK ({} resources: {} nodes, {} BGP peers, {} IP pools, {} block affinities)",
@@ -223,13 +254,21 @@ fn validate(config_path: &Path, node: Option<&str>) -> ExitCode {
         cfg.ip_pools.len(),
         cfg.block_affinities.len()
     );
-    let Some(node) = node else {
+    if node.is_none() {
+        for p in &plans {
+            println!(
+                "Node {}: router ID {}, AS {}, port {}, {} BGP peers, {} advertised prefixes",
+                p.node_name,
+                p.router_id,
+                p.local_as,
+                p.listen_port,
+                p.peers.len(),
+                p.advertise.len()
+            );
+        }
         return ExitCode::SUCCESS;
-    };
-    let plan = match brindle::calc::node_plan(&cfg, node) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
+    }
+    let plan = &plans[0];
     println!(
         "\nNode {}: router ID {}, AS {}, port {}",
         plan.node_name, plan.router_id, plan.local_as, plan.listen_port

@@ -1094,13 +1094,6 @@ fn router_id_override_and_hash() {
         hashed_router_id("nodeTest"),
         Ipv4Addr::new(109, 174, 215, 226)
     );
-    assert_eq!(
-        sha256(b"abc")[..8],
-        [0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea]
-    );
-    assert_eq!(sha256(b"")[..4], [0xe3, 0xb0, 0xc4, 0x42]);
-    let long = [b'a'; 200];
-    assert_eq!(sha256(&long)[..4], [0xc2, 0xa9, 0x08, 0xd9]);
 
     assert_eq!(RouterIdOverride::parse(""), Ok(None));
     assert_eq!(

@@ -54,7 +54,7 @@ impl Cache {
                 let changed = self.objects.get(&key).is_none_or(|(old, _)| {
                     old.resource != o.resource || old.raw.json != o.raw.json
                 });
-                self.objects.insert(key, (o.clone(), g));
+                self.objects.insert(key, ((**o).clone(), g));
                 Applied {
                     changed,
                     first_sync: None,
@@ -164,7 +164,7 @@ spec: {cidr: 10.66.0.0/16}
         let mut c = Cache::new();
         c.apply(&Event::Restart(Kind::IpPool));
         for o in &objs {
-            assert!(c.apply(&Event::Apply(o.clone())).changed);
+            assert!(c.apply(&Event::Apply(Box::new(o.clone()))).changed);
         }
         assert!(!c.in_sync(&[Kind::IpPool]));
         let a = c.apply(&Event::InSync(Kind::IpPool));
@@ -173,11 +173,11 @@ spec: {cidr: 10.66.0.0/16}
         assert_eq!(c.snapshot("t").0.ip_pools.len(), 2);
 
         // same object again: no change
-        assert!(!c.apply(&Event::Apply(objs[0].clone())).changed);
+        assert!(!c.apply(&Event::Apply(Box::new(objs[0].clone()))).changed);
 
         // relist (e.g. after 410 Gone) that no longer has pool b
         c.apply(&Event::Restart(Kind::IpPool));
-        c.apply(&Event::Apply(objs[0].clone()));
+        c.apply(&Event::Apply(Box::new(objs[0].clone())));
         let a = c.apply(&Event::InSync(Kind::IpPool));
         assert!(a.changed);
         assert_eq!(a.first_sync, None);
@@ -195,7 +195,7 @@ spec: {cidr: 10.66.0.0/16}
         objs.extend(overlap);
         let mut c = Cache::new();
         for o in objs {
-            c.apply(&Event::Apply(o));
+            c.apply(&Event::Apply(Box::new(o)));
         }
         let (cfg, rejected) = c.snapshot("t");
         let names: Vec<&str> = cfg.ip_pools.iter().map(|p| p.name.as_str()).collect();
@@ -214,7 +214,7 @@ spec: {cidr: 10.66.0.0/16}
         let objs = objects(POOLS);
         let mut c = Cache::new();
         for o in &objs {
-            c.apply(&Event::Apply(o.clone()));
+            c.apply(&Event::Apply(Box::new(o.clone())));
         }
         assert!(
             c.apply(&Event::Delete {

@@ -50,7 +50,7 @@ fn send_all(tx: &UnboundedSender<Event>, objects: Vec<Object>, warnings: Vec<Str
         let _ = tx.send(Event::Restart(k));
     }
     for o in objects {
-        let _ = tx.send(Event::Apply(o));
+        let _ = tx.send(Event::Apply(Box::new(o)));
     }
     if !warnings.is_empty() {
         let _ = tx.send(Event::Warnings(warnings));

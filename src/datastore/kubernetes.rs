@@ -155,24 +155,34 @@ pub fn to_v3(kind: Kind, ar: &ApiResource, mut v: serde_json::Value) -> serde_js
 }
 
 /// Decodes one object from the API into the seam's event.
+fn label_of(kind: Kind, value: &serde_json::Value) -> String {
+    let m = value.get("metadata");
+    let name = m
+        .and_then(|m| m.get("name"))
+        .and_then(|n| n.as_str())
+        .unwrap_or("?");
+    match m.and_then(|m| m.get("namespace")).and_then(|n| n.as_str()) {
+        Some(ns) => format!("{}/{ns}/{name}", kind.as_str()),
+        None => format!("{}/{name}", kind.as_str()),
+    }
+}
+
+/// Decodes one object from the API into the seam's event.
 pub fn decode(kind: Kind, ar: &ApiResource, value: serde_json::Value) -> Event {
-    let label = || {
-        let m = value.get("metadata");
-        let name = m
-            .and_then(|m| m.get("name"))
-            .and_then(|n| n.as_str())
-            .unwrap_or("?");
-        match m.and_then(|m| m.get("namespace")).and_then(|n| n.as_str()) {
-            Some(ns) => format!("{}/{ns}/{name}", kind.as_str()),
-            None => format!("{}/{name}", kind.as_str()),
-        }
-    };
+    let label = |v: &serde_json::Value| label_of(kind, v);
     if kind == Kind::Node {
         return match kube_node_from_json(&value) {
             Ok(n) => {
                 let (spec, errors) = node_from_kubernetes(&n);
                 let name = spec.name.clone();
-                let mut o = Object::synthetic(Kind::Node, None, name, value, Resource::Node(spec));
+                // only the fields used are kept (memory): not the Node's JSON
+                let mut o = Object::synthetic(
+                    Kind::Node,
+                    None,
+                    name,
+                    serde_json::Value::Null,
+                    Resource::Node(spec),
+                );
                 o.warnings = errors
                     .into_iter()
                     .map(|e| {
@@ -182,23 +192,30 @@ pub fn decode(kind: Kind, ar: &ApiResource, value: serde_json::Value) -> Event {
                         )
                     })
                     .collect();
-                Event::Apply(o)
+                Event::Apply(Box::new(o))
             }
             Err(error) => Event::Invalid {
                 kind: Some(kind),
-                label: label(),
+                label: label(&value),
                 error,
             },
         };
     }
-    let v3 = to_v3(kind, ar, value.clone());
+    let v3 = to_v3(kind, ar, value);
     let source = format!("{}/{}", ar.api_version, ar.plural);
     match brindle_model::decode_json(&source, &v3) {
-        Ok(Some(o)) => Event::Apply(o),
-        Ok(None) => Event::Warnings(vec![format!("{}: skipped", label())]),
+        Ok(Some(mut o)) => {
+            if !kind.is_calico() {
+                // Kubernetes objects: only the decoded fields are kept (memory; a cluster
+                // has many pods). Calico objects keep their JSON for `brindlectl get`.
+                o.raw.json = serde_json::Value::Null;
+            }
+            Event::Apply(Box::new(o))
+        }
+        Ok(None) => Event::Warnings(vec![format!("{}: skipped", label(&v3))]),
         Err(e) => Event::Invalid {
             kind: Some(kind),
-            label: label(),
+            label: label(&v3),
             error: e.to_string(),
         },
     }

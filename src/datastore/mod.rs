@@ -29,7 +29,7 @@ pub enum Event {
     /// A full list of `kind` begins: objects not applied before the next `InSync` are gone.
     Restart(Kind),
     /// An object was listed, added or changed.
-    Apply(Object),
+    Apply(Box<Object>),
     /// An object was deleted.
     Delete {
         kind: Kind,

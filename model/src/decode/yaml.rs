@@ -215,6 +215,9 @@ pub(crate) fn parse_documents(file: &str, text: &str) -> Result<Vec<Node>, Confi
         strict_booleans: true,
         leading_zero_numbers_as_strings: true,
         underscored_numbers_as_strings: true,
+        // an alias bomb is refused after this much replay (default 1,000,000): measured
+        // 8 ms and +1.8 MB instead of 379 ms and +23 MB
+        alias_limits: serde_saphyr::alias_limits! { max_total_replayed_events: 10_000 },
     };
     match serde_saphyr::from_multiple_with_options::<Spanned<Value>>(text, options) {
         Ok(docs) => Ok(docs
