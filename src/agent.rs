@@ -199,6 +199,13 @@ impl Cluster {
     /// Takes one event; true when the objects changed.
     fn handle(&mut self, e: Event) -> bool {
         match &e {
+            Event::Invalid {
+                kind: None, error, ..
+            } => {
+                // a whole source (the file) that did not read: nothing of it is applied
+                error!("configuration reload failed, keeping the last good configuration: {error}");
+                crate::health::give_back_memory();
+            }
             Event::Invalid { label, error, .. } if self.once(format!("{label}: {error}")) => {
                 error!(object = %label, "skipped: {error}");
                 // what decoding a refused object took goes back to the system
