@@ -371,6 +371,9 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         learned: BTreeMap::new(),
         routes_incomplete: true,
     };
+    // the first snapshot is not kept: the cache holds the objects (memory, measured in
+    // BENCHMARKS.md)
+    drop(cfg);
     let started = std::time::Instant::now();
     let sync_speaker = speaker.clone();
     let (model_tx, model_rx) = tokio::sync::watch::channel(asm.model());
