@@ -180,16 +180,37 @@ pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
 
 /// Parses and validates resource YAML; `file_label` is used in error messages.
 pub fn parse(file_label: &str, text: &str) -> Result<ClusterConfig, ConfigError> {
+    let (decoded, mut warnings) = decode_all(file_label, text)?;
+    let mut cfg = ClusterConfig::from_objects(file_label, decoded)?;
+    warnings.append(&mut cfg.warnings);
+    cfg.warnings = warnings;
+    Ok(cfg)
+}
+
+/// Every object of resource YAML, decoded, plus the warnings about documents skipped.
+fn decode_all(file_label: &str, text: &str) -> Result<(Vec<Object>, Vec<String>), ConfigError> {
     let docs = decode::yaml::parse_documents(file_label, text)?;
     let mut decoded = Vec::new();
     let mut warnings = Vec::new();
     for doc in &docs {
         decode::decode_document(file_label, doc, &mut decoded, &mut warnings)?;
     }
-    let mut cfg = ClusterConfig::from_objects(file_label, decoded)?;
-    warnings.append(&mut cfg.warnings);
-    cfg.warnings = warnings;
-    Ok(cfg)
+    Ok((decoded, warnings))
+}
+
+/// The file at `path` as decoded objects, checked against each other as strictly as
+/// [`load`] checks them (the first error fails the whole file). The warnings returned
+/// are the file's own (skipped documents, cross-object checks); each object carries its
+/// field warnings.
+pub fn load_objects(path: &Path) -> Result<(Vec<Object>, Vec<String>), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let label = path.display().to_string();
+    let (objects, mut warnings) = decode_all(&label, &text)?;
+    warnings.extend(validate(&label, &objects)?);
+    Ok((objects, warnings))
 }
 
 impl ClusterConfig {

@@ -28,20 +28,9 @@ fn file_stamp(path: &Path) -> Option<(SystemTime, u64, u64)> {
     Some((m.modified().ok()?, m.len(), m.ino()))
 }
 
-/// Reads the file into objects (strict: the whole file or nothing).
+/// Reads the file into objects (strict: the whole file or nothing), decoded once.
 fn objects(path: &Path) -> Result<(Vec<Object>, Vec<String>), brindle_model::ConfigError> {
-    let cfg = read(path)?;
-    let label = path.display().to_string();
-    let mut out = Vec::with_capacity(cfg.resources.len());
-    for r in &cfg.resources {
-        // Re-decode each object from its JSON: the same path as objects from the API.
-        match brindle_model::decode_json(&label, &r.json) {
-            Ok(Some(o)) => out.push(o),
-            Ok(None) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((out, cfg.warnings))
+    brindle_model::load_objects(path)
 }
 
 /// Sends one whole read of the file as a relist of every kind.

@@ -280,6 +280,17 @@ pub struct KubeWriter {
     group: Arc<std::sync::OnceLock<CalicoGroup>>,
 }
 
+/// An object to write, typed as the resource it is stored as.
+fn typed_object(json: serde_json::Value, ar: &ApiResource) -> Result<DynamicObject, WriteError> {
+    let mut obj: DynamicObject =
+        serde_json::from_value(json).map_err(|e| WriteError::Other(e.to_string()))?;
+    obj.types = Some(kube::api::TypeMeta {
+        api_version: ar.api_version.clone(),
+        kind: ar.kind.clone(),
+    });
+    Ok(obj)
+}
+
 fn write_error(e: kube::Error) -> WriteError {
     match e {
         kube::Error::Api(s) if s.code == 409 => WriteError::Conflict(s.message.clone()),
@@ -349,12 +360,7 @@ impl KubeWriter {
         resource_version: &str,
     ) -> Result<String, WriteError> {
         let (api, ar) = self.api(kind, namespace)?;
-        let mut obj: DynamicObject =
-            serde_json::from_value(json).map_err(|e| WriteError::Other(e.to_string()))?;
-        obj.types = Some(kube::api::TypeMeta {
-            api_version: ar.api_version.clone(),
-            kind: ar.kind.clone(),
-        });
+        let mut obj = typed_object(json, &ar)?;
         obj.metadata.resource_version = Some(resource_version.to_string());
         let done = api
             .replace(name, &PostParams::default(), &obj)
@@ -370,12 +376,7 @@ impl KubeWriter {
         json: serde_json::Value,
     ) -> Result<String, WriteError> {
         let (api, ar) = self.api(kind, namespace)?;
-        let mut obj: DynamicObject =
-            serde_json::from_value(json).map_err(|e| WriteError::Other(e.to_string()))?;
-        obj.types = Some(kube::api::TypeMeta {
-            api_version: ar.api_version.clone(),
-            kind: ar.kind.clone(),
-        });
+        let obj = typed_object(json, &ar)?;
         let done = api
             .create(&PostParams::default(), &obj)
             .await
