@@ -1243,223 +1243,6 @@ impl Stage {
     }
 }
 
-// A prototype: a typed, slim Pod for kube-rs (what the watcher could deserialize into
-// instead of DynamicObject). Only the fields Brindle reads; serde skips the rest
-// (managedFields, spec.volumes, statuses...) without building values for it.
-mod slim {
-    use serde::de::{IgnoredAny, MapAccess, Visitor};
-    use serde::{Deserialize, Deserializer};
-    use std::collections::BTreeMap;
-    use std::fmt;
-
-    /// Annotations, keeping only Calico's.
-    #[derive(Default, Debug, Clone)]
-    pub struct CalicoAnnotations(pub BTreeMap<String, String>);
-
-    impl<'de> Deserialize<'de> for CalicoAnnotations {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = CalicoAnnotations;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a map of strings")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
-                    let mut out = BTreeMap::new();
-                    while let Some(k) = m.next_key::<std::borrow::Cow<'de, str>>()? {
-                        if k.starts_with("cni.projectcalico.org/") {
-                            out.insert(k.into_owned(), m.next_value::<String>()?);
-                        } else {
-                            m.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                    Ok(CalicoAnnotations(out))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
-
-    #[derive(Deserialize, Default, Debug, Clone)]
-    #[serde(default, rename_all = "camelCase")]
-    pub struct Meta {
-        pub name: String,
-        pub namespace: Option<String>,
-        pub resource_version: Option<String>,
-        pub labels: BTreeMap<String, String>,
-        pub annotations: CalicoAnnotations,
-        pub deletion_timestamp: Option<IgnoredAny>,
-    }
-
-    #[derive(Deserialize, Default, Debug, Clone)]
-    #[serde(default, rename_all = "camelCase")]
-    pub struct Port {
-        pub name: Option<String>,
-        pub container_port: u16,
-        pub protocol: Option<String>,
-    }
-    #[derive(Deserialize, Default, Debug, Clone)]
-    #[serde(default, rename_all = "camelCase")]
-    pub struct Container {
-        pub ports: Vec<Port>,
-    }
-    #[derive(Deserialize, Default, Debug, Clone)]
-    #[serde(default, rename_all = "camelCase")]
-    pub struct Spec {
-        pub node_name: Option<String>,
-        pub host_network: bool,
-        pub service_account_name: Option<String>,
-        pub containers: Vec<Container>,
-        pub init_containers: Vec<Container>,
-    }
-    #[derive(Deserialize, Default, Debug, Clone)]
-    pub struct Ip {
-        pub ip: String,
-    }
-    #[derive(Deserialize, Default, Debug, Clone)]
-    #[serde(default, rename_all = "camelCase")]
-    pub struct Status {
-        pub phase: Option<String>,
-        #[serde(rename = "podIPs")]
-        pub pod_ips: Vec<Ip>,
-        #[serde(rename = "podIP")]
-        pub pod_ip: Option<String>,
-    }
-    #[derive(Deserialize, Default, Debug, Clone)]
-    #[serde(default)]
-    pub struct Pod {
-        pub metadata: Meta,
-        pub spec: Spec,
-        pub status: Status,
-    }
-    #[derive(Deserialize, Debug, Clone)]
-    pub struct List {
-        pub items: Vec<Pod>,
-    }
-
-    /// To Brindle's domain Pod (what `decode_json` makes of a Pod).
-    pub fn to_model(p: Pod) -> brindle_model::kubernetes::Pod {
-        let ips: Vec<std::net::IpAddr> = p
-            .status
-            .pod_ips
-            .iter()
-            .filter_map(|i| i.ip.parse().ok())
-            .collect();
-        brindle_model::kubernetes::Pod {
-            namespace: p.metadata.namespace.unwrap_or_else(|| "default".into()),
-            name: p.metadata.name,
-            labels: p.metadata.labels,
-            node_name: p.spec.node_name,
-            host_network: p.spec.host_network,
-            service_account: p
-                .spec
-                .service_account_name
-                .unwrap_or_else(|| "default".into()),
-            ips,
-            phase: p.status.phase.unwrap_or_else(|| "Pending".into()),
-            terminating: p.metadata.deletion_timestamp.is_some(),
-            ports: p
-                .spec
-                .containers
-                .iter()
-                .flat_map(|c| &c.ports)
-                .filter_map(|q| {
-                    Some(brindle_model::kubernetes::ContainerPort {
-                        name: q.name.clone()?,
-                        port: q.container_port,
-                        protocol: q.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                    })
-                })
-                .collect(),
-            container_id: p
-                .metadata
-                .annotations
-                .0
-                .get("cni.projectcalico.org/containerID")
-                .cloned(),
-        }
-    }
-}
-
-/// A further prototype: the slim pod stored compactly, strings shared through an
-/// interner (namespaces, label keys and values, node names, service accounts).
-mod compact {
-    use std::collections::HashSet;
-    use std::net::IpAddr;
-    use std::sync::Arc;
-
-    #[derive(Default)]
-    pub struct Interner(HashSet<Arc<str>>);
-    impl Interner {
-        pub fn get(&mut self, s: &str) -> Arc<str> {
-            if let Some(a) = self.0.get(s) {
-                return a.clone();
-            }
-            let a: Arc<str> = Arc::from(s);
-            self.0.insert(a.clone());
-            a
-        }
-    }
-
-    #[allow(dead_code)]
-    pub struct Pod {
-        pub name: Box<str>,
-        pub namespace: Arc<str>,
-        pub labels: Box<[(Arc<str>, Arc<str>)]>,
-        pub node_name: Option<Arc<str>>,
-        pub service_account: Arc<str>,
-        pub ips: Box<[IpAddr]>,
-        pub running: bool,
-        pub host_network: bool,
-        pub terminating: bool,
-        pub ports: Box<[(Arc<str>, u16, Arc<str>)]>,
-        pub container_id: Option<Box<str>>,
-    }
-
-    pub fn from_slim(p: super::slim::Pod, i: &mut Interner) -> Pod {
-        Pod {
-            name: p.metadata.name.into_boxed_str(),
-            namespace: i.get(p.metadata.namespace.as_deref().unwrap_or("default")),
-            labels: p
-                .metadata
-                .labels
-                .iter()
-                .map(|(k, v)| (i.get(k), i.get(v)))
-                .collect(),
-            node_name: p.spec.node_name.as_deref().map(|n| i.get(n)),
-            service_account: i.get(p.spec.service_account_name.as_deref().unwrap_or("default")),
-            ips: p
-                .status
-                .pod_ips
-                .iter()
-                .filter_map(|x| x.ip.parse().ok())
-                .collect(),
-            running: p.status.phase.as_deref() == Some("Running"),
-            host_network: p.spec.host_network,
-            terminating: p.metadata.deletion_timestamp.is_some(),
-            ports: p
-                .spec
-                .containers
-                .iter()
-                .flat_map(|c| &c.ports)
-                .filter_map(|q| {
-                    Some((
-                        i.get(q.name.as_deref()?),
-                        q.container_port,
-                        i.get(q.protocol.as_deref().unwrap_or("TCP")),
-                    ))
-                })
-                .collect(),
-            container_id: p
-                .metadata
-                .annotations
-                .0
-                .get("cni.projectcalico.org/containerID")
-                .map(|s| s.clone().into_boxed_str()),
-        }
-    }
-}
-
 /// Heap bytes of a value built by `f` (and the value).
 fn measured<T>(f: impl FnOnce() -> T) -> (T, Duration, isize) {
     let b = live() as isize;
@@ -1496,102 +1279,69 @@ fn cmd_profile(c: Common) -> anyhow::Result<()> {
     println!("heap before (the pages): {:.1} MB\n", mb(base));
 
     let n_objects: usize = sizes.values().map(|s| s.0).sum();
-    let mut s_list = Stage::default(); // kube-rs: page → ObjectList<DynamicObject>
-    let mut s_value = Stage::default(); // serde_json::to_value(&DynamicObject)
-    let mut s_decode = Stage::default(); // decode(): to_v3 + decode_json (+ kube_node_from_json)
-    let mut s_cache = Stage::default(); // Cache::apply (clones the Object)
-                                        // kind → (objects, list time, to_value time, decode time, cache time, list bytes, cache bytes)
-    type K = (usize, Duration, Duration, Duration, Duration, isize, isize);
-    let mut per_kind: BTreeMap<String, K> = BTreeMap::new();
+    let mut s_decode = Stage::default(); // page → events, as the watchers decode
+    let mut s_cache = Stage::default(); // Cache::apply (keeps the Object)
+                                        // kind → (objects, decode time, cache time, cache bytes)
+    let mut per_kind: BTreeMap<String, (usize, Duration, Duration, isize)> = BTreeMap::new();
     let mut cache = Cache::new();
     let mut page_peak = 0usize;
     let mut invalid = 0;
-    let mut res_bytes: isize = 0;
-    let mut resources_only = Vec::new(); // the decoded Resources alone (no raw JSON)
     let all_start = Instant::now();
     reset_peak();
     for (kind, kpages) in &pages {
-        let ar = api_resource(*kind, CalicoGroup::CrdV1);
-        cache.apply(&Event::Restart(*kind));
+        cache.apply(Event::Restart(*kind));
         let e = per_kind.entry(kind.to_string()).or_default();
         for page in kpages {
-            let (list, t, b) = measured(|| {
-                serde_json::from_str::<kube::core::ObjectList<kube::api::DynamicObject>>(page)
+            let (events, t, b) = measured(|| {
+                brindle::datastore::kubernetes::decode_list_page(*kind, CalicoGroup::CrdV1, page)
             });
-            let list = list?;
-            s_list.time += t;
-            s_list.bytes += b;
+            let events = events?;
+            s_decode.time += t;
+            s_decode.bytes += b;
             e.1 += t;
-            e.5 += b;
-            for o in list.items {
+            for ev in events {
                 e.0 += 1;
-                let (v, t, vb) = measured(|| serde_json::to_value(&o));
-                let v = v?;
-                s_value.time += t;
-                s_value.bytes += vb;
-                e.2 += t;
-                drop(o);
-                let (ev, t, db) = measured(|| decode(*kind, &ar, v));
-                s_decode.time += t;
-                s_decode.bytes += db + vb; // the event (the value it consumed is gone)
-                e.3 += t;
-                if let Event::Apply(ob) = &ev {
-                    let (r, _, rb) = measured(|| ob.resource.clone());
-                    resources_only.push(r);
-                    res_bytes += rb;
-                } else {
+                if !matches!(ev, Event::Apply(_)) {
                     invalid += 1;
                     if invalid <= 5 {
                         eprintln!("not applied: {ev:?}");
                     }
                 }
-                let (_, t, cb) = measured(|| cache.apply(&ev));
-                drop(ev);
+                let (_, t, cb) = measured(|| cache.apply(ev));
                 s_cache.time += t;
                 s_cache.bytes += cb;
-                e.4 += t;
-                e.6 += cb;
+                e.2 += t;
+                e.3 += cb;
             }
             page_peak = page_peak.max(peak() - base);
         }
-        cache.apply(&Event::InSync(*kind));
+        cache.apply(Event::InSync(*kind));
     }
     let pipeline_time = all_start.elapsed();
-    let cache_bytes = s_cache.bytes;
+    let cache_bytes = s_decode.bytes + s_cache.bytes;
     println!("### Per stage, all objects ({n_objects}; {invalid} not applied)\n");
     println!("| stage | time (s) | bytes produced (MB) | bytes/object |");
     println!("|---|---:|---:|---:|");
-    s_list.row("1. kube-rs: page JSON → `ObjectList<DynamicObject>` (typed ObjectMeta incl. managedFields + `data: Value`)", n_objects);
-    s_value.row(
-        "2. `serde_json::to_value(&DynamicObject)` (`watch_kind`)",
-        n_objects,
+    s_decode.row("1. list page → events, as the watchers decode (Kubernetes kinds straight into the model, `datastore::slim`; Calico kinds through `DynamicObject` + `decode_json`)", n_objects);
+    s_cache.row("2. `Cache::apply` (keeps the event's `Object`)", n_objects);
+    println!("\npipeline total (1–2, one thread, no HTTP): {:.2} s; peak heap above the pages during it: {:.1} MB", pipeline_time.as_secs_f64(), mb(page_peak));
+    println!(
+        "cache after all objects: {:.1} MB ({:.0} bytes/object)",
+        smb(cache_bytes),
+        cache_bytes as f64 / n_objects as f64
     );
-    s_decode.row("3. `decode()`: value.clone + `to_v3` + `decode_json` (YAML-node tree, `to_json`, serde views) → `Object` (keeps the raw JSON)", n_objects);
-    s_cache.row(
-        "4. `Cache::apply` (clones the `Object` into the cache)",
-        n_objects,
-    );
-    println!("\npipeline total (1–4, one thread, no HTTP): {:.2} s; peak heap above the pages during it: {:.1} MB", pipeline_time.as_secs_f64(), mb(page_peak));
-    println!("cache after all objects: {:.1} MB ({:.0} bytes/object); the decoded `Resource`s alone: {:.1} MB ({:.0} bytes/object)",
-        smb(cache_bytes), cache_bytes as f64 / n_objects as f64, smb(res_bytes), res_bytes as f64 / n_objects as f64);
     println!("\nper kind (time in s):\n");
-    println!("| kind | objects | 1. list decode | 2. to_value | 3. decode | 4. cache | DynamicObjects (MB) | cache (MB) | cache bytes/object |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (k, (n, t1, t2, t3, t4, b1, b4)) in &per_kind {
+    println!("| kind | objects | 1. decode | 2. cache |");
+    println!("|---|---:|---:|---:|");
+    for (k, (n, t1, t2, _)) in &per_kind {
         println!(
-            "| {k} | {n} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} | {:.0} |",
+            "| {k} | {n} | {:.3} | {:.3} |",
             t1.as_secs_f64(),
-            t2.as_secs_f64(),
-            t3.as_secs_f64(),
-            t4.as_secs_f64(),
-            smb(*b1),
-            smb(*b4),
-            *b4 as f64 / (*n).max(1) as f64
+            t2.as_secs_f64()
         );
     }
-    drop(resources_only);
 
-    // 5. the snapshot, as wait_for_plan takes it.
+    // 3. the snapshot, as wait_for_plan takes it.
     let before = reset_peak();
     let t = Instant::now();
     let (cfg, rejected) = cache.snapshot("kubernetes");
@@ -1601,152 +1351,26 @@ fn cmd_profile(c: Common) -> anyhow::Result<()> {
     println!("\n### After sync\n");
     println!("| step | time (s) | heap (MB) |");
     println!("|---|---:|---:|");
-    println!("| 5. `Cache::snapshot` (clone every Object + `from_objects_lenient`), result kept | {:.3} | {:.1} kept (peak +{:.1}) |", t_snap.as_secs_f64(), smb(snap_bytes), mb(snap_peak));
+    println!("| 3. `Cache::snapshot` (clone every Object, Kubernetes objects shared by `Arc`; `from_objects_lenient`), result kept | {:.3} | {:.1} kept (peak +{:.1}) |", t_snap.as_secs_f64(), smb(snap_bytes), mb(snap_peak));
     if !rejected.is_empty() {
         println!("\nrejected: {} (first: {:?})", rejected.len(), rejected[0]);
     }
     let node = node_name(sc.nodes / 2);
     let (plan, t_plan, _) = measured(|| brindle::calc::node_plan(&cfg, &node));
     let plan = plan?;
-    println!("| 6. `node_plan` | {:.3} | — |", t_plan.as_secs_f64());
+    println!("| 4. `node_plan` | {:.3} | — |", t_plan.as_secs_f64());
     let (model, t_model, b_model) = measured(|| brindle::dataplane::base_model(&cfg, &plan));
     println!(
-        "| 7. `dataplane::base_model` | {:.3} | {:.1} |",
+        "| 5. `dataplane::base_model` | {:.3} | {:.1} |",
         t_model.as_secs_f64(),
         smb(b_model)
     );
     drop(model);
-    println!("\nheap held after sync by the agent's data: cache {:.1} MB + first snapshot (kept by `agent::run` for its lifetime) {:.1} MB = {:.1} MB",
-        smb(cache_bytes), smb(snap_bytes), smb(cache_bytes + snap_bytes));
-    drop(cfg);
-
-    // 5a/5b: the snapshot's two parts, on the cache's objects (re-decoded the same way)
-    let mut objects: Vec<brindle_model::Object> = Vec::with_capacity(n_objects);
-    for (kind, kpages) in &pages {
-        let ar = api_resource(*kind, CalicoGroup::CrdV1);
-        for page in kpages {
-            let list: kube::core::ObjectList<kube::api::DynamicObject> =
-                serde_json::from_str(page)?;
-            for o in list.items {
-                if let Event::Apply(ob) = decode(*kind, &ar, serde_json::to_value(&o)?) {
-                    objects.push(*ob);
-                }
-            }
-        }
-    }
-    drop(cache);
-    let (copy, t_clone, b_clone) = measured(|| objects.clone());
-    let (cfg2, t_lenient, _) = measured(|| {
-        let mut rej = Vec::new();
-        brindle_model::ClusterConfig::from_objects_lenient("kubernetes", copy, &mut rej)
-    });
-    drop(cfg2);
-    let calico: Vec<brindle_model::Object> = objects
-        .iter()
-        .filter(|o| o.raw.kind.is_calico() || o.raw.kind == Kind::Node)
-        .cloned()
-        .collect();
-    let n_calico = calico.len();
-    let (cfg3, t_calico, _) = measured(|| {
-        let mut rej = Vec::new();
-        brindle_model::ClusterConfig::from_objects_lenient("kubernetes", calico, &mut rej)
-    });
-    drop(cfg3);
-    let kube_only: Vec<brindle_model::Object> = objects
-        .iter()
-        .filter(|o| !(o.raw.kind.is_calico() || o.raw.kind == Kind::Node))
-        .cloned()
-        .collect();
-    let (cfg4, t_kube, _) = measured(|| {
-        let mut rej = Vec::new();
-        brindle_model::ClusterConfig::from_objects_lenient("kubernetes", kube_only, &mut rej)
-    });
-    drop(cfg4);
-    println!("\nthe snapshot's parts: clone of the {} objects {:.3} s ({:.1} MB); `from_objects_lenient` on them {:.3} s, of which \
-the {n_calico} Calico objects + Nodes (pairwise node-address and block checks, `node_exists` scans) {:.3} s and the other objects {:.3} s",
-        objects.len(), t_clone.as_secs_f64(), smb(b_clone), t_lenient.as_secs_f64(), t_calico.as_secs_f64(), t_kube.as_secs_f64());
-    drop(objects);
-
-    // Prototype: typed slim decoding of the pod pages straight from the bytes.
     println!(
-        "\n### Prototype: pods decoded straight from the list bytes into a slim typed struct\n"
-    );
-    let pod_pages = pages
-        .iter()
-        .find(|(k, _)| *k == Kind::Pod)
-        .map(|(_, p)| p)
-        .unwrap();
-    let n_pods: usize = sizes.get("Pod").map_or(0, |s| s.0);
-    let b = reset_peak();
-    let t = Instant::now();
-    let mut pods = Vec::with_capacity(n_pods);
-    for page in pod_pages {
-        let list: slim::List = serde_json::from_str(page)?;
-        pods.extend(list.items.into_iter().map(slim::to_model));
-    }
-    let t_slim = t.elapsed();
-    let b_slim = live() as isize - b as isize;
-    let p_slim = peak() - b;
-    // the same pods the current way, for comparison (stages 1–3 only)
-    let ar = api_resource(Kind::Pod, CalicoGroup::CrdV1);
-    let b = reset_peak();
-    let t = Instant::now();
-    let mut cur = Vec::with_capacity(n_pods);
-    for page in pod_pages {
-        let list: kube::core::ObjectList<kube::api::DynamicObject> = serde_json::from_str(page)?;
-        for o in list.items {
-            if let Event::Apply(ob) = decode(Kind::Pod, &ar, serde_json::to_value(&o)?) {
-                cur.push(ob);
-            }
-        }
-    }
-    let t_cur = t.elapsed();
-    let b_cur = live() as isize - b as isize;
-    let p_cur = peak() - b;
-    let same = pods.len() == cur.len()
-        && pods
-            .iter()
-            .zip(&cur)
-            .all(|(a, o)| matches!(&o.resource, brindle_model::Resource::Pod(p) if p == a));
-    // the current objects without their raw JSON
-    let b = live();
-    for o in &mut cur {
-        o.raw.json = Value::Null;
-    }
-    let freed = b - live();
-    println!(
-        "| way | time for {n_pods} pods (s) | heap kept (MB) | bytes/pod | peak above start (MB) |"
-    );
-    println!("|---|---:|---:|---:|---:|");
-    println!("| now: DynamicObject → to_value → decode → Object (raw JSON kept) | {:.3} | {:.1} | {:.0} | {:.1} |", t_cur.as_secs_f64(), smb(b_cur), b_cur as f64 / n_pods as f64, mb(p_cur));
-    println!(
-        "| now, but `raw.json` dropped | — | {:.1} | {:.0} | — |",
-        smb(b_cur - freed as isize),
-        (b_cur - freed as isize) as f64 / n_pods as f64
-    );
-    println!("| slim typed struct from the bytes → `model::kubernetes::Pod` | {:.3} | {:.1} | {:.0} | {:.1} |", t_slim.as_secs_f64(), smb(b_slim), b_slim as f64 / n_pods as f64, mb(p_slim));
-    drop(pods);
-    let b = reset_peak();
-    let t = Instant::now();
-    let mut interner = compact::Interner::default();
-    let mut cpods = Vec::with_capacity(n_pods);
-    for page in pod_pages {
-        let list: slim::List = serde_json::from_str(page)?;
-        cpods.extend(
-            list.items
-                .into_iter()
-                .map(|p| compact::from_slim(p, &mut interner)),
-        );
-    }
-    let t_compact = t.elapsed();
-    let b_compact = live() as isize - b as isize;
-    let p_compact = peak() - b;
-    println!("| slim, stored compactly (interned strings, boxed slices, phase as a flag) | {:.3} | {:.1} | {:.0} | {:.1} |", t_compact.as_secs_f64(), smb(b_compact), b_compact as f64 / n_pods as f64, mb(p_compact));
-    drop(cpods);
-    println!(
-        "\nsame pods both ways (slim vs now): {same}; slim: speed-up {:.1}×, memory ÷{:.0}",
-        t_cur.as_secs_f64() / t_slim.as_secs_f64(),
-        b_cur as f64 / b_slim as f64
+        "\nheap held after sync: cache {:.1} MB + a snapshot {:.1} MB = {:.1} MB",
+        smb(cache_bytes),
+        smb(snap_bytes),
+        smb(cache_bytes + snap_bytes)
     );
     Ok(())
 }

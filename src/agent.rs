@@ -233,10 +233,14 @@ impl Cluster {
             Event::InSync(kind) => tracing::debug!(%kind, "in sync"),
             _ => {}
         }
-        let changed = self.cache.apply(&e).changed;
+        let connection = match &e {
+            Event::Connection(x) => Some(x.clone()),
+            _ => None,
+        };
+        let changed = self.cache.apply(e).changed;
         let in_sync = self.cache.in_sync(AGENT_KINDS);
         crate::status::update(&self.status, |d| {
-            if let Event::Connection(x) = &e {
+            if let Some(x) = &connection {
                 d.connection(x.as_deref());
             }
             d.in_sync = in_sync;

@@ -15,7 +15,7 @@ use crate::error::ConfigError;
 use crate::selector::Selector;
 use crate::values::{net_contains, nets_overlap, Community};
 use ipnetwork::IpNetwork;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -38,12 +38,13 @@ pub struct ClusterConfig {
     pub ipam_config: Option<IpamConfigSpec>,
     pub network_policies: Vec<crate::policy::CalicoPolicy>,
     pub global_network_policies: Vec<crate::policy::CalicoPolicy>,
-    pub pods: Vec<crate::kubernetes::Pod>,
-    pub namespaces: Vec<crate::kubernetes::Namespace>,
-    pub services: Vec<crate::kubernetes::Service>,
-    pub endpoint_slices: Vec<crate::kubernetes::EndpointSlice>,
+    pub pods: Vec<std::sync::Arc<crate::kubernetes::Pod>>,
+    pub namespaces: Vec<std::sync::Arc<crate::kubernetes::Namespace>>,
+    pub services: Vec<std::sync::Arc<crate::kubernetes::Service>>,
+    pub endpoint_slices: Vec<std::sync::Arc<crate::kubernetes::EndpointSlice>>,
     pub kubernetes_network_policies: Vec<crate::policy::KubeNetworkPolicy>,
-    /// Every resource as written, in file order.
+    /// Every resource as written, in file order (objects kept without their JSON, such
+    /// as Kubernetes objects from the API, are left out).
     pub resources: Vec<RawResource>,
     /// Suspicious but accepted things (block outside every pool, peer for an unknown node...),
     /// formatted like [`ConfigError`]s.
@@ -227,25 +228,29 @@ impl ClusterConfig {
             ..ClusterConfig::default()
         };
         for d in objects {
-            cfg.resources.push(d.raw);
+            // Objects kept without their JSON (Kubernetes objects from the API, Nodes
+            // translated from annotations) have nothing to show as written.
+            if !d.raw.json.is_null() {
+                cfg.resources.push(d.raw);
+            }
             match d.resource {
-                Resource::BgpConfiguration(r) => cfg.bgp_configurations.push(r),
-                Resource::Node(r) => cfg.nodes.push(r),
-                Resource::BgpPeer(r) => cfg.bgp_peers.push(r),
-                Resource::IpPool(r) => cfg.ip_pools.push(r),
-                Resource::BlockAffinity(r) => cfg.block_affinities.push(r),
+                Resource::BgpConfiguration(r) => cfg.bgp_configurations.push(*r),
+                Resource::Node(r) => cfg.nodes.push(*r),
+                Resource::BgpPeer(r) => cfg.bgp_peers.push(*r),
+                Resource::IpPool(r) => cfg.ip_pools.push(*r),
+                Resource::BlockAffinity(r) => cfg.block_affinities.push(*r),
                 Resource::IpamConfig(r) => {
                     if r.name == "default" {
-                        cfg.ipam_config = Some(r)
+                        cfg.ipam_config = Some(*r)
                     }
                 }
-                Resource::NetworkPolicy(r) => cfg.network_policies.push(r),
-                Resource::GlobalNetworkPolicy(r) => cfg.global_network_policies.push(r),
+                Resource::NetworkPolicy(r) => cfg.network_policies.push(*r),
+                Resource::GlobalNetworkPolicy(r) => cfg.global_network_policies.push(*r),
                 Resource::Pod(r) => cfg.pods.push(r),
                 Resource::Namespace(r) => cfg.namespaces.push(r),
                 Resource::Service(r) => cfg.services.push(r),
                 Resource::EndpointSlice(r) => cfg.endpoint_slices.push(r),
-                Resource::KubernetesNetworkPolicy(r) => cfg.kubernetes_network_policies.push(r),
+                Resource::KubernetesNetworkPolicy(r) => cfg.kubernetes_network_policies.push(*r),
             }
         }
         Ok(cfg)
@@ -325,45 +330,46 @@ fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError>
     let nodes: Vec<(&Decoded, &NodeSpec)> = decoded
         .iter()
         .filter_map(|d| match &d.resource {
-            Resource::Node(n) => Some((d, n)),
+            Resource::Node(n) => Some((d, &**n)),
             _ => None,
         })
         .collect();
-    let node_exists = |name: &str| nodes.iter().any(|(_, n)| n.name == name);
+    let node_names: HashSet<&str> = nodes.iter().map(|(_, n)| n.name.as_str()).collect();
+    let node_exists = |name: &str| node_names.contains(name);
 
-    // Node addresses must be unique.
-    for (i, (d, n)) in nodes.iter().enumerate() {
-        for (od, o) in &nodes[..i] {
-            if let (Some(a), Some(b)) = (n.ipv4_address, o.ipv4_address) {
-                if a.ip() == b.ip() {
-                    return Err(err_at(
-                        file,
-                        d,
-                        "spec.bgp.ipv4Address",
-                        format!(
-                            "{} is also the address of {} (defined at line {})",
-                            a.ip(),
-                            od.label,
-                            od.raw.line
-                        ),
-                    ));
-                }
+    // Node addresses must be unique (of two, the later one is wrong).
+    let mut addresses: HashMap<std::net::IpAddr, &Decoded> = HashMap::new();
+    for (d, n) in &nodes {
+        for (address, field) in [
+            (
+                n.ipv4_address.map(|a| a.ip().into()),
+                "spec.bgp.ipv4Address",
+            ),
+            (
+                n.ipv6_address.map(|a| a.ip().into()),
+                "spec.bgp.ipv6Address",
+            ),
+        ] {
+            let Some(a): Option<std::net::IpAddr> = address else {
+                continue;
+            };
+            if let Some(od) = addresses.get(&a) {
+                return Err(err_at(
+                    file,
+                    d,
+                    field,
+                    format!(
+                        "{} is also the address of {} (defined at line {})",
+                        a, od.label, od.raw.line
+                    ),
+                ));
             }
-            if let (Some(a), Some(b)) = (n.ipv6_address, o.ipv6_address) {
-                if a.ip() == b.ip() {
-                    return Err(err_at(
-                        file,
-                        d,
-                        "spec.bgp.ipv6Address",
-                        format!(
-                            "{} is also the address of {} (defined at line {})",
-                            a.ip(),
-                            od.label,
-                            od.raw.line
-                        ),
-                    ));
-                }
-            }
+        }
+        if let Some(a) = n.ipv4_address {
+            addresses.insert(a.ip().into(), d);
+        }
+        if let Some(a) = n.ipv6_address {
+            addresses.insert(a.ip().into(), d);
         }
         if n.ipv4_address.is_some_and(|a| a.prefix() == 32) {
             warnings.push(
@@ -375,7 +381,7 @@ fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError>
 
     // BGP configurations: community names used by prefixAdvertisements must exist.
     let default_cfg = decoded.iter().find_map(|d| match &d.resource {
-        Resource::BgpConfiguration(c) if c.name == "default" => Some(c),
+        Resource::BgpConfiguration(c) if c.name == "default" => Some(&**c),
         _ => None,
     });
     for d in decoded {
@@ -443,7 +449,7 @@ fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError>
     let pools: Vec<(&Decoded, &IpPoolSpec)> = decoded
         .iter()
         .filter_map(|d| match &d.resource {
-            Resource::IpPool(p) => Some((d, p)),
+            Resource::IpPool(p) => Some((d, &**p)),
             _ => None,
         })
         .collect();
@@ -467,11 +473,13 @@ fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError>
     let blocks: Vec<(&Decoded, &BlockAffinitySpec)> = decoded
         .iter()
         .filter_map(|d| match &d.resource {
-            Resource::BlockAffinity(b) => Some((d, b)),
+            Resource::BlockAffinity(b) => Some((d, &**b)),
             _ => None,
         })
         .collect();
-    for (i, (d, b)) in blocks.iter().enumerate() {
+    // active blocks seen so far, by (family, first address, prefix length)
+    let mut claimed: BTreeMap<(bool, u128, u8), (&Decoded, &BlockAffinitySpec)> = BTreeMap::new();
+    for (d, b) in &blocks {
         if !node_exists(&b.node) {
             warnings.push(
                 err_at(
@@ -534,24 +542,61 @@ fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError>
         if !b.is_active() {
             continue;
         }
-        for (od, o) in &blocks[..i] {
-            if o.is_active() && nets_overlap(&b.cidr, &o.cidr) {
-                let what = if o.node == b.node {
-                    format!(
-                        "{} overlaps {} of the same node (defined at line {})",
-                        b.cidr, od.label, od.raw.line
-                    )
-                } else {
-                    format!(
-                        "{} overlaps {} owned by node {:?} ({}, defined at line {})",
-                        b.cidr, o.cidr, o.node, od.label, od.raw.line
-                    )
-                };
-                return Err(err_at(file, d, "spec.cidr", what));
-            }
+        let key = net_key(&b.cidr);
+        let found = earlier_overlapping(&claimed, &b.cidr);
+        claimed.entry(key).or_insert((d, b));
+        if let Some((od, o)) = found {
+            let what = if o.node == b.node {
+                format!(
+                    "{} overlaps {} of the same node (defined at line {})",
+                    b.cidr, od.label, od.raw.line
+                )
+            } else {
+                format!(
+                    "{} overlaps {} owned by node {:?} ({}, defined at line {})",
+                    b.cidr, o.cidr, o.node, od.label, od.raw.line
+                )
+            };
+            return Err(err_at(file, d, "spec.cidr", what));
         }
     }
     Ok(warnings)
+}
+
+/// A network as an ordered key: (IPv4?, first address, prefix length).
+fn net_key(n: &IpNetwork) -> (bool, u128, u8) {
+    let start = match n.network() {
+        std::net::IpAddr::V4(a) => u128::from(u32::from(a)),
+        std::net::IpAddr::V6(a) => u128::from(a),
+    };
+    (n.is_ipv4(), start, n.prefix())
+}
+
+/// One network in `claimed` that overlaps `n`: one containing it (a lookup per shorter
+/// prefix length) or one inside it (a range of first addresses). O(bits · log n).
+fn earlier_overlapping<T: Copy>(
+    claimed: &BTreeMap<(bool, u128, u8), T>,
+    n: &IpNetwork,
+) -> Option<T> {
+    let (v4, start, prefix) = net_key(n);
+    let bits: u8 = if v4 { 32 } else { 128 };
+    let mask = |p: u8| -> u128 {
+        if p == 0 {
+            0
+        } else {
+            (u128::MAX << (bits - p)) & (u128::MAX >> (128 - u32::from(bits)))
+        }
+    };
+    for p in 0..=prefix {
+        if let Some(t) = claimed.get(&(v4, start & mask(p), p)) {
+            return Some(*t);
+        }
+    }
+    let end = start | (!mask(prefix) & (u128::MAX >> (128 - u32::from(bits))));
+    claimed
+        .range((v4, start, prefix)..=(v4, end, u8::MAX))
+        .next()
+        .map(|(_, t)| *t)
 }
 
 impl ClusterConfig {
@@ -599,5 +644,60 @@ impl ClusterConfig {
     /// The pool containing `net`, if any.
     pub fn pool_for(&self, net: &IpNetwork) -> Option<&IpPoolSpec> {
         self.ip_pools.iter().find(|p| net_contains(&p.cidr, net))
+    }
+}
+
+#[cfg(test)]
+mod overlap_tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNetwork {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn earlier_overlapping_finds_containing_contained_and_equal_networks() {
+        let mut claimed = BTreeMap::new();
+        for (i, n) in ["10.65.0.0/26", "10.65.1.0/24", "fd00::/120", "0.0.0.0/0"]
+            .iter()
+            .enumerate()
+            .take(3)
+        {
+            claimed.insert(net_key(&net(n)), i);
+        }
+        let find = |s: &str| earlier_overlapping(&claimed, &net(s));
+        assert_eq!(find("10.65.0.0/26"), Some(0), "equal");
+        assert_eq!(find("10.65.0.32/27"), Some(0), "inside an earlier one");
+        assert_eq!(find("10.65.0.0/16"), Some(0), "around earlier ones");
+        assert_eq!(find("10.65.1.64/26"), Some(1));
+        assert_eq!(find("10.65.0.64/26"), None, "the neighbour");
+        assert_eq!(find("10.65.2.0/24"), None);
+        assert_eq!(find("fd00::80/121"), Some(2));
+        assert_eq!(find("fd00::100/120"), None);
+        assert_eq!(find("::/0"), Some(2), "IPv6 never matches IPv4");
+        assert_eq!(find("0.0.0.0/0"), Some(0));
+        assert_eq!(find("10.0.0.0/32"), None);
+        // against a naive pairwise check, on a grid of networks
+        let all: Vec<IpNetwork> = (0..64u32)
+            .flat_map(|i| {
+                [24u8, 26, 27, 30].map(|p| {
+                    let a = std::net::Ipv4Addr::from(0x0a41_0000 + i * 64);
+                    IpNetwork::new(a.into(), p).unwrap()
+                })
+            })
+            .map(|n| IpNetwork::new(n.network(), n.prefix()).unwrap())
+            .collect();
+        let mut claimed = BTreeMap::new();
+        for (i, n) in all.iter().enumerate() {
+            let naive = all[..i]
+                .iter()
+                .filter(|o| claimed.contains_key(&net_key(o)))
+                .any(|o| nets_overlap(n, o));
+            let fast = earlier_overlapping(&claimed, n).is_some();
+            assert_eq!(naive, fast, "{n}");
+            if !fast {
+                claimed.insert(net_key(n), i);
+            }
+        }
     }
 }

@@ -44,7 +44,8 @@ pub struct ContainerPort {
 pub struct Pod {
     pub namespace: String,
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    /// Shared with every pod that has the same labels ([`crate::intern`]).
+    pub labels: crate::intern::Labels,
     pub node_name: Option<String>,
     pub host_network: bool,
     pub service_account: String,

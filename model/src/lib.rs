@@ -9,6 +9,7 @@ pub mod calico;
 pub mod cluster;
 pub mod decode;
 pub mod error;
+pub mod intern;
 pub mod kind;
 pub mod kubernetes;
 pub mod policy;

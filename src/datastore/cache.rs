@@ -40,13 +40,13 @@ impl Cache {
         Cache::default()
     }
 
-    /// Applies one event.
-    pub fn apply(&mut self, event: &Event) -> Applied {
+    /// Applies one event (an applied object is kept as it is, not copied).
+    pub fn apply(&mut self, event: Event) -> Applied {
         self.generation += 1;
         let g = self.generation;
         match event {
             Event::Restart(kind) => {
-                self.relisting.insert(*kind, g);
+                self.relisting.insert(kind, g);
                 Applied::default()
             }
             Event::Apply(o) => {
@@ -54,7 +54,7 @@ impl Cache {
                 let changed = self.objects.get(&key).is_none_or(|(old, _)| {
                     old.resource != o.resource || old.raw.json != o.raw.json
                 });
-                self.objects.insert(key, ((**o).clone(), g));
+                self.objects.insert(key, (*o, g));
                 Applied {
                     changed,
                     first_sync: None,
@@ -65,24 +65,21 @@ impl Cache {
                 namespace,
                 name,
             } => Applied {
-                changed: self
-                    .objects
-                    .remove(&(*kind, namespace.clone(), name.clone()))
-                    .is_some(),
+                changed: self.objects.remove(&(kind, namespace, name)).is_some(),
                 first_sync: None,
             },
             Event::InSync(kind) => {
                 let mut changed = false;
-                if let Some(start) = self.relisting.remove(kind) {
+                if let Some(start) = self.relisting.remove(&kind) {
                     let before = self.objects.len();
                     self.objects
-                        .retain(|(k, _, _), (_, seen)| k != kind || *seen > start);
+                        .retain(|(k, _, _), (_, seen)| *k != kind || *seen > start);
                     changed = self.objects.len() != before;
                 }
-                let first = self.synced.insert(*kind);
+                let first = self.synced.insert(kind);
                 Applied {
                     changed,
-                    first_sync: first.then_some(*kind),
+                    first_sync: first.then_some(kind),
                 }
             }
             Event::Invalid { .. } | Event::Connection(_) | Event::Warnings(_) => Applied::default(),
@@ -162,23 +159,23 @@ spec: {cidr: 10.66.0.0/16}
     fn relist_removes_what_is_gone_and_sync_is_explicit() {
         let objs = objects(POOLS);
         let mut c = Cache::new();
-        c.apply(&Event::Restart(Kind::IpPool));
+        c.apply(Event::Restart(Kind::IpPool));
         for o in &objs {
-            assert!(c.apply(&Event::Apply(Box::new(o.clone()))).changed);
+            assert!(c.apply(Event::Apply(Box::new(o.clone()))).changed);
         }
         assert!(!c.in_sync(&[Kind::IpPool]));
-        let a = c.apply(&Event::InSync(Kind::IpPool));
+        let a = c.apply(Event::InSync(Kind::IpPool));
         assert_eq!(a.first_sync, Some(Kind::IpPool));
         assert!(c.in_sync(&[Kind::IpPool]));
         assert_eq!(c.snapshot("t").0.ip_pools.len(), 2);
 
         // same object again: no change
-        assert!(!c.apply(&Event::Apply(Box::new(objs[0].clone()))).changed);
+        assert!(!c.apply(Event::Apply(Box::new(objs[0].clone()))).changed);
 
         // relist (e.g. after 410 Gone) that no longer has pool b
-        c.apply(&Event::Restart(Kind::IpPool));
-        c.apply(&Event::Apply(Box::new(objs[0].clone())));
-        let a = c.apply(&Event::InSync(Kind::IpPool));
+        c.apply(Event::Restart(Kind::IpPool));
+        c.apply(Event::Apply(Box::new(objs[0].clone())));
+        let a = c.apply(Event::InSync(Kind::IpPool));
         assert!(a.changed);
         assert_eq!(a.first_sync, None);
         let pools = c.snapshot("t").0.ip_pools;
@@ -195,7 +192,7 @@ spec: {cidr: 10.66.0.0/16}
         objs.extend(overlap);
         let mut c = Cache::new();
         for o in objs {
-            c.apply(&Event::Apply(Box::new(o)));
+            c.apply(Event::Apply(Box::new(o)));
         }
         let (cfg, rejected) = c.snapshot("t");
         let names: Vec<&str> = cfg.ip_pools.iter().map(|p| p.name.as_str()).collect();
@@ -214,10 +211,10 @@ spec: {cidr: 10.66.0.0/16}
         let objs = objects(POOLS);
         let mut c = Cache::new();
         for o in &objs {
-            c.apply(&Event::Apply(Box::new(o.clone())));
+            c.apply(Event::Apply(Box::new(o.clone())));
         }
         assert!(
-            c.apply(&Event::Delete {
+            c.apply(Event::Delete {
                 kind: Kind::IpPool,
                 namespace: None,
                 name: "b".into()

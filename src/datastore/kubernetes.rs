@@ -21,10 +21,12 @@
 //! relist. An object that does not decode is reported with its kind, namespace, name
 //! and field and skipped; the rest keeps working.
 
+use super::slim::{
+    EndpointSliceKind, NamespaceKind, NodeKind, PodKind, ServiceKind, Slim, SlimKind,
+};
 use super::{Event, Stored, WriteError};
-use brindle_model::decode::kubernetes::kube_node_from_json;
-use brindle_model::kubernetes::node_from_kubernetes;
-use brindle_model::{Kind, Object, Resource, API_VERSION, CRD_API_VERSION};
+use brindle_model::decode::kubernetes::{from_api_json, API_JSON_KINDS};
+use brindle_model::{Kind, Resource, API_VERSION, CRD_API_VERSION};
 use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
@@ -169,34 +171,14 @@ fn label_of(kind: Kind, value: &serde_json::Value) -> String {
 /// Decodes one object from the API into the seam's event.
 pub fn decode(kind: Kind, ar: &ApiResource, value: serde_json::Value) -> Event {
     let label = |v: &serde_json::Value| label_of(kind, v);
-    if kind == Kind::Node {
-        return match kube_node_from_json(&value) {
-            Ok(n) => {
-                let (spec, errors) = node_from_kubernetes(&n);
-                let name = spec.name.clone();
-                // only the fields used are kept (memory): not the Node's JSON
-                let mut o = Object::synthetic(
-                    Kind::Node,
-                    None,
-                    name,
-                    serde_json::Value::Null,
-                    Resource::Node(spec),
-                );
-                o.warnings = errors
-                    .into_iter()
-                    .map(|e| {
-                        format!(
-                            "Node/{}: metadata.annotations.{}: {}",
-                            o.raw.name, e.annotation, e.message
-                        )
-                    })
-                    .collect();
-                Event::Apply(Box::new(o))
-            }
-            Err(error) => Event::Invalid {
+    if API_JSON_KINDS.contains(&kind) {
+        // as the watchers decode them (module `slim`), here from a JSON value
+        return match from_api_json(kind, &value.to_string()) {
+            Ok((o, _)) => Event::Apply(Box::new(o)),
+            Err(e) => Event::Invalid {
                 kind: Some(kind),
-                label: label(&value),
-                error,
+                label: e.label,
+                error: e.message,
             },
         };
     }
@@ -205,8 +187,8 @@ pub fn decode(kind: Kind, ar: &ApiResource, value: serde_json::Value) -> Event {
     match brindle_model::decode_json(&source, &v3) {
         Ok(Some(mut o)) => {
             if !kind.is_calico() {
-                // Kubernetes objects: only the decoded fields are kept (memory; a cluster
-                // has many pods). Calico objects keep their JSON for `brindlectl get`.
+                // Kubernetes NetworkPolicies: only the decoded fields are kept (memory).
+                // Calico objects keep their JSON for `brindlectl get`.
                 o.raw.json = serde_json::Value::Null;
             }
             Event::Apply(Box::new(o))
@@ -220,15 +202,15 @@ pub fn decode(kind: Kind, ar: &ApiResource, value: serde_json::Value) -> Event {
     }
 }
 
-fn key_of(kind: Kind, o: &DynamicObject) -> Event {
+fn key_of(kind: Kind, meta: &kube::api::ObjectMeta) -> Event {
     Event::Delete {
         kind,
         namespace: if kind.namespaced() {
-            o.metadata.namespace.clone()
+            meta.namespace.clone()
         } else {
             None
         },
-        name: o.metadata.name.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
     }
 }
 
@@ -586,6 +568,91 @@ async fn resolve_secrets(client: &Client, event: &mut Event) {
 /// How often Secrets referenced by BGP passwords are read again.
 const SECRET_REFRESH: Duration = Duration::from_secs(60);
 
+/// An object type the watchers list and watch: how its events become the seam's.
+trait Watched:
+    kube::Resource<DynamicType = ApiResource>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + 'static
+{
+    /// The seam's event for an applied object, plus the object's JSON when it must be
+    /// decoded again later (its password comes from a Secret that is re-read).
+    fn applied(self, kind: Kind, ar: &ApiResource) -> (Event, Option<serde_json::Value>);
+}
+
+impl Watched for DynamicObject {
+    fn applied(self, kind: Kind, ar: &ApiResource) -> (Event, Option<serde_json::Value>) {
+        match serde_json::to_value(&self) {
+            Ok(v) => {
+                let e = decode(kind, ar, v.clone());
+                let again = match &e {
+                    Event::Apply(o) => match &o.resource {
+                        Resource::BgpPeer(p) => p.unresolved_password().is_some(),
+                        Resource::BgpConfiguration(c) => c.unresolved_mesh_password().is_some(),
+                        _ => false,
+                    },
+                    _ => false,
+                };
+                (e, again.then_some(v))
+            }
+            Err(e) => (
+                Event::Invalid {
+                    kind: Some(kind),
+                    label: format!("{kind}/{}", self.metadata.name.unwrap_or_default()),
+                    error: e.to_string(),
+                },
+                None,
+            ),
+        }
+    }
+}
+
+impl<K: SlimKind> Watched for Slim<K> {
+    fn applied(self, kind: Kind, _: &ApiResource) -> (Event, Option<serde_json::Value>) {
+        let e = match self.decoded {
+            Ok(o) => Event::Apply(o),
+            Err(e) => Event::Invalid {
+                kind: Some(kind),
+                label: e.label,
+                error: e.message,
+            },
+        };
+        (e, None)
+    }
+}
+
+/// Decodes one list page of `kind` (the API's JSON) into the seam's events exactly as
+/// the watchers do; for the datastore benchmark's profile.
+pub fn decode_list_page(
+    kind: Kind,
+    group: CalicoGroup,
+    page: &str,
+) -> Result<Vec<Event>, serde_json::Error> {
+    fn events<K: Watched>(
+        kind: Kind,
+        ar: &ApiResource,
+        page: &str,
+    ) -> Result<Vec<Event>, serde_json::Error> {
+        let list: kube::core::ObjectList<K> = serde_json::from_str(page)?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|o| o.applied(kind, ar).0)
+            .collect())
+    }
+    let ar = api_resource(kind, group);
+    match kind {
+        Kind::Pod => events::<Slim<PodKind>>(kind, &ar, page),
+        Kind::Node => events::<Slim<NodeKind>>(kind, &ar, page),
+        Kind::Namespace => events::<Slim<NamespaceKind>>(kind, &ar, page),
+        Kind::Service => events::<Slim<ServiceKind>>(kind, &ar, page),
+        Kind::EndpointSlice => events::<Slim<EndpointSliceKind>>(kind, &ar, page),
+        _ => events::<DynamicObject>(kind, &ar, page),
+    }
+}
+
 async fn watch_kind(
     client: Client,
     kind: Kind,
@@ -593,9 +660,29 @@ async fn watch_kind(
     tx: UnboundedSender<Event>,
     health: Arc<Health>,
 ) {
+    // Kubernetes kinds are decoded straight from the JSON (module `slim`); Calico's
+    // resources, few and strictly checked, through `DynamicObject` and `decode_json`.
+    match kind {
+        Kind::Pod => watch::<Slim<PodKind>>(client, kind, group, tx, health).await,
+        Kind::Node => watch::<Slim<NodeKind>>(client, kind, group, tx, health).await,
+        Kind::Namespace => watch::<Slim<NamespaceKind>>(client, kind, group, tx, health).await,
+        Kind::Service => watch::<Slim<ServiceKind>>(client, kind, group, tx, health).await,
+        Kind::EndpointSlice => {
+            watch::<Slim<EndpointSliceKind>>(client, kind, group, tx, health).await
+        }
+        _ => watch::<DynamicObject>(client, kind, group, tx, health).await,
+    }
+}
+
+async fn watch<K: Watched>(
+    client: Client,
+    kind: Kind,
+    group: CalicoGroup,
+    tx: UnboundedSender<Event>,
+    health: Arc<Health>,
+) {
     let ar = api_resource(kind, group);
-    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-    let with_secrets = matches!(kind, Kind::BgpPeer | Kind::BgpConfiguration);
+    let api: Api<K> = Api::all_with(client.clone(), &ar);
     // objects whose password comes from a Secret, as last received (re-read periodically)
     let mut secret_users: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut refresh = tokio::time::interval(SECRET_REFRESH);
@@ -609,7 +696,7 @@ async fn watch_kind(
                 Some(item) => item,
                 None => return,
             },
-            _ = refresh.tick(), if with_secrets && !secret_users.is_empty() => {
+            _ = refresh.tick(), if !secret_users.is_empty() => {
                 for v in secret_users.values() {
                     let mut e = decode(kind, &ar, v.clone());
                     resolve_secrets(&client, &mut e).await;
@@ -633,18 +720,22 @@ async fn watch_kind(
             watcher::Event::Init => Event::Restart(kind),
             watcher::Event::InitDone => Event::InSync(kind),
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
-                match serde_json::to_value(&o) {
-                    Ok(v) => decode(kind, &ar, v),
-                    Err(e) => Event::Invalid {
-                        kind: Some(kind),
-                        label: format!("{kind}/{}", o.metadata.name.unwrap_or_default()),
-                        error: e.to_string(),
-                    },
+                let name = o.meta().name.clone().unwrap_or_default();
+                let (mut e, again) = o.applied(kind, &ar);
+                match again {
+                    Some(v) => {
+                        secret_users.insert(name, v);
+                        resolve_secrets(&client, &mut e).await;
+                    }
+                    None => {
+                        secret_users.remove(&name);
+                    }
                 }
+                e
             }
             watcher::Event::Delete(o) => {
-                secret_users.remove(o.metadata.name.as_deref().unwrap_or_default());
-                key_of(kind, &o)
+                secret_users.remove(o.meta().name.as_deref().unwrap_or_default());
+                key_of(kind, o.meta())
             }
         };
         if tx.send(out).is_err() {

@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod file;
 pub mod kubernetes;
+pub mod slim;
 
 use brindle_model::{Kind, Object};
 use std::collections::BTreeMap;

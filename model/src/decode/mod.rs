@@ -63,19 +63,21 @@ const METADATA_KEYS: &[&str] = &[
 /// A decoded object.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Resource {
-    BgpConfiguration(BgpConfiguration),
-    Node(NodeSpec),
-    BgpPeer(BgpPeerSpec),
-    IpPool(IpPoolSpec),
-    BlockAffinity(BlockAffinitySpec),
-    IpamConfig(IpamConfigSpec),
-    NetworkPolicy(crate::policy::CalicoPolicy),
-    GlobalNetworkPolicy(crate::policy::CalicoPolicy),
-    Pod(crate::kubernetes::Pod),
-    Namespace(crate::kubernetes::Namespace),
-    Service(crate::kubernetes::Service),
-    EndpointSlice(crate::kubernetes::EndpointSlice),
-    KubernetesNetworkPolicy(crate::policy::KubeNetworkPolicy),
+    // Boxed (or shared): an object is as large as its largest variant, and a cluster
+    // has many objects.
+    BgpConfiguration(Box<BgpConfiguration>),
+    Node(Box<NodeSpec>),
+    BgpPeer(Box<BgpPeerSpec>),
+    IpPool(Box<IpPoolSpec>),
+    BlockAffinity(Box<BlockAffinitySpec>),
+    IpamConfig(Box<IpamConfigSpec>),
+    NetworkPolicy(Box<crate::policy::CalicoPolicy>),
+    GlobalNetworkPolicy(Box<crate::policy::CalicoPolicy>),
+    Pod(std::sync::Arc<crate::kubernetes::Pod>),
+    Namespace(std::sync::Arc<crate::kubernetes::Namespace>),
+    Service(std::sync::Arc<crate::kubernetes::Service>),
+    EndpointSlice(std::sync::Arc<crate::kubernetes::EndpointSlice>),
+    KubernetesNetworkPolicy(Box<crate::policy::KubeNetworkPolicy>),
 }
 
 /// One object as it was written.
@@ -343,49 +345,49 @@ fn decode_inner(
         path: "spec".to_string(),
         node: &empty,
     });
-    let resource = match kind {
-        Kind::BgpConfiguration => Resource::BgpConfiguration(calico::decode_bgp_configuration(
-            name.clone(),
-            &spec_field,
-            &mut lines,
-        )?),
-        Kind::Node => Resource::Node(calico::decode_node(
-            name.clone(),
-            meta.labels.clone(),
-            &spec_field,
-            &mut lines,
-        )?),
-        Kind::BgpPeer => Resource::BgpPeer(calico::decode_bgp_peer(
-            name.clone(),
-            &spec_field,
-            &mut lines,
-        )?),
-        Kind::IpPool => Resource::IpPool(calico::decode_ip_pool(
-            name.clone(),
-            &spec_field,
-            &mut lines,
-        )?),
-        Kind::BlockAffinity => Resource::BlockAffinity(calico::decode_block_affinity(
-            name.clone(),
-            &spec_field,
-            &mut lines,
-        )?),
-        Kind::IpamConfig => {
-            Resource::IpamConfig(calico::decode_ipam_config(name.clone(), &spec_field)?)
-        }
-        Kind::NetworkPolicy => {
-            Resource::NetworkPolicy(policy::decode_calico_policy(&meta, &spec_field, false)?)
-        }
-        Kind::GlobalNetworkPolicy => {
-            Resource::GlobalNetworkPolicy(policy::decode_calico_policy(&meta, &spec_field, true)?)
-        }
-        Kind::KubernetesNetworkPolicy => {
-            Resource::KubernetesNetworkPolicy(policy::decode_kube_policy(&meta, &spec_field)?)
-        }
-        Kind::Pod | Kind::Namespace | Kind::Service | Kind::EndpointSlice => {
-            kubernetes::decode(kind, &meta, node, &ctx)?
-        }
-    };
+    let resource =
+        match kind {
+            Kind::BgpConfiguration => Resource::BgpConfiguration(Box::new(
+                calico::decode_bgp_configuration(name.clone(), &spec_field, &mut lines)?,
+            )),
+            Kind::Node => Resource::Node(Box::new(calico::decode_node(
+                name.clone(),
+                meta.labels.clone(),
+                &spec_field,
+                &mut lines,
+            )?)),
+            Kind::BgpPeer => Resource::BgpPeer(Box::new(calico::decode_bgp_peer(
+                name.clone(),
+                &spec_field,
+                &mut lines,
+            )?)),
+            Kind::IpPool => Resource::IpPool(Box::new(calico::decode_ip_pool(
+                name.clone(),
+                &spec_field,
+                &mut lines,
+            )?)),
+            Kind::BlockAffinity => Resource::BlockAffinity(Box::new(
+                calico::decode_block_affinity(name.clone(), &spec_field, &mut lines)?,
+            )),
+            Kind::IpamConfig => Resource::IpamConfig(Box::new(calico::decode_ipam_config(
+                name.clone(),
+                &spec_field,
+            )?)),
+            Kind::NetworkPolicy => Resource::NetworkPolicy(Box::new(policy::decode_calico_policy(
+                &meta,
+                &spec_field,
+                false,
+            )?)),
+            Kind::GlobalNetworkPolicy => Resource::GlobalNetworkPolicy(Box::new(
+                policy::decode_calico_policy(&meta, &spec_field, true)?,
+            )),
+            Kind::KubernetesNetworkPolicy => Resource::KubernetesNetworkPolicy(Box::new(
+                policy::decode_kube_policy(&meta, &spec_field)?,
+            )),
+            Kind::Pod | Kind::Namespace | Kind::Service | Kind::EndpointSlice => {
+                kubernetes::decode(kind, &meta, node, &ctx)?
+            }
+        };
     let mut json = node.value.to_json();
     if let (Some(obj), Some(_)) = (json.as_object_mut(), &list_item) {
         obj.entry("apiVersion")
