@@ -334,6 +334,21 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create state dir {}", opts.state_dir.display()))?;
     let (datastore, mut events) = Datastore::start(&opts.datastore).await?;
     let mut cluster = Cluster::new(opts.datastore.name());
+    // Probes answer from the start (a large cluster takes a while to sync): liveness
+    // says live, readiness why the node is not ready yet.
+    let health = crate::health::Sources {
+        speaker: Default::default(),
+        dataplane: std::sync::Arc::new(crate::health::DataplaneMetrics::default()),
+        datastore: cluster.status.clone(),
+    };
+    if let Some(addr) = opts.http_address {
+        let src = health.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::health::serve(addr, src).await {
+                error!("cannot serve metrics and health on {addr}: {e}");
+            }
+        });
+    }
     let Some((cfg, mut plan)) = wait_for_plan(&opts, &datastore, &mut cluster, &mut events).await?
     else {
         return Ok(());
@@ -354,15 +369,8 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
             datastore: cluster.status.clone(),
         },
     ));
-    let dataplane_metrics = std::sync::Arc::new(crate::health::DataplaneMetrics::default());
-    if let Some(addr) = opts.http_address {
-        let (sp, dp) = (speaker.clone(), dataplane_metrics.clone());
-        tokio::spawn(async move {
-            if let Err(e) = crate::health::serve(addr, sp, dp).await {
-                error!("cannot serve metrics and health on {addr}: {e}");
-            }
-        });
-    }
+    let dataplane_metrics = health.dataplane.clone();
+    let _ = health.speaker.set(speaker.clone());
 
     // The dataplane model: configuration + CNI endpoint records + routes BGP learned.
     // Read the pods before the first apply, and keep the kernel's learned routes until

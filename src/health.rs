@@ -49,11 +49,35 @@ pub struct DataplaneMetrics {
     pub stopped: std::sync::atomic::AtomicBool,
 }
 
+/// What the endpoints read. The server starts before the datastore is in sync, so the
+/// speaker is there only once the agent has its first plan.
+#[derive(Clone)]
+pub struct Sources {
+    pub speaker: Arc<std::sync::OnceLock<Speaker>>,
+    pub dataplane: Arc<DataplaneMetrics>,
+    pub datastore: crate::status::SharedDatastoreStatus,
+}
+
 #[derive(Clone)]
 struct AppState {
-    speaker: Speaker,
-    dataplane: Arc<DataplaneMetrics>,
+    src: Sources,
     was_ready: Arc<Mutex<bool>>,
+}
+
+/// Readiness as far as the datastore decides it: not ready before every kind is in sync,
+/// nor while the datastore is unreachable (the agent then keeps forwarding and every BGP
+/// session, on the last state it read).
+pub fn datastore_readiness(d: Option<&crate::status::DatastoreStatus>) -> Result<(), String> {
+    match d {
+        None => Err("datastore not started".into()),
+        Some(d) if !d.connected => Err(format!(
+            "datastore {} unreachable ({}); forwarding and BGP sessions are kept on the last state read",
+            d.backend,
+            d.last_error.as_deref().unwrap_or("no answer")
+        )),
+        Some(d) if !d.in_sync => Err(format!("datastore {}: not in sync yet", d.backend)),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Readiness verdict from a status snapshot; `was_ready` remembers that the node was
@@ -185,21 +209,29 @@ pub fn render(status: &SpeakerStatus, dp: &DataplaneMetrics) -> String {
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let st = s.speaker.status().await.unwrap_or_default();
+    let st = match s.src.speaker.get() {
+        Some(sp) => sp.status().await.unwrap_or_default(),
+        None => SpeakerStatus::default(),
+    };
     (
         [("content-type", "text/plain; version=0.0.4")],
-        render(&st, &s.dataplane),
+        render(&st, &s.src.dataplane),
     )
 }
 
 async fn liveness(State(s): State<AppState>) -> impl IntoResponse {
-    if s.dataplane.stopped.load(Ordering::Relaxed) {
+    if s.src.dataplane.stopped.load(Ordering::Relaxed) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "dataplane stopped (see the log)\n".to_string(),
         );
     }
-    match s.speaker.status().await {
+    // Still syncing (a large cluster, an unreachable API): alive; readiness says why
+    // the node is not ready.
+    let Some(speaker) = s.src.speaker.get() else {
+        return (StatusCode::OK, "live (starting)\n".to_string());
+    };
+    match speaker.status().await {
         Some(_) => (StatusCode::OK, "live\n".to_string()),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -209,7 +241,17 @@ async fn liveness(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready(State(s): State<AppState>) -> impl IntoResponse {
-    let Some(st) = s.speaker.status().await else {
+    let ds = crate::status::snapshot(&s.src.datastore);
+    if let Err(why) = datastore_readiness(ds.as_ref()) {
+        return (StatusCode::SERVICE_UNAVAILABLE, why + "\n");
+    }
+    let Some(speaker) = s.src.speaker.get() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for this node's configuration (see the log)\n".to_string(),
+        );
+    };
+    let Some(st) = speaker.status().await else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "BGP speaker not responding\n".to_string(),
@@ -423,25 +465,19 @@ impl AsyncWrite for BoundedConn {
 }
 
 /// Serves the endpoints on `addr` until the process ends, with the default [`HttpLimits`].
-pub async fn serve(
-    addr: SocketAddr,
-    speaker: Speaker,
-    dataplane: Arc<DataplaneMetrics>,
-) -> std::io::Result<()> {
+pub async fn serve(addr: SocketAddr, src: Sources) -> std::io::Result<()> {
     let l = TcpListener::bind(addr).await?;
-    serve_on(l, speaker, dataplane, HttpLimits::default()).await
+    serve_on(l, src, HttpLimits::default()).await
 }
 
 /// [`serve`] on a bound listener with other limits.
 pub async fn serve_on(
     listener: TcpListener,
-    speaker: Speaker,
-    dataplane: Arc<DataplaneMetrics>,
+    src: Sources,
     limits: HttpLimits,
 ) -> std::io::Result<()> {
     let state = AppState {
-        speaker,
-        dataplane,
+        src,
         was_ready: Arc::new(Mutex::new(false)),
     };
     let app = Router::new()
@@ -497,12 +533,77 @@ mod tests {
         .0
     }
 
+    fn sources(speaker: Option<Speaker>, in_sync: bool) -> Sources {
+        let src = Sources {
+            speaker: Arc::default(),
+            dataplane: Arc::new(DataplaneMetrics::default()),
+            datastore: Arc::new(Mutex::new(Some(crate::status::DatastoreStatus {
+                in_sync,
+                ..crate::status::DatastoreStatus::new("kubernetes")
+            }))),
+        };
+        if let Some(sp) = speaker {
+            let _ = src.speaker.set(sp);
+        }
+        src
+    }
+
     async fn http(limits: HttpLimits) -> SocketAddr {
+        http_with(sources(Some(test_speaker()), true), limits).await
+    }
+
+    async fn http_with(src: Sources, limits: HttpLimits) -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
-        let dp = Arc::new(DataplaneMetrics::default());
-        tokio::spawn(serve_on(l, test_speaker(), dp, limits));
+        tokio::spawn(serve_on(l, src, limits));
         addr
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        use tokio::io::AsyncWriteExt;
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        read_for(&mut c, Duration::from_secs(5)).await.0
+    }
+
+    #[tokio::test]
+    async fn probes_answer_before_sync_and_readiness_follows_the_datastore() {
+        let src = sources(None, false);
+        let addr = http_with(src.clone(), HttpLimits::default()).await;
+        let r = get(addr, "/readiness").await;
+        assert!(
+            r.starts_with("HTTP/1.1 503") && r.contains("not in sync yet"),
+            "{r}"
+        );
+        let r = get(addr, "/liveness").await;
+        assert!(
+            r.starts_with("HTTP/1.1 200") && r.contains("starting"),
+            "{r}"
+        );
+        assert!(get(addr, "/metrics").await.starts_with("HTTP/1.1 200"));
+        crate::status::update(&src.datastore, |d| d.in_sync = true);
+        let r = get(addr, "/readiness").await;
+        assert!(
+            r.starts_with("HTTP/1.1 503") && r.contains("configuration"),
+            "{r}"
+        );
+        let _ = src.speaker.set(test_speaker());
+        let r = get(addr, "/readiness").await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        crate::status::update(&src.datastore, |d| d.connection(Some("connection refused")));
+        let r = get(addr, "/readiness").await;
+        assert!(
+            r.starts_with("HTTP/1.1 503") && r.contains("unreachable (connection refused)"),
+            "{r}"
+        );
+        let r = get(addr, "/liveness").await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        crate::status::update(&src.datastore, |d| d.connection(None));
+        assert!(get(addr, "/readiness").await.starts_with("HTTP/1.1 200"));
     }
 
     /// Reads until the connection ends or `t` passes; the text and whether it ended.
