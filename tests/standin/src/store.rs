@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -602,33 +603,42 @@ impl Store {
             }
             None => (self.rv, None),
         };
-        let mut matching: Vec<(&ObjKey, &Arc<Value>)> = self
-            .objects
-            .get(&Self::res_key(rt))
-            .map(|m| {
-                m.iter()
-                    .filter(|(k, _)| start.as_ref().is_none_or(|s| *k > s))
-                    .filter(|(k, _)| ns.is_none_or(|ns| k.0 == ns))
-                    .filter(|(_, v)| labels.matches(v) && fields.matches(v))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // A page costs O(page): the walk starts after the continue key and stops at the
+        // first item past the limit.
+        let limit = limit.filter(|l| *l > 0);
+        let empty = BTreeMap::new();
+        let objects = self.objects.get(&Self::res_key(rt)).unwrap_or(&empty);
+        let after = || match &start {
+            Some(s) => objects.range::<ObjKey, _>((Bound::Excluded(s), Bound::Unbounded)),
+            None => objects.range::<ObjKey, _>(..),
+        };
+        let mut walk = after()
+            .filter(|(k, _)| ns.is_none_or(|ns| k.0 == ns))
+            .filter(|(_, v)| labels.matches(v) && fields.matches(v));
+        let mut matching: Vec<(&ObjKey, &Arc<Value>)> = match limit {
+            Some(l) => walk.by_ref().take(l).collect(),
+            None => walk.by_ref().collect(),
+        };
         let mut continue_token = None;
         let mut remaining = None;
-        if let Some(limit) = limit.filter(|l| *l > 0) {
-            if matching.len() > limit {
-                let rest = matching.len() - limit;
-                matching.truncate(limit);
-                let last = matching
-                    .last()
-                    .map(|(k, _)| (*k).clone())
-                    .unwrap_or_default();
-                continue_token = Some(encode_continue(list_rv, &last));
-                if labels.is_empty() && fields.is_empty() {
-                    remaining = Some(rest);
-                }
+        if limit.is_some() && walk.next().is_some() {
+            let last = matching
+                .last()
+                .map(|(k, _)| (*k).clone())
+                .unwrap_or_default();
+            continue_token = Some(encode_continue(list_rv, &last));
+            if labels.is_empty() && fields.is_empty() {
+                // counting is cheap next to matching and copying
+                let past = |k: &ObjKey| ns.is_none_or(|ns| k.0 == ns);
+                remaining = Some(
+                    objects
+                        .range::<ObjKey, _>((Bound::Excluded(&last), Bound::Unbounded))
+                        .filter(|(k, _)| past(k))
+                        .count(),
+                );
             }
         }
+        matching.shrink_to_fit();
         Ok(ListPage {
             items: matching
                 .into_iter()
