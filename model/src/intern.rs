@@ -2,9 +2,12 @@
 //! of one ReplicaSet or DaemonSet is the same map, so the pods of a cluster hold a few
 //! thousand distinct maps, not one each (memory: ~0.9 KB per pod at 5 labels).
 //!
-//! A process-wide memo, invisible in results: [`labels`] returns a shared copy of an
-//! equal map seen before, else keeps the new one. Maps no longer used by anyone are
-//! dropped from the memo whenever it has doubled since the last sweep.
+//! Likewise for short strings that repeat across objects ([`string`]: namespaces, node
+//! names, service accounts, phases, port names and protocols).
+//!
+//! A process-wide memo, invisible in results: [`labels`] and [`string`] return a shared
+//! copy of an equal value seen before, else keep the new one. Values no longer used by
+//! anyone are dropped from the memo whenever it has doubled since the last sweep.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -12,17 +15,42 @@ use std::sync::{Arc, LazyLock, Mutex};
 /// A label set (shared).
 pub type Labels = Arc<BTreeMap<String, String>>;
 
-struct Memo {
-    set: HashSet<Labels>,
+struct Memo<T: ?Sized> {
+    set: HashSet<Arc<T>>,
     sweep_at: usize,
 }
 
-static LABELS: LazyLock<Mutex<Memo>> = LazyLock::new(|| {
-    Mutex::new(Memo {
-        set: HashSet::new(),
-        sweep_at: 1024,
-    })
-});
+impl<T: ?Sized + Eq + std::hash::Hash> Memo<T> {
+    fn new() -> Self {
+        Memo {
+            set: HashSet::new(),
+            sweep_at: 1024,
+        }
+    }
+
+    /// Sweeps unused values when the memo has doubled, then keeps `v`.
+    fn keep(&mut self, v: Arc<T>) -> Arc<T> {
+        if self.set.len() >= self.sweep_at {
+            self.set.retain(|l| Arc::strong_count(l) > 1);
+            self.sweep_at = (self.set.len() * 2).max(1024);
+        }
+        self.set.insert(v.clone());
+        v
+    }
+}
+
+static LABELS: LazyLock<Mutex<Memo<BTreeMap<String, String>>>> =
+    LazyLock::new(|| Mutex::new(Memo::new()));
+static STRINGS: LazyLock<Mutex<Memo<str>>> = LazyLock::new(|| Mutex::new(Memo::new()));
+
+/// The shared copy of `s`.
+pub fn string(s: &str) -> Arc<str> {
+    let mut memo = STRINGS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(shared) = memo.set.get(s) {
+        return shared.clone();
+    }
+    memo.keep(Arc::from(s))
+}
 
 /// The shared copy of `map`.
 pub fn labels(map: BTreeMap<String, String>) -> Labels {
@@ -34,13 +62,7 @@ pub fn labels(map: BTreeMap<String, String>) -> Labels {
     if let Some(shared) = memo.set.get(&map) {
         return shared.clone();
     }
-    if memo.set.len() >= memo.sweep_at {
-        memo.set.retain(|l| Arc::strong_count(l) > 1);
-        memo.sweep_at = (memo.set.len() * 2).max(1024);
-    }
-    let shared = Arc::new(map);
-    memo.set.insert(shared.clone());
-    shared
+    memo.keep(Arc::new(map))
 }
 
 #[cfg(test)]
@@ -61,5 +83,8 @@ mod tests {
         let len = LABELS.lock().unwrap().set.len();
         assert!(len < 4100, "{len}");
         assert!(Arc::ptr_eq(&a, &labels(m("intern-test-a"))));
+        let s = string("intern-test-ns");
+        assert!(Arc::ptr_eq(&s, &string("intern-test-ns")));
+        assert_eq!(&*s, "intern-test-ns");
     }
 }

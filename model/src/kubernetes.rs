@@ -9,6 +9,7 @@ use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 /// Label the API server sets on every Namespace (Brindle sets it in file mode too).
 pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -33,26 +34,26 @@ pub mod node_annotations {
 /// A named container port (for named ports in policy).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerPort {
-    pub name: String,
+    pub name: Arc<str>,
     pub port: u16,
     /// `TCP` (default), `UDP` or `SCTP`.
-    pub protocol: String,
+    pub protocol: Arc<str>,
 }
 
 /// A Pod: a workload endpoint when it is scheduled, not host-networked and has an IP.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pod {
-    pub namespace: String,
+    pub namespace: Arc<str>,
     pub name: String,
     /// Shared with every pod that has the same labels ([`crate::intern`]).
     pub labels: crate::intern::Labels,
-    pub node_name: Option<String>,
+    pub node_name: Option<Arc<str>>,
     pub host_network: bool,
-    pub service_account: String,
+    pub service_account: Arc<str>,
     /// `status.podIPs` (or `podIP`), else Calico's CNI annotations.
     pub ips: Vec<IpAddr>,
     /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`).
-    pub phase: String,
+    pub phase: Arc<str>,
     /// `metadata.deletionTimestamp` is set.
     pub terminating: bool,
     pub ports: Vec<ContainerPort>,
@@ -67,8 +68,8 @@ impl Pod {
         self.node_name.is_some()
             && !self.host_network
             && !self.ips.is_empty()
-            && self.phase != "Succeeded"
-            && self.phase != "Failed"
+            && &*self.phase != "Succeeded"
+            && &*self.phase != "Failed"
     }
 }
 

@@ -481,8 +481,8 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
     let pod = &c.pods[0];
     assert_eq!(pod.ips, vec![ip("10.65.0.7")]);
     assert!(pod.is_workload());
-    assert_eq!(pod.ports[0].name, "http");
-    assert_eq!(pod.service_account, "default");
+    assert_eq!(&*pod.ports[0].name, "http");
+    assert_eq!(&*pod.service_account, "default");
     let svc = &c.services[0];
     assert_eq!(svc.cluster_ips, vec![ip("10.96.0.10")]);
     assert_eq!(svc.load_balancer_ips, vec![ip("198.51.100.7")]);

@@ -142,13 +142,13 @@ mod tests {
         let Resource::Pod(p) = &a.resource else {
             panic!()
         };
-        assert_eq!(p.namespace, "shop");
+        assert_eq!(&*p.namespace, "shop");
         assert_eq!(p.labels["app"], "web");
         assert_eq!(
             p.ips,
             vec!["10.65.0.5".parse::<std::net::IpAddr>().unwrap()]
         );
-        assert_eq!(p.ports[0].name, "http");
+        assert_eq!(&*p.ports[0].name, "http");
         assert_eq!(
             list.items[0].metadata.resource_version.as_deref(),
             Some("5")

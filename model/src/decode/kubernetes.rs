@@ -6,6 +6,7 @@
 use super::yaml::{Ctx, Node};
 use super::{Meta, Object, Resource};
 use crate::error::ConfigError;
+use crate::intern;
 use crate::kind::Kind;
 use crate::kubernetes::*;
 use ipnetwork::IpNetwork;
@@ -220,24 +221,30 @@ fn pod(m: &MetaParts, spec: PodSpecView, status: PodStatusView) -> Pod {
         .flat_map(|c| &c.ports)
         .filter_map(|p| {
             Some(ContainerPort {
-                name: p.name.clone().filter(|n| !n.is_empty())?,
+                name: intern::string(p.name.as_deref().filter(|n| !n.is_empty())?),
                 port: p.container_port,
-                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                protocol: intern::string(p.protocol.as_deref().unwrap_or("TCP")),
             })
         })
         .collect();
     Pod {
-        namespace: m.namespace.clone(),
+        namespace: intern::string(&m.namespace),
         name: m.name.to_string(),
-        labels: crate::intern::labels(m.labels.clone()),
-        node_name: spec.node_name.filter(|n| !n.is_empty()),
-        host_network: spec.host_network,
-        service_account: spec
-            .service_account_name
+        labels: intern::labels(m.labels.clone()),
+        node_name: spec
+            .node_name
+            .as_deref()
             .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| "default".into()),
+            .map(intern::string),
+        host_network: spec.host_network,
+        service_account: intern::string(
+            spec.service_account_name
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("default"),
+        ),
         ips: pod_ips,
-        phase: status.phase.unwrap_or_else(|| "Pending".into()),
+        phase: intern::string(status.phase.as_deref().unwrap_or("Pending")),
         terminating: m.terminating,
         ports,
         container_id: m
@@ -611,7 +618,7 @@ mod tests {
         assert_eq!(p.ips, vec!["10.65.0.9".parse::<IpAddr>().unwrap()]);
         assert_eq!(p.container_id.as_deref(), Some("abc"));
         assert_eq!(p.ports.len(), 3);
-        assert_eq!(p.service_account, "shop-sa");
+        assert_eq!(&*p.service_account, "shop-sa");
 
         for (kind, json) in [
             (
