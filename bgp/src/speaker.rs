@@ -737,7 +737,20 @@ impl Core {
                     [] => self.unconfigured_connection(peer, now),
                     [one] => self.accept(one, stream, local, now),
                     _ => {
-                        // several sessions share the address: read the AS in its OPEN first
+                        // several sessions share the address: read the AS in its OPEN first.
+                        // GTSM / TTL options go on before that when the sessions agree on
+                        // them (else the chosen session's, once known).
+                        let modes: Vec<TtlMode> = self
+                            .peers
+                            .values()
+                            .filter(|p| p.cfg.address == ip)
+                            .map(|p| p.cfg.ttl_mode())
+                            .collect();
+                        if modes.iter().all(|m| *m == modes[0]) {
+                            if let Err(e) = transport::apply_ttl(&stream, &modes[0]) {
+                                warn!(from = %peer, error = %e, "cannot set TTL options");
+                            }
+                        }
                         debug!(from = %peer, sessions = sessions.len(), "incoming connection from an address with several sessions: reading its OPEN");
                         let ev = self.ev_tx.clone();
                         tokio::spawn(async move {
