@@ -7,10 +7,10 @@
 use crate::calc::{NodePlan, PeerPlan};
 use crate::datastore::{cache::Cache, Datastore, DatastoreConfig, Event, AGENT_KINDS};
 use anyhow::Context;
-use brindle_bgp::rib::{FibChange, LocalRoute};
+use brindle_bgp::rib::{FibChange, LocalRoute, NextHopMode as BgpNextHopMode};
 use brindle_bgp::speaker::{PeerConfig, Speaker, SpeakerConfig};
 use brindle_bgp::types::{Afi, Prefix};
-use brindle_model::{ClusterConfig, Community};
+use brindle_model::{ClusterConfig, Community, NextHopMode};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -51,7 +51,12 @@ pub fn peer_config(p: &PeerPlan) -> PeerConfig {
     c.password = p.password.clone();
     c.ttl_security = p.ttl_security;
     c.source_address = p.source_address;
-    c.keep_original_next_hop = p.keep_original_next_hop;
+    c.next_hop_mode = match p.next_hop_mode {
+        NextHopMode::Auto => BgpNextHopMode::Auto,
+        NextHopMode::SelfHop => BgpNextHopMode::SelfHop,
+        NextHopMode::Keep => BgpNextHopMode::Keep,
+    };
+    c.allow_local_as = p.num_allowed_local_as_numbers.unwrap_or(0);
     if let Some(t) = p.max_restart_time {
         c.graceful_restart_time = Some(t.as_secs().min(4095) as u16);
     }
@@ -528,4 +533,50 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_file(&opts.status_socket);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brindle_bgp::status::PeerType;
+
+    fn plan(port: u16, mode: NextHopMode, allow: Option<u32>) -> PeerPlan {
+        PeerPlan {
+            name: format!("Global_10_0_0_5_port_{port}"),
+            peer_type: PeerType::Global,
+            address: "10.0.0.5".parse().unwrap(),
+            port,
+            remote_as: 65001,
+            local_as: 64512,
+            password: None,
+            ttl_security: None,
+            keep_original_next_hop: mode == NextHopMode::Keep,
+            next_hop_mode: mode,
+            max_restart_time: None,
+            source_address: None,
+            passive: false,
+            route_reflector_client: false,
+            keepalive_time: None,
+            num_allowed_local_as_numbers: allow,
+            bgp_peer: Some("tor".into()),
+            reverse: false,
+        }
+    }
+
+    #[test]
+    fn peer_config_keys_by_port_and_carries_next_hop_mode_and_allow_local_as() {
+        let a = peer_config(&plan(179, NextHopMode::Auto, None));
+        let b = peer_config(&plan(1790, NextHopMode::SelfHop, Some(2)));
+        assert_ne!(a.key(), b.key(), "two sessions to one address");
+        assert_eq!(
+            (a.next_hop_mode, a.allow_local_as),
+            (BgpNextHopMode::Auto, 0)
+        );
+        assert_eq!(
+            (b.next_hop_mode, b.allow_local_as, b.port),
+            (BgpNextHopMode::SelfHop, 2, 1790)
+        );
+        let k = peer_config(&plan(179, NextHopMode::Keep, None));
+        assert_eq!(k.next_hop_mode, BgpNextHopMode::Keep);
+    }
 }

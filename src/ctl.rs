@@ -7,7 +7,8 @@
 //! calicoctl's `resourcemgr/*.go`.
 
 use crate::status::NodeStatus;
-use brindle_bgp::status::{RoutesStatus, SessionState};
+use brindle_bgp::status::{PeerStatus, RoutesStatus, SessionState};
+use brindle_bgp::types::PeerKey;
 use brindle_model::{ClusterConfig, Kind, RawResource, API_VERSION};
 use chrono::{DateTime, Local};
 use std::fmt;
@@ -326,6 +327,18 @@ pub fn format_since(since: &str, now: DateTime<Local>) -> String {
     }
 }
 
+/// The PEER ADDRESS cell as calicoctl prints it. calicoctl reads it back from BIRD's
+/// protocol name (`Node_10_0_0_5_port_1790`), every `_` after the type becoming `.` (IPv4)
+/// or `:` (IPv6): a session on a port other than 179 shows as `10.0.0.5.port.1790` /
+/// `fd00::5:port:1790`, which is also what tells two sessions to one address apart.
+fn calicoctl_peer_address(p: &PeerStatus) -> String {
+    if p.peer_port == PeerKey::DEFAULT_PORT {
+        return p.peer_address.to_string();
+    }
+    let sep = if p.peer_address.is_ipv4() { '.' } else { ':' };
+    format!("{}{sep}port{sep}{}", p.peer_address, p.peer_port)
+}
+
 /// `brindlectl node status` as a table, exactly in calicoctl's layout, then one line
 /// for the datastore and one for the dataplane when the agent reports them.
 pub fn render_status_table(status: &NodeStatus, now: DateTime<Local>) -> String {
@@ -339,7 +352,7 @@ pub fn render_status_table(status: &NodeStatus, now: DateTime<Local>) -> String 
             .filter(|p| p.peer_address.is_ipv4() == v4)
             .map(|p| {
                 vec![
-                    p.peer_address.to_string(),
+                    calicoctl_peer_address(p),
                     p.peer_type.calico_name().to_string(),
                     if p.state == SessionState::Established {
                         "up"
@@ -418,7 +431,11 @@ pub fn render_routes_table(routes: &RoutesStatus) -> String {
                     r.next_hop.clone(),
                     match (r.local, r.peer_address) {
                         (true, _) | (false, None) => "local".to_string(),
-                        (false, Some(a)) => a.to_string(),
+                        // `10.0.0.5`, or `10.0.0.5:1790` for a session on another port
+                        (false, Some(a)) => {
+                            PeerKey::new(a, r.peer_port.unwrap_or(PeerKey::DEFAULT_PORT))
+                                .to_string()
+                        }
                     },
                     r.as_path
                         .iter()
@@ -834,6 +851,24 @@ IPv4 BGP status
     }
 
     #[test]
+    fn sessions_to_one_address_on_two_ports_read_as_calicoctl() {
+        let mut a = peer(
+            "10.0.0.5",
+            PeerType::Global,
+            SessionState::Established,
+            "",
+            "",
+        );
+        let mut b = a.clone();
+        b.peer_port = 1790;
+        assert_eq!(calicoctl_peer_address(&a), "10.0.0.5");
+        assert_eq!(calicoctl_peer_address(&b), "10.0.0.5.port.1790");
+        a.peer_address = "fd00::5".parse().unwrap();
+        a.peer_port = 1790;
+        assert_eq!(calicoctl_peer_address(&a), "fd00::5:port:1790");
+    }
+
+    #[test]
     fn boxed_table_centring() {
         let t = boxed_table(&["AB", "C"], &[vec!["abcde".into(), "x".into()]]);
         // gap 3 in the first column: 1 left, 2 right (as tablewriter).
@@ -943,6 +978,7 @@ IPv4 BGP status
                     prefix: "10.65.0.64/26".into(),
                     next_hop: "10.0.0.2".into(),
                     peer_address: Some("10.0.0.2".parse().unwrap()),
+                    peer_port: Some(179),
                     as_path: vec![],
                     local_pref: Some(100),
                     med: None,
@@ -954,6 +990,7 @@ IPv4 BGP status
                     prefix: "10.65.0.0/26".into(),
                     next_hop: String::new(),
                     peer_address: None,
+                    peer_port: None,
                     as_path: vec![],
                     local_pref: None,
                     med: None,

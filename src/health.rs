@@ -87,7 +87,8 @@ pub fn readiness(status: &SpeakerStatus, was_ready: &mut bool) -> Result<String,
         .peers
         .iter()
         .filter(|p| p.state != SessionState::Established)
-        .map(|p| p.peer_address.to_string())
+        // `10.0.0.5`, or `10.0.0.5:1790` for one of several sessions to an address
+        .map(|p| brindle_bgp::types::PeerKey::new(p.peer_address, p.peer_port).to_string())
         .collect();
     let up = status.peers.len() - down.len();
     if status.peers.is_empty() || down.is_empty() {

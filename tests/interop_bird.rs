@@ -577,3 +577,144 @@ fn bird_wrong_as_gets_bad_peer_as_notification() {
         node.dump()
     );
 }
+
+/// The `peers` entry of the session to `addr` on `port` (several sessions share `addr`).
+fn peer_on_port(node: &BrindleNode, addr: &str, port: u64) -> Option<Value> {
+    let st = node.try_status().ok()?;
+    st["peers"]
+        .as_array()?
+        .iter()
+        .find(|p| jstr(p, "peerAddress") == addr && ju64(p, "peerPort") == Some(port))
+        .cloned()
+}
+
+/// Two sessions to one peer address on different ports (Calico's `_port_N` peerings):
+/// BIRD (AS 65000) on 179 and GoBGP (AS 65010) on 1790 share the router's address. Both
+/// dial brindle-node's one listener from ephemeral ports as brindle dials them, and each
+/// connection must reach its own session: both Established, each route learned from its
+/// own session. BIRD and GoBGP also both send 203.0.113.0/24 with the node's AS in the
+/// path: only the GoBGP session has `numAllowedLocalASNumbers: 1`, so only its copy is
+/// accepted (BIRD's `allow local as 1`).
+#[test]
+fn bird_and_gobgp_on_one_address_two_ports_and_allow_local_as() {
+    const GOBGP_AS: u32 = 65010;
+    const GOBGP_NET: &str = "198.51.100.0/24";
+    const LOOPED: &str = "203.0.113.0/24";
+    let t = P2p::new(12);
+    let bird = Bird::start(
+        &t.router,
+        &t.router_v4(),
+        &format!(
+            "protocol static st1 {{ ipv4; route {BIRD_STATIC} blackhole; route {LOOPED} blackhole; }}\n{}",
+            bird_bgp(
+                P,
+                ROUTER_AS,
+                &t.node_v4(),
+                NODE_AS,
+                "",
+                &format!(
+                    "ipv4 {{ import all; export filter {{ if net = {LOOPED} then bgp_path.prepend({NODE_AS}); if source = RTS_STATIC then accept; reject; }}; }};"
+                ),
+            )
+        ),
+    );
+    let gobgp = GoBgp::start(
+        &t.router,
+        &gobgp_toml(GOBGP_AS, "10.255.0.2", &[(&t.node_v4(), NODE_AS)]).replacen(
+            "port = 179\n",
+            "port = 1790\n",
+            1,
+        ),
+    );
+    gobgp.add_route(GOBGP_NET, &["nexthop", &t.router_v4()]);
+    gobgp.add_route(
+        LOOPED,
+        &["aspath", &NODE_AS.to_string(), "nexthop", &t.router_v4()],
+    );
+    let mut yaml = base_config(&t)
+        .peer("bird-v4", &t.router_v4(), ROUTER_AS, Some(NODE))
+        .to_yaml();
+    yaml.push_str(&format!(
+        "---\napiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata:\n  name: gobgp-1790\nspec:\n  \
+         node: {NODE}\n  peerIP: \"{}:1790\"\n  asNumber: {GOBGP_AS}\n  numAllowedLocalASNumbers: 1\n",
+        t.router_v4()
+    ));
+    let node = start_node(&t, &yaml);
+    let dumps: [&dyn Dump; 3] = [&node, &bird, &gobgp];
+    let router = t.router_v4();
+    let up = |port: u64| {
+        peer_on_port(&node, &router, port).is_some_and(|p| jstr(&p, "state") == "Established")
+    };
+    wait_until(
+        "both sessions to the router's address Established, at both ends",
+        CONVERGE,
+        &dumps,
+        || up(179) && up(1790) && bird.established(P) && gobgp.established(&t.node_v4()),
+    );
+    let b = peer_on_port(&node, &router, 179).unwrap();
+    let g = peer_on_port(&node, &router, 1790).unwrap();
+    assert_eq!(ju64(&b, "asNumber"), Some(ROUTER_AS as u64), "{b}");
+    assert_eq!(ju64(&g, "asNumber"), Some(GOBGP_AS as u64), "{g}");
+    assert_eq!(jstr(&b, "remoteRouterId"), router, "{b}");
+    assert_eq!(jstr(&g, "remoteRouterId"), "10.255.0.2", "{g}");
+    assert_eq!(jstr(&b, "name"), "Node_10_12_0_2", "{b}");
+    assert_eq!(jstr(&g, "name"), "Node_10_12_0_2_port_1790", "{g}");
+
+    // each route from its own session
+    let from = |prefix: &str| -> Vec<(u64, Vec<u64>)> {
+        node.route_entries(prefix)
+            .iter()
+            .filter(|r| r["local"] != Value::Bool(true))
+            .map(|r| {
+                let path = r["asPath"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_u64).collect())
+                    .unwrap_or_default();
+                (ju64(r, "peerPort").unwrap_or(0), path)
+            })
+            .collect()
+    };
+    wait_until("routes from both sessions", CONVERGE, &dumps, || {
+        !from(BIRD_STATIC).is_empty() && !from(GOBGP_NET).is_empty() && !from(LOOPED).is_empty()
+    });
+    assert_eq!(from(BIRD_STATIC), vec![(179, vec![ROUTER_AS as u64])]);
+    assert_eq!(from(GOBGP_NET), vec![(1790, vec![GOBGP_AS as u64])]);
+    // the looped route: only GoBGP's copy (AS path 65010 64512) is accepted
+    assert_eq!(
+        from(LOOPED),
+        vec![(1790, vec![GOBGP_AS as u64, NODE_AS as u64])]
+    );
+    wait_until("per-session counters", CONVERGE, &dumps, || {
+        let (Some(b), Some(g)) = (
+            peer_on_port(&node, &router, 179),
+            peer_on_port(&node, &router, 1790),
+        ) else {
+            return false;
+        };
+        ju64(&b, "prefixesReceived") == Some(2)
+            && ju64(&b, "prefixesAccepted") == Some(1)
+            && ju64(&g, "prefixesReceived") == Some(2)
+            && ju64(&g, "prefixesAccepted") == Some(2)
+    });
+
+    // the node's block reached both routers
+    wait_until("node block in BIRD and GoBGP", CONVERGE, &dumps, || {
+        bird.has_route(BLOCK) && gobgp.has_route(BLOCK)
+    });
+
+    // calicoctl's table tells the two apart as calicoctl would
+    let table = node.status_table();
+    assert!(table.contains("| 10.12.0.2 "), "{table}");
+    assert!(table.contains("| 10.12.0.2.port.1790 "), "{table}");
+
+    // brindle's sessions were not reset by connections meant for the other one
+    let resets = |port: u64| {
+        peer_on_port(&node, &router, port)
+            .and_then(|p| ju64(&p, "sessionResets"))
+            .unwrap_or(99)
+    };
+    assert_never("a session reset", Duration::from_secs(5), &dumps, || {
+        !(up(179) && up(1790))
+    });
+    assert_eq!((resets(179), resets(1790)), (0, 0), "{}", node.dump());
+}

@@ -13,8 +13,14 @@
 //! peers with `export_learned` (off by default: a Kubernetes node announces only what it
 //! owns, which avoids the "mesh nodes re-advertise everyone's blocks to the ToR" failure),
 //! never back to their source, and never from one iBGP peer to another (no reflection yet).
+//! The next hop follows the peer's [`NextHopMode`] as BIRD's `next hop self` / `next hop
+//! keep` do under Calico.
+//!
+//! Every per-peer table is keyed by [`PeerKey`] (address and port): two sessions to one
+//! address on different ports are two peers.
 
-use crate::types::{Afi, Origin, PathAttrs, Prefix};
+use crate::types::{Afi, Origin, PathAttrs, PeerKey, Prefix};
+use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -30,7 +36,8 @@ pub struct LocalRoute {
 /// A path learned from a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Path {
-    pub peer: IpAddr,
+    /// The session the path was learned from.
+    pub peer: PeerKey,
     pub ebgp: bool,
     pub remote_id: Ipv4Addr,
     pub attrs: Arc<PathAttrs>,
@@ -103,9 +110,28 @@ pub struct ImportStats {
 /// The peer a path comes from (import side).
 #[derive(Debug, Clone)]
 pub struct PeerInfo {
-    pub address: IpAddr,
+    pub key: PeerKey,
     pub ebgp: bool,
     pub remote_id: Ipv4Addr,
+    /// Our AS on this session (a BGPPeer's `localASNumber`, else the node's): the AS
+    /// looked for in the AS_PATH, as BIRD checks the protocol's `local as`.
+    pub local_as: u32,
+    /// BIRD's `allow local as N` (Calico's `numAllowedLocalASNumbers`): a path with our
+    /// AS in it up to this many times is accepted instead of rejected as a loop. 0: none.
+    pub allow_local_as: u32,
+}
+
+impl PeerInfo {
+    /// A peer with the default loop check (no occurrence of `local_as` allowed).
+    pub fn new(key: PeerKey, ebgp: bool, remote_id: Ipv4Addr, local_as: u32) -> Self {
+        PeerInfo {
+            key,
+            ebgp,
+            remote_id,
+            local_as,
+            allow_local_as: 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -114,11 +140,11 @@ pub struct Rib {
     pub router_id: Ipv4Addr,
     pub cluster_id: Option<Ipv4Addr>,
     local: BTreeMap<Prefix, LocalRoute>,
-    adj_in: HashMap<IpAddr, BTreeMap<Prefix, Path>>,
+    adj_in: HashMap<PeerKey, BTreeMap<Prefix, Path>>,
     /// Prefixes received but rejected by import checks, per peer.
-    rejected: HashMap<IpAddr, BTreeSet<Prefix>>,
+    rejected: HashMap<PeerKey, BTreeSet<Prefix>>,
     /// RFC 4724: routes of a restarting peer kept until it refreshes them or gives up.
-    stale: HashMap<IpAddr, BTreeSet<Prefix>>,
+    stale: HashMap<PeerKey, BTreeSet<Prefix>>,
     best: BTreeMap<Prefix, Best>,
     dirty: BTreeSet<Prefix>,
 }
@@ -155,10 +181,11 @@ impl Rib {
         &self.local
     }
 
-    /// Import checks: AS loop (RFC 4271 §9.1.2), ORIGINATOR_ID / CLUSTER_LIST loop
-    /// (RFC 4456 §8), a next hop to forward to.
-    fn import_check(&self, a: &PathAttrs) -> bool {
-        if a.contains_as(self.local_as) {
+    /// Import checks: AS loop (RFC 4271 §9.1.2: our AS on the session in the AS_PATH more
+    /// than the peer's `allow_local_as` times, as BIRD's `allow local as`), ORIGINATOR_ID /
+    /// CLUSTER_LIST loop (RFC 4456 §8), a next hop to forward to.
+    fn import_check(&self, peer: &PeerInfo, a: &PathAttrs) -> bool {
+        if a.count_as(peer.local_as) > peer.allow_local_as as usize {
             return false;
         }
         if a.originator_id == Some(self.router_id) {
@@ -181,13 +208,13 @@ impl Rib {
         attrs: Option<&PathAttrs>,
     ) -> ImportStats {
         let mut st = ImportStats::default();
-        if let Some(st) = self.stale.get_mut(&peer.address) {
+        if let Some(st) = self.stale.get_mut(&peer.key) {
             for p in withdrawn.iter().chain(announced.iter()) {
                 st.remove(p);
             }
         }
-        let rib_in = self.adj_in.entry(peer.address).or_default();
-        let rejected = self.rejected.entry(peer.address).or_default();
+        let rib_in = self.adj_in.entry(peer.key).or_default();
+        let rejected = self.rejected.entry(peer.key).or_default();
         for p in withdrawn.iter() {
             rejected.remove(p);
             if rib_in.remove(p).is_some() {
@@ -196,15 +223,15 @@ impl Rib {
             }
         }
         if let Some(a) = attrs {
-            let ok = self.import_check(a);
+            let ok = self.import_check(peer, a);
             let shared = Arc::new(a.clone());
-            let rib_in = self.adj_in.entry(peer.address).or_default();
-            let rejected = self.rejected.entry(peer.address).or_default();
+            let rib_in = self.adj_in.entry(peer.key).or_default();
+            let rejected = self.rejected.entry(peer.key).or_default();
             for p in announced {
                 if ok {
                     rejected.remove(p);
                     let path = Path {
-                        peer: peer.address,
+                        peer: peer.key,
                         ebgp: peer.ebgp,
                         remote_id: peer.remote_id,
                         attrs: shared.clone(),
@@ -227,7 +254,7 @@ impl Rib {
     }
 
     /// The peer went down: forget everything it sent.
-    pub fn peer_down(&mut self, peer: &IpAddr) {
+    pub fn peer_down(&mut self, peer: &PeerKey) {
         if let Some(m) = self.adj_in.remove(peer) {
             self.dirty.extend(m.into_keys());
         }
@@ -238,7 +265,7 @@ impl Rib {
     /// The peer went down gracefully (RFC 4724): keep its routes of these families, as
     /// stale, until it refreshes them ([`Rib::sweep_stale`] after its End-of-RIB) or its
     /// restart time runs out. Forwarding does not change meanwhile.
-    pub fn peer_stale(&mut self, peer: &IpAddr, afis: &[Afi]) -> usize {
+    pub fn peer_stale(&mut self, peer: &PeerKey, afis: &[Afi]) -> usize {
         let Some(m) = self.adj_in.get(peer) else {
             return 0;
         };
@@ -264,7 +291,7 @@ impl Rib {
     }
 
     /// Removes the peer's routes that are still stale (of one family, or all).
-    pub fn sweep_stale(&mut self, peer: &IpAddr, afi: Option<Afi>) -> usize {
+    pub fn sweep_stale(&mut self, peer: &PeerKey, afi: Option<Afi>) -> usize {
         let Some(st) = self.stale.get_mut(peer) else {
             return 0;
         };
@@ -290,12 +317,12 @@ impl Rib {
     }
 
     /// Number of stale routes kept for a peer.
-    pub fn stale_count(&self, peer: &IpAddr) -> usize {
+    pub fn stale_count(&self, peer: &PeerKey) -> usize {
         self.stale.get(peer).map_or(0, |s| s.len())
     }
 
     /// (received, accepted) prefix counts for a peer.
-    pub fn peer_counts(&self, peer: &IpAddr) -> (u64, u64) {
+    pub fn peer_counts(&self, peer: &PeerKey) -> (u64, u64) {
         let acc = self.adj_in.get(peer).map_or(0, |m| m.len()) as u64;
         let rej = self.rejected.get(peer).map_or(0, |m| m.len()) as u64;
         (acc + rej, acc)
@@ -398,7 +425,7 @@ impl Rib {
             }
             Best::Learned(paths) => {
                 let best = &paths[0];
-                if !peer.export_learned || best.peer == peer.address || (!best.ebgp && !peer.ebgp) {
+                if !peer.export_learned || best.peer == peer.key || (!best.ebgp && !peer.ebgp) {
                     return None;
                 }
                 let mut a = (*best.attrs).clone();
@@ -414,7 +441,10 @@ impl Rib {
                 } else {
                     a.local_pref = Some(a.local_pref.unwrap_or(100));
                 }
-                if !peer.keep_original_next_hop {
+                if !peer
+                    .next_hop_mode
+                    .keeps(peer.ebgp, prefix.afi(), a.next_hop)
+                {
                     a.next_hop = Some(next_hop_self);
                     a.next_hop_local = None;
                 }
@@ -424,10 +454,44 @@ impl Rib {
     }
 }
 
+/// What happens to the next hop of a route sent to a peer: Calico's `nextHopMode`, done
+/// as Calico's BIRD configuration does it (nothing for `Auto`, `next hop self;` for
+/// `Self`, `next hop keep;` for `Keep`; BIRD 2's `bgp_use_next_hop`).
+///
+/// Locally originated routes (blocks, service CIDRs: blackholes without a gateway) always
+/// carry our own address, in every mode, as BIRD's `bgp_use_gateway` gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum NextHopMode {
+    /// BIRD's default: a learned route keeps its next hop towards iBGP peers (when it
+    /// has one of the route's family) and gets ours towards eBGP peers. (BIRD also keeps
+    /// it between single-hop eBGP peers on one interface; Brindle does not know
+    /// interfaces, and Calico's sessions are all `multihop`, so it is ours there.)
+    #[default]
+    Auto,
+    /// `next hop self`: always our address.
+    SelfHop,
+    /// `next hop keep`: never rewritten, towards eBGP peers too.
+    Keep,
+}
+
+impl NextHopMode {
+    /// True when a learned route of family `afi` with next hop `original` is sent with
+    /// that next hop unchanged, false when it gets ours.
+    pub fn keeps(self, ebgp: bool, afi: Afi, original: Option<IpAddr>) -> bool {
+        match self {
+            NextHopMode::SelfHop => false,
+            NextHopMode::Keep => original.is_some(),
+            NextHopMode::Auto => {
+                !ebgp && original.is_some_and(|nh| !nh.is_unspecified() && Afi::of(&nh) == afi)
+            }
+        }
+    }
+}
+
 /// The peer routes are exported to.
 #[derive(Debug, Clone)]
 pub struct ExportPeer {
-    pub address: IpAddr,
+    pub key: PeerKey,
     pub ebgp: bool,
     pub local_as: u32,
     pub remote_as: u32,
@@ -438,7 +502,7 @@ pub struct ExportPeer {
     pub next_hop_v4: Option<IpAddr>,
     pub next_hop_v6: Option<IpAddr>,
     pub export_learned: bool,
-    pub keep_original_next_hop: bool,
+    pub next_hop_mode: NextHopMode,
 }
 
 /// What was advertised to one peer.
@@ -526,12 +590,11 @@ mod tests {
     fn p(s: &str) -> Prefix {
         s.parse().unwrap()
     }
+    fn key(a: &str) -> PeerKey {
+        PeerKey::from(a.parse::<IpAddr>().unwrap())
+    }
     fn peer(a: &str, ebgp: bool) -> PeerInfo {
-        PeerInfo {
-            address: a.parse().unwrap(),
-            ebgp,
-            remote_id: a.parse().unwrap(),
-        }
+        PeerInfo::new(key(a), ebgp, a.parse().unwrap(), 64512)
     }
     fn attrs(path: &[u32], nh: &str) -> PathAttrs {
         PathAttrs {
@@ -550,7 +613,7 @@ mod tests {
     }
     fn export_peer(a: &str, ebgp: bool) -> ExportPeer {
         ExportPeer {
-            address: a.parse().unwrap(),
+            key: key(a),
             ebgp,
             local_as: 64512,
             remote_as: if ebgp { 65000 } else { 64512 },
@@ -558,7 +621,7 @@ mod tests {
             next_hop_v4: Some("10.0.0.1".parse().unwrap()),
             next_hop_v6: Some("fd00::1".parse().unwrap()),
             export_learned: false,
-            keep_original_next_hop: false,
+            next_hop_mode: NextHopMode::Auto,
         }
     }
 
@@ -628,7 +691,7 @@ mod tests {
                 next_hops: vec!["10.0.0.2".parse().unwrap()]
             }]
         );
-        r.peer_down(&"10.0.0.2".parse().unwrap());
+        r.peer_down(&key("10.0.0.2"));
         let (_, fib) = r.recompute();
         assert_eq!(
             fib,
@@ -650,7 +713,7 @@ mod tests {
             Some(&attrs(&[], "10.0.0.2")),
         );
         r.recompute();
-        assert_eq!(r.peer_stale(&pe.address, &[Afi::Ipv4]), 2);
+        assert_eq!(r.peer_stale(&pe.key, &[Afi::Ipv4]), 2);
         let (changed, fib) = r.recompute();
         assert!(
             changed.is_empty() && fib.is_empty(),
@@ -663,9 +726,9 @@ mod tests {
             &[p("10.65.0.64/26")],
             Some(&attrs(&[], "10.0.0.2")),
         );
-        assert_eq!(r.stale_count(&pe.address), 1);
+        assert_eq!(r.stale_count(&pe.key), 1);
         // End-of-RIB: what was not refreshed goes
-        assert_eq!(r.sweep_stale(&pe.address, Some(Afi::Ipv4)), 1);
+        assert_eq!(r.sweep_stale(&pe.key, Some(Afi::Ipv4)), 1);
         let (_, fib) = r.recompute();
         assert_eq!(
             fib,
@@ -674,7 +737,7 @@ mod tests {
                 next_hops: vec![]
             }]
         );
-        assert_eq!(r.stale_count(&pe.address), 0);
+        assert_eq!(r.stale_count(&pe.key), 0);
     }
 
     #[test]
@@ -695,7 +758,7 @@ mod tests {
             &[p("192.0.3.0/24")],
             Some(&a),
         );
-        assert_eq!(r.peer_counts(&"10.0.0.2".parse().unwrap()), (2, 0));
+        assert_eq!(r.peer_counts(&key("10.0.0.2")), (2, 0));
         assert!(r.recompute().0.is_empty());
     }
 
@@ -762,14 +825,14 @@ mod tests {
             r.export(&p("10.65.0.64/26"), &ebgp).unwrap().as_path_flat(),
             vec![64512]
         );
-        // eBGP -> iBGP, next hop self
-        let a = r.export(&p("0.0.0.0/0"), &ibgp).unwrap();
-        assert_eq!(a.next_hop, Some("10.0.0.1".parse().unwrap()));
-        ibgp.keep_original_next_hop = true;
+        // eBGP -> iBGP: the next hop is kept (BIRD's default), or ours with `Self`
         assert_eq!(
             r.export(&p("0.0.0.0/0"), &ibgp).unwrap().next_hop,
             Some("10.0.0.254".parse().unwrap())
         );
+        ibgp.next_hop_mode = NextHopMode::SelfHop;
+        let a = r.export(&p("0.0.0.0/0"), &ibgp).unwrap();
+        assert_eq!(a.next_hop, Some("10.0.0.1".parse().unwrap()));
         // never back to the source
         let mut src = export_peer("10.0.0.254", true);
         src.export_learned = true;
@@ -806,5 +869,185 @@ mod tests {
         assert_eq!(d.announce.len(), 1);
         assert_eq!(d.announce[0].0.communities, vec![1]);
         assert_eq!(out.len(), 2);
+    }
+
+    #[test]
+    fn sessions_to_one_address_on_two_ports_are_two_peers() {
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        let a = PeerInfo::new(key("10.0.0.5"), true, "10.0.0.5".parse().unwrap(), 64512);
+        let b = PeerInfo::new(
+            PeerKey::new("10.0.0.5".parse().unwrap(), 1790),
+            true,
+            "10.0.0.6".parse().unwrap(),
+            64512,
+        );
+        r.peer_update(
+            &a,
+            &[],
+            &[p("192.0.2.0/24")],
+            Some(&attrs(&[65001], "10.0.0.5")),
+        );
+        r.peer_update(
+            &b,
+            &[],
+            &[p("192.0.2.0/24"), p("198.51.100.0/24")],
+            Some(&attrs(&[65002], "10.0.0.5")),
+        );
+        r.recompute();
+        assert_eq!(r.peer_counts(&a.key), (1, 1));
+        assert_eq!(r.peer_counts(&b.key), (2, 2));
+        let Some(Best::Learned(paths)) = r.best().get(&p("192.0.2.0/24")) else {
+            panic!("no learned route")
+        };
+        let mut from: Vec<PeerKey> = paths.iter().map(|x| x.peer).collect();
+        from.sort();
+        assert_eq!(from, vec![a.key, b.key], "both sessions' paths");
+        // one session goes down: the other's routes stay
+        r.peer_down(&b.key);
+        r.recompute();
+        assert_eq!(r.peer_counts(&a.key), (1, 1));
+        assert_eq!(r.peer_counts(&b.key), (0, 0));
+        assert!(r.best().contains_key(&p("192.0.2.0/24")));
+        assert!(!r.best().contains_key(&p("198.51.100.0/24")));
+        // stale handling is per session too
+        assert_eq!(r.peer_stale(&a.key, &[Afi::Ipv4]), 1);
+        assert_eq!(r.stale_count(&b.key), 0);
+        assert_eq!(r.sweep_stale(&b.key, None), 0);
+        assert_eq!(r.stale_count(&a.key), 1);
+        // a learned route is not sent back to its session, but to the other one on
+        // the same address (another speaker) it is
+        r.peer_update(
+            &a,
+            &[],
+            &[p("192.0.2.0/24")],
+            Some(&attrs(&[65001], "10.0.0.5")),
+        );
+        r.recompute();
+        let mut to_a = export_peer("10.0.0.5", true);
+        to_a.export_learned = true;
+        to_a.remote_as = 65001;
+        let mut to_b = to_a.clone();
+        to_b.key = b.key;
+        to_b.remote_as = 65002;
+        assert!(r.export(&p("192.0.2.0/24"), &to_a).is_none());
+        assert!(r.export(&p("192.0.2.0/24"), &to_b).is_some());
+    }
+
+    #[test]
+    fn allow_local_as_accepts_our_as_up_to_n_times() {
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        let mut pe = peer("10.0.0.2", true);
+        let once = attrs(&[65000, 64512], "10.0.0.2");
+        let twice = attrs(&[65000, 64512, 65001, 64512], "10.0.0.2");
+        // default: a loop
+        let st = r.peer_update(&pe, &[], &[p("192.0.2.0/24")], Some(&once));
+        assert_eq!((st.accepted, st.rejected), (0, 1));
+        // allow local as 1: once is fine, twice is not
+        pe.allow_local_as = 1;
+        let st = r.peer_update(&pe, &[], &[p("192.0.2.0/24")], Some(&once));
+        assert_eq!((st.accepted, st.rejected), (1, 0));
+        let st = r.peer_update(&pe, &[], &[p("192.0.3.0/24")], Some(&twice));
+        assert_eq!((st.accepted, st.rejected), (0, 1));
+        assert_eq!(r.peer_counts(&pe.key), (2, 1));
+        pe.allow_local_as = 2;
+        let st = r.peer_update(&pe, &[], &[p("192.0.3.0/24")], Some(&twice));
+        assert_eq!((st.accepted, st.rejected), (1, 0));
+        r.recompute();
+        assert!(r.best().contains_key(&p("192.0.2.0/24")));
+        assert!(r.best().contains_key(&p("192.0.3.0/24")));
+        // an AS_SET counts too
+        let mut set = attrs(&[65000], "10.0.0.2");
+        set.as_path.push(AsSegment {
+            kind: SegmentKind::Set,
+            asns: vec![64512, 65005],
+        });
+        pe.allow_local_as = 0;
+        let st = r.peer_update(&pe, &[], &[p("192.0.4.0/24")], Some(&set));
+        assert_eq!(st.rejected, 1);
+        // other peers keep the strict check
+        let other = peer("10.0.0.3", true);
+        let st = r.peer_update(&other, &[], &[p("192.0.2.0/24")], Some(&once));
+        assert_eq!(st.rejected, 1);
+    }
+
+    #[test]
+    fn loop_check_uses_the_sessions_local_as() {
+        // a BGPPeer with localASNumber 65100: BIRD looks for 65100, as `local as 65100`
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        let pe = PeerInfo::new(key("10.0.0.2"), true, "10.0.0.2".parse().unwrap(), 65100);
+        let st = r.peer_update(
+            &pe,
+            &[],
+            &[p("192.0.2.0/24")],
+            Some(&attrs(&[65000, 65100], "10.0.0.2")),
+        );
+        assert_eq!(st.rejected, 1);
+        let st = r.peer_update(
+            &pe,
+            &[],
+            &[p("192.0.3.0/24")],
+            Some(&attrs(&[65000, 64512], "10.0.0.2")),
+        );
+        assert_eq!(st.accepted, 1);
+    }
+
+    #[test]
+    fn next_hop_modes_as_calico_bird_config() {
+        use NextHopMode::*;
+        let mut r = Rib::new(64512, "10.0.0.1".parse().unwrap());
+        // learned over eBGP from 10.0.0.254 and over iBGP from 10.0.0.2
+        r.peer_update(
+            &peer("10.0.0.254", true),
+            &[],
+            &[p("0.0.0.0/0")],
+            Some(&attrs(&[65000], "10.0.0.254")),
+        );
+        r.peer_update(
+            &peer("10.0.0.2", false),
+            &[],
+            &[p("10.65.0.64/26")],
+            Some(&attrs(&[], "10.0.0.2")),
+        );
+        r.originate(p("10.65.0.0/26"), LocalRoute::default());
+        r.recompute();
+        let us: IpAddr = "10.0.0.1".parse().unwrap();
+        let nh = |r: &Rib, pfx: &str, ebgp: bool, mode: NextHopMode| {
+            let mut e = export_peer(if ebgp { "10.0.0.250" } else { "10.0.0.3" }, ebgp);
+            e.remote_as = if ebgp { 65100 } else { 64512 };
+            e.export_learned = true;
+            e.next_hop_mode = mode;
+            r.export(&p(pfx), &e).map(|a| a.next_hop.unwrap())
+        };
+        let orig = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // (prefix, towards eBGP, mode) -> next hop; None: not exported (iBGP split horizon)
+        let cases: &[(&str, bool, NextHopMode, Option<IpAddr>)] = &[
+            // Auto: BIRD's default, keep towards iBGP, self towards eBGP
+            ("0.0.0.0/0", false, Auto, orig("10.0.0.254")),
+            ("10.65.0.64/26", true, Auto, Some(us)),
+            // Self: `next hop self;`
+            ("0.0.0.0/0", false, SelfHop, Some(us)),
+            ("10.65.0.64/26", true, SelfHop, Some(us)),
+            // Keep: `next hop keep;`, towards eBGP too
+            ("0.0.0.0/0", false, Keep, orig("10.0.0.254")),
+            ("10.65.0.64/26", true, Keep, orig("10.0.0.2")),
+            ("10.65.0.64/26", false, Keep, None),
+        ];
+        for (pfx, ebgp, mode, want) in cases {
+            assert_eq!(
+                nh(&r, pfx, *ebgp, *mode),
+                *want,
+                "{pfx} ebgp={ebgp} {mode:?}"
+            );
+        }
+        // our own routes carry our address whatever the mode
+        for mode in [Auto, SelfHop, Keep] {
+            for ebgp in [false, true] {
+                assert_eq!(nh(&r, "10.65.0.0/26", ebgp, mode), Some(us), "{mode:?}");
+            }
+        }
+        // Auto towards iBGP: a next hop of the other family is not usable, ours goes
+        assert!(!Auto.keeps(false, Afi::Ipv4, orig("fd00::2")));
+        assert!(!Auto.keeps(false, Afi::Ipv4, orig("0.0.0.0")));
+        assert!(Keep.keeps(true, Afi::Ipv4, orig("fd00::2")));
     }
 }

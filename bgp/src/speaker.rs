@@ -9,14 +9,14 @@
 
 use crate::codec;
 use crate::fsm::{Action, ConnId, Session, SessionConfig};
-use crate::rib::{AdjRibOut, Best, ExportPeer, FibChange, LocalRoute, PeerInfo, Rib};
+use crate::rib::{AdjRibOut, Best, ExportPeer, FibChange, LocalRoute, NextHopMode, PeerInfo, Rib};
 use crate::status::{
     bird_state_dsc, calico_info, BirdError, PeerStatus, PeerType, RouteStatus, RoutesStatus,
     SessionState, SpeakerStatus,
 };
 use crate::transport::{self, ConnectOptions, Listener, TtlMode};
-use crate::types::{codes, community_str, Afi, Notification, Prefix};
-use std::collections::{BTreeMap, HashMap};
+use crate::types::{codes, community_str, Afi, Notification, PeerKey, Prefix};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -45,7 +45,11 @@ pub struct PeerConfig {
     pub source_address: Option<IpAddr>,
     pub hold_time: u16,
     pub connect_retry: Duration,
-    pub keep_original_next_hop: bool,
+    /// Calico's `nextHopMode` for the routes sent to this peer.
+    pub next_hop_mode: NextHopMode,
+    /// BIRD's `allow local as N` (Calico's `numAllowedLocalASNumbers`): routes whose
+    /// AS_PATH holds our AS up to this many times are accepted. 0: none (the default).
+    pub allow_local_as: u32,
     pub export_learned: bool,
     /// Families to offer; empty means the family of `address`.
     pub afis: Vec<Afi>,
@@ -68,11 +72,25 @@ impl PeerConfig {
             source_address: None,
             hold_time: 90,
             connect_retry: Duration::from_secs(5),
-            keep_original_next_hop: false,
+            next_hop_mode: NextHopMode::Auto,
+            allow_local_as: 0,
             export_learned: false,
             afis: Vec::new(),
             graceful_restart_time: Some(120),
         }
+    }
+
+    /// The session's identity: address and port.
+    pub fn key(&self) -> PeerKey {
+        PeerKey::new(self.address, self.port)
+    }
+
+    /// The TCP-MD5 key, if any (an empty password is none).
+    fn md5_key(&self) -> Option<&[u8]> {
+        self.password
+            .as_deref()
+            .map(str::as_bytes)
+            .filter(|k| !k.is_empty())
     }
 
     fn ttl_mode(&self) -> TtlMode {
@@ -98,10 +116,12 @@ impl PeerConfig {
         s
     }
 
-    /// Fields whose change needs a new session (everything but export policy).
+    /// Fields whose change needs a new session (everything but export policy; a change
+    /// of `allow_local_as` restarts the session, so that what it had rejected is sent
+    /// again).
     fn session_key(&self) -> PeerConfig {
         PeerConfig {
-            keep_original_next_hop: false,
+            next_hop_mode: NextHopMode::Auto,
             export_learned: false,
             name: String::new(),
             peer_type: PeerType::Global,
@@ -129,7 +149,7 @@ enum Command {
     SetPeers(Vec<PeerConfig>),
     /// Add or update one peer; others untouched.
     UpsertPeer(PeerConfig),
-    RemovePeer(IpAddr),
+    RemovePeer(PeerKey),
     Originate(Prefix, LocalRoute),
     Withdraw(Prefix),
     SetLocalRoutes(BTreeMap<Prefix, LocalRoute>),
@@ -143,13 +163,21 @@ enum Command {
 
 enum Event {
     Incoming(TcpStream, SocketAddr, SocketAddr),
+    /// An incoming connection from an address several sessions share, once the AS in
+    /// its OPEN was read (without consuming it); `None`: no OPEN in time.
+    Identified {
+        stream: TcpStream,
+        from: SocketAddr,
+        local: SocketAddr,
+        remote_as: Option<u32>,
+    },
     Connected {
-        peer: IpAddr,
+        peer: PeerKey,
         generation: u64,
         stream: TcpStream,
     },
     ConnectFailed {
-        peer: IpAddr,
+        peer: PeerKey,
         generation: u64,
         error: String,
         /// The kernel's errno; `None` when the attempt timed out here.
@@ -209,6 +237,8 @@ impl Speaker {
             listener,
             peers: BTreeMap::new(),
             conns: HashMap::new(),
+            listener_md5: BTreeMap::new(),
+            md5_conflicts: BTreeSet::new(),
             next_conn: 1,
             next_generation: 1,
             ev_tx,
@@ -240,8 +270,8 @@ impl Speaker {
     }
 
     /// Removes a peer (Cease / Peer De-configured).
-    pub fn remove_peer(&self, address: IpAddr) {
-        let _ = self.tx.send(Command::RemovePeer(address));
+    pub fn remove_peer(&self, peer: PeerKey) {
+        let _ = self.tx.send(Command::RemovePeer(peer));
     }
 
     /// Originates (or updates the communities of) one prefix.
@@ -408,7 +438,7 @@ fn received_codes(last_error: &str) -> Option<(u8, u8)> {
 }
 
 struct ConnHandle {
-    peer: IpAddr,
+    peer: PeerKey,
     local: SocketAddr,
     writer: mpsc::UnboundedSender<Option<Vec<u8>>>,
     writer_task: tokio::task::JoinHandle<()>,
@@ -424,8 +454,13 @@ struct Core {
     listen: Vec<SocketAddr>,
     listener: Option<Arc<Listener>>,
     rib: Rib,
-    peers: BTreeMap<IpAddr, PeerState>,
+    peers: BTreeMap<PeerKey, PeerState>,
     conns: HashMap<ConnId, ConnHandle>,
+    /// The TCP-MD5 password installed on the listener per remote address (the kernel
+    /// keys it by address only, so sessions sharing an address share it).
+    listener_md5: BTreeMap<IpAddr, Option<String>>,
+    /// Addresses whose sessions disagree on the password (warned once).
+    md5_conflicts: BTreeSet<IpAddr>,
     next_conn: ConnId,
     next_generation: u64,
     ev_tx: mpsc::UnboundedSender<Event>,
@@ -480,7 +515,7 @@ impl Core {
                         let last = self.unconfigured_last.map(|a| a.to_string()).unwrap_or_default();
                         warn!(count = n, last_from = %last, total = self.unconfigured, "{n} more connections from addresses that are not configured peers were closed (not logged one by one)");
                     }
-                    let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+                    let addrs: Vec<PeerKey> = self.peers.keys().copied().collect();
                     for a in addrs {
                         if let Some(p) = self.peers.get_mut(&a) {
                             if p.stale_until.is_some_and(|d| d <= now) {
@@ -502,7 +537,7 @@ impl Core {
 
     fn shutdown(&mut self, graceful: bool) {
         let now = Instant::now();
-        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+        let addrs: Vec<PeerKey> = self.peers.keys().copied().collect();
         for a in addrs {
             if let Some(p) = self.peers.get_mut(&a) {
                 let cease = Notification::cease(codes::CEASE_ADMIN_SHUTDOWN);
@@ -561,7 +596,7 @@ impl Core {
                     self.rib.local_as = asn;
                     let peers: Vec<PeerConfig> =
                         self.peers.values().map(|p| p.cfg.clone()).collect();
-                    let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+                    let addrs: Vec<PeerKey> = self.peers.keys().copied().collect();
                     for a in addrs {
                         self.remove_peer(a, codes::CEASE_OTHER_CONFIG_CHANGE);
                     }
@@ -573,9 +608,9 @@ impl Core {
     }
 
     fn set_peers(&mut self, list: Vec<PeerConfig>) {
-        let wanted: BTreeMap<IpAddr, PeerConfig> =
-            list.into_iter().map(|p| (p.address, p)).collect();
-        let gone: Vec<IpAddr> = self
+        let wanted: BTreeMap<PeerKey, PeerConfig> =
+            list.into_iter().map(|p| (p.key(), p)).collect();
+        let gone: Vec<PeerKey> = self
             .peers
             .keys()
             .filter(|a| !wanted.contains_key(a))
@@ -591,7 +626,7 @@ impl Core {
     }
 
     fn upsert_peer(&mut self, cfg: PeerConfig) {
-        let a = cfg.address;
+        let a = cfg.key();
         match self.peers.get_mut(&a) {
             Some(p) if p.cfg == cfg => {}
             Some(p) if p.cfg.session_key() == cfg.session_key() => {
@@ -608,24 +643,52 @@ impl Core {
         }
     }
 
+    /// Installs on the listener the TCP-MD5 key for `ip` that its sessions call for.
+    fn refresh_listener_md5(&mut self, ip: IpAddr) {
+        let Some(l) = &self.listener else {
+            return;
+        };
+        let sessions: Vec<&PeerConfig> = self
+            .peers
+            .values()
+            .map(|p| &p.cfg)
+            .filter(|c| c.address == ip)
+            .collect();
+        let (want, conflict) = listener_password(&sessions);
+        if conflict {
+            if self.md5_conflicts.insert(ip) {
+                let names: Vec<String> = sessions
+                    .iter()
+                    .map(|c| format!("{} ({})", c.name, c.key()))
+                    .collect();
+                warn!(peer = %ip, sessions = ?names, using = %sessions[0].name, "sessions to one address have different passwords: the kernel keys TCP MD5 on the listener by address only, so incoming connections from it are checked with the first session's password (each session's own connections use its own)");
+            }
+        } else {
+            self.md5_conflicts.remove(&ip);
+        }
+        let want = want.map(str::to_string);
+        let installed = self.listener_md5.get(&ip);
+        if installed == Some(&want) || (installed.is_none() && want.is_none()) {
+            return;
+        }
+        if let Err(e) = l.set_md5(ip, want.as_deref().map(str::as_bytes)) {
+            warn!(peer = %ip, error = %e, "cannot install TCP MD5 key on the listener");
+        }
+        if sessions.is_empty() {
+            self.listener_md5.remove(&ip);
+        } else {
+            self.listener_md5.insert(ip, want);
+        }
+    }
+
     fn add_peer(&mut self, cfg: PeerConfig) {
         let now = Instant::now();
-        if let Some(l) = &self.listener {
-            let key = cfg
-                .password
-                .as_deref()
-                .map(str::as_bytes)
-                .filter(|k| !k.is_empty());
-            if let Err(e) = l.set_md5(cfg.address, key) {
-                warn!(peer = %cfg.address, error = %e, "cannot install TCP MD5 key on the listener");
-            }
-        }
-        info!(peer = %cfg.address, remote_as = cfg.remote_as, name = %cfg.name, passive = cfg.passive, "peer added");
+        info!(peer = %cfg.key(), remote_as = cfg.remote_as, name = %cfg.name, passive = cfg.passive, "peer added");
         let session = Session::new(
             cfg.session_config(self.cfg.router_id, self.cfg.restarting),
             now,
         );
-        let a = cfg.address;
+        let a = cfg.key();
         let generation = self.next_generation;
         self.next_generation += 1;
         self.peers.insert(
@@ -643,6 +706,7 @@ impl Core {
                 up: false,
             },
         );
+        self.refresh_listener_md5(a.ip);
         let acts = self
             .peers
             .get_mut(&a)
@@ -651,18 +715,14 @@ impl Core {
         self.apply(a, acts);
     }
 
-    fn remove_peer(&mut self, a: IpAddr, cease: u8) {
+    fn remove_peer(&mut self, a: PeerKey, cease: u8) {
         let now = Instant::now();
         if let Some(p) = self.peers.get_mut(&a) {
             let acts = p.session.stop(now, Notification::cease(cease));
             self.apply(a, acts);
         }
-        if let Some(p) = self.peers.remove(&a) {
-            if p.cfg.password.is_some() {
-                if let Some(l) = &self.listener {
-                    let _ = l.set_md5(a, None);
-                }
-            }
+        if self.peers.remove(&a).is_some() {
+            self.refresh_listener_md5(a.ip);
         }
         self.rib.peer_down(&a);
     }
@@ -672,31 +732,65 @@ impl Core {
         match e {
             Event::Incoming(stream, peer, local) => {
                 let ip = transport::normalize(peer).ip();
-                let Some(p) = self.peers.get_mut(&ip) else {
-                    self.unconfigured += 1;
-                    self.unconfigured_last = Some(peer);
-                    if let Some(n) = self.unconfigured_log.hit(now) {
-                        if n == 0 {
-                            warn!(from = %peer, "connection from an address that is not a configured peer: closed");
-                        } else {
-                            warn!(from = %peer, suppressed = n, total = self.unconfigured, "connection from an address that is not a configured peer: closed ({n} more since the last such line were not logged)");
+                let sessions: Vec<PeerKey> = self.sessions_of(ip).collect();
+                match sessions[..] {
+                    [] => self.unconfigured_connection(peer, now),
+                    [one] => self.accept(one, stream, local, now),
+                    _ => {
+                        // several sessions share the address: read the AS in its OPEN first.
+                        // GTSM / TTL options go on before that when the sessions agree on
+                        // them (else the chosen session's, once known).
+                        let modes: Vec<TtlMode> = self
+                            .peers
+                            .values()
+                            .filter(|p| p.cfg.address == ip)
+                            .map(|p| p.cfg.ttl_mode())
+                            .collect();
+                        if modes.iter().all(|m| *m == modes[0]) {
+                            if let Err(e) = transport::apply_ttl(&stream, &modes[0]) {
+                                warn!(from = %peer, error = %e, "cannot set TTL options");
+                            }
                         }
+                        debug!(from = %peer, sessions = sessions.len(), "incoming connection from an address with several sessions: reading its OPEN");
+                        let ev = self.ev_tx.clone();
+                        tokio::spawn(async move {
+                            if let Some((stream, remote_as)) = identify(stream).await {
+                                let _ = ev.send(Event::Identified {
+                                    stream,
+                                    from: peer,
+                                    local,
+                                    remote_as,
+                                });
+                            }
+                        });
                     }
-                    return;
-                };
-                if let Err(e) = transport::apply_ttl(&stream, &p.cfg.ttl_mode()) {
-                    warn!(peer = %ip, error = %e, "cannot set TTL options");
                 }
-                let id = self.next_conn;
-                self.next_conn += 1;
-                debug!(peer = %ip, conn = id, "incoming connection");
-                self.spawn_conn(id, ip, stream, local);
-                let acts = self
+            }
+            Event::Identified {
+                stream,
+                from,
+                local,
+                remote_as,
+            } => {
+                let ip = transport::normalize(from).ip();
+                let candidates: Vec<IncomingCandidate> = self
                     .peers
-                    .get_mut(&ip)
-                    .map(|p| p.session.on_incoming(now, id))
-                    .unwrap_or_default();
-                self.apply(ip, acts);
+                    .values()
+                    .filter(|p| p.cfg.address == ip)
+                    .map(|p| IncomingCandidate {
+                        key: p.cfg.key(),
+                        remote_as: p.cfg.remote_as,
+                        source_address: p.cfg.source_address,
+                        established: p.session.state() == SessionState::Established,
+                    })
+                    .collect();
+                match choose_incoming(&candidates, transport::normalize(local), remote_as) {
+                    Some(key) => {
+                        debug!(from = %from, ?remote_as, peer = %key, "incoming connection matched to a session");
+                        self.accept(key, stream, local, now)
+                    }
+                    None => self.unconfigured_connection(from, now),
+                }
             }
             Event::Connected {
                 peer,
@@ -786,7 +880,46 @@ impl Core {
         }
     }
 
-    fn spawn_conn(&mut self, id: ConnId, peer: IpAddr, stream: TcpStream, local: SocketAddr) {
+    /// The sessions configured for one remote address.
+    fn sessions_of(&self, ip: IpAddr) -> impl Iterator<Item = PeerKey> + '_ {
+        self.peers.keys().filter(move |k| k.ip == ip).copied()
+    }
+
+    /// A connection from an address no session is configured for: closed (by dropping
+    /// it), counted, logged at a bounded rate.
+    fn unconfigured_connection(&mut self, peer: SocketAddr, now: Instant) {
+        self.unconfigured += 1;
+        self.unconfigured_last = Some(peer);
+        if let Some(n) = self.unconfigured_log.hit(now) {
+            if n == 0 {
+                warn!(from = %peer, "connection from an address that is not a configured peer: closed");
+            } else {
+                warn!(from = %peer, suppressed = n, total = self.unconfigured, "connection from an address that is not a configured peer: closed ({n} more since the last such line were not logged)");
+            }
+        }
+    }
+
+    /// Hands an accepted connection to session `key`.
+    fn accept(&mut self, key: PeerKey, stream: TcpStream, local: SocketAddr, now: Instant) {
+        let Some(p) = self.peers.get(&key) else {
+            return;
+        };
+        if let Err(e) = transport::apply_ttl(&stream, &p.cfg.ttl_mode()) {
+            warn!(peer = %key, error = %e, "cannot set TTL options");
+        }
+        let id = self.next_conn;
+        self.next_conn += 1;
+        debug!(peer = %key, conn = id, "incoming connection");
+        self.spawn_conn(id, key, stream, local);
+        let acts = self
+            .peers
+            .get_mut(&key)
+            .map(|p| p.session.on_incoming(now, id))
+            .unwrap_or_default();
+        self.apply(key, acts);
+    }
+
+    fn spawn_conn(&mut self, id: ConnId, peer: PeerKey, stream: TcpStream, local: SocketAddr) {
         let (mut rd, mut wr) = stream.into_split();
         let (wtx, mut wrx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
         let ev = self.ev_tx.clone();
@@ -830,7 +963,7 @@ impl Core {
         );
     }
 
-    fn apply(&mut self, peer: IpAddr, actions: Vec<Action>) {
+    fn apply(&mut self, peer: PeerKey, actions: Vec<Action>) {
         for a in actions {
             match a {
                 Action::Connect => self.connect(peer),
@@ -933,12 +1066,14 @@ impl Core {
                         debug!(peer = %peer, note = %d, "attribute discarded (RFC 7606)");
                     }
                     let info = PeerInfo {
-                        address: peer,
+                        key: peer,
                         ebgp: p.cfg.local_as != p.cfg.remote_as,
                         remote_id: p
                             .session
                             .negotiated()
                             .map_or(Ipv4Addr::UNSPECIFIED, |n| n.remote_id),
+                        local_as: p.cfg.local_as,
+                        allow_local_as: p.cfg.allow_local_as,
                     };
                     self.rib
                         .peer_update(&info, &u.withdrawn, &u.announced, u.attrs.as_ref());
@@ -971,7 +1106,7 @@ impl Core {
     /// Keeps an error on connection `conn` as BIRD would (`bgp_store_error`): while the
     /// session is up, only errors of its own connection count. A BGP error other than a
     /// Cease makes BIRD restart the protocol, which changes its `since`.
-    fn note_error(&mut self, peer: IpAddr, conn: ConnId, e: BirdError) {
+    fn note_error(&mut self, peer: PeerKey, conn: ConnId, e: BirdError) {
         let ours = self.conns.get(&conn).is_some_and(|c| c.peer == peer);
         let Some(p) = self.peers.get_mut(&peer) else {
             return;
@@ -989,18 +1124,13 @@ impl Core {
         p.bird_error = e;
     }
 
-    fn connect(&mut self, peer: IpAddr) {
+    fn connect(&mut self, peer: PeerKey) {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
-        let mut opts = ConnectOptions::new(SocketAddr::new(peer, p.cfg.port), p.cfg.ttl_mode());
+        let mut opts = ConnectOptions::new(SocketAddr::new(peer.ip, p.cfg.port), p.cfg.ttl_mode());
         opts.source = p.cfg.source_address;
-        opts.md5_key = p
-            .cfg
-            .password
-            .as_ref()
-            .map(|s| s.as_bytes().to_vec())
-            .filter(|k| !k.is_empty());
+        opts.md5_key = p.cfg.md5_key().map(<[u8]>::to_vec);
         opts.timeout = p.cfg.connect_retry.max(Duration::from_secs(1));
         let generation = p.generation;
         let ev = self.ev_tx.clone();
@@ -1031,7 +1161,7 @@ impl Core {
             None => {}
         }
         Some(ExportPeer {
-            address: p.cfg.address,
+            key: p.cfg.key(),
             ebgp: p.cfg.local_as != p.cfg.remote_as,
             local_as: p.cfg.local_as,
             remote_as: p.cfg.remote_as,
@@ -1039,12 +1169,12 @@ impl Core {
             next_hop_v4: v4,
             next_hop_v6: v6,
             export_learned: p.cfg.export_learned,
-            keep_original_next_hop: p.cfg.keep_original_next_hop,
+            next_hop_mode: p.cfg.next_hop_mode,
         })
     }
 
     /// Sends a peer what changed in its Adj-RIB-Out (all prefixes when `prefixes` is None).
-    fn sync_out(&mut self, peer: IpAddr, prefixes: Option<&[Prefix]>) {
+    fn sync_out(&mut self, peer: PeerKey, prefixes: Option<&[Prefix]>) {
         let Some(p) = self.peers.get(&peer) else {
             return;
         };
@@ -1083,7 +1213,7 @@ impl Core {
         if changed.is_empty() {
             return;
         }
-        let addrs: Vec<IpAddr> = self.peers.keys().copied().collect();
+        let addrs: Vec<PeerKey> = self.peers.keys().copied().collect();
         for a in addrs {
             self.sync_out(a, Some(&changed));
         }
@@ -1095,7 +1225,7 @@ impl Core {
             .values()
             .map(|p| {
                 let s = &p.session;
-                let (rx, acc) = self.rib.peer_counts(&p.cfg.address);
+                let (rx, acc) = self.rib.peer_counts(&p.cfg.key());
                 let n = s.negotiated();
                 PeerStatus {
                     peer_address: p.cfg.address,
@@ -1152,6 +1282,7 @@ impl Core {
                     prefix: p.to_string(),
                     next_hop: String::new(),
                     peer_address: None,
+                    peer_port: None,
                     as_path: vec![],
                     local_pref: None,
                     med: None,
@@ -1165,7 +1296,8 @@ impl Core {
                         routes.push(RouteStatus {
                             prefix: p.to_string(),
                             next_hop: a.next_hop.map(|n| n.to_string()).unwrap_or_default(),
-                            peer_address: Some(path.peer),
+                            peer_address: Some(path.peer.ip),
+                            peer_port: Some(path.peer.port),
                             as_path: a.as_path_flat(),
                             local_pref: a.local_pref,
                             med: a.med,
@@ -1179,6 +1311,163 @@ impl Core {
         }
         RoutesStatus { routes }
     }
+}
+
+/// The TCP-MD5 password for the listener's entry for one address, from the sessions to
+/// it (in key order), and whether they disagree. The kernel keys a listener's MD5
+/// entries by remote address only, so sessions to one address on different ports share
+/// one: the first session's; outgoing connections each carry their own session's key.
+fn listener_password<'a>(sessions: &[&'a PeerConfig]) -> (Option<&'a str>, bool) {
+    let pw = |c: &&'a PeerConfig| c.password.as_deref().filter(|p| !p.is_empty());
+    let first = sessions.first().and_then(pw);
+    let conflict = sessions.iter().any(|c| pw(c) != first);
+    (first, conflict)
+}
+
+/// What is known of a session when an incoming connection is to be matched to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct IncomingCandidate {
+    key: PeerKey,
+    remote_as: u32,
+    source_address: Option<IpAddr>,
+    established: bool,
+}
+
+/// Which of several sessions to one address an accepted connection belongs to.
+///
+/// TCP cannot tell: the peer connects from an ephemeral port to our listening port
+/// whatever port we dial it on. BIRD (`bgp_find_proto`) takes the first protocol whose
+/// neighbor address, local port and local address match the connection. Brindle has
+/// one listening port, so it narrows the sessions of the connection's source address
+/// step by step, each step applying only when some session passes it:
+/// 1. the AS the peer announces in its OPEN (read before the connection is handed to a
+///    session; `None` when no OPEN came in time) equals the session's remote AS;
+/// 2. the session's `source_address`, when set, is the address the connection arrived on;
+/// 3. the session is not Established (for an Established session the connection could
+///    only be a collision its FSM closes);
+/// 4. the session's configured remote port is the port the connection arrived on (179
+///    unless `listenPort` says otherwise): the peer listening where we listen is the
+///    one that dials us there;
+/// 5. then the first by port.
+fn choose_incoming(
+    candidates: &[IncomingCandidate],
+    local: SocketAddr,
+    remote_as: Option<u32>,
+) -> Option<PeerKey> {
+    fn narrow(
+        c: Vec<&IncomingCandidate>,
+        keep: impl Fn(&IncomingCandidate) -> bool,
+    ) -> Vec<&IncomingCandidate> {
+        let kept: Vec<&IncomingCandidate> = c.iter().copied().filter(|x| keep(x)).collect();
+        if kept.is_empty() {
+            c
+        } else {
+            kept
+        }
+    }
+    let mut c: Vec<&IncomingCandidate> = candidates.iter().collect();
+    if let Some(asn) = remote_as {
+        c = narrow(c, |x| x.remote_as == asn);
+    }
+    c = narrow(c, |x| x.source_address.is_none_or(|a| a == local.ip()));
+    c = narrow(c, |x| !x.established);
+    c = narrow(c, |x| x.key.port == local.port());
+    c.into_iter().map(|x| x.key).min_by_key(|k| k.port)
+}
+
+/// How long an incoming connection from a shared address may take to send its OPEN
+/// before it is matched without it.
+const IDENTIFY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the first bytes of a connection say about the peer's AS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenPeek {
+    /// Not a whole message yet.
+    Incomplete,
+    /// An OPEN from this AS (the 4-octet AS capability's when present, RFC 6793).
+    As(u32),
+    /// Something else (not an OPEN, or malformed): the session will say what is wrong.
+    Unknown,
+}
+
+/// Reads the peer's AS from an OPEN at the start of `b` (RFC 4271 §4.2, RFC 6793 §3,
+/// RFC 9072 extended optional parameters length).
+fn open_peer_as(b: &[u8]) -> OpenPeek {
+    if b.len() < 19 {
+        return OpenPeek::Incomplete;
+    }
+    let len = u16::from_be_bytes([b[16], b[17]]) as usize;
+    if b[..16].iter().any(|x| *x != 0xff) || b[18] != 1 || !(29..=4096).contains(&len) {
+        return OpenPeek::Unknown;
+    }
+    if b.len() < len {
+        return OpenPeek::Incomplete;
+    }
+    let m = &b[19..len];
+    let my_as = u16::from_be_bytes([m[1], m[2]]) as u32;
+    // optional parameters: (type, length, value), lengths of 2 octets after 255, 255
+    let (mut params, wide) = if m[9] == 255 && m.get(10) == Some(&255) && m.len() >= 13 {
+        (&m[13..], true)
+    } else {
+        (&m[10..], false)
+    };
+    while let Some(&kind) = params.first() {
+        let (plen, hdr) = if wide {
+            match params.get(1..3) {
+                Some(l) => (u16::from_be_bytes([l[0], l[1]]) as usize, 3),
+                None => break,
+            }
+        } else {
+            match params.get(1) {
+                Some(l) => (*l as usize, 2),
+                None => break,
+            }
+        };
+        let Some(value) = params.get(hdr..hdr + plen) else {
+            break;
+        };
+        if kind == 2 {
+            // capabilities: (code, length, value)
+            let mut caps = value;
+            while caps.len() >= 2 {
+                let (code, clen) = (caps[0], caps[1] as usize);
+                let Some(v) = caps.get(2..2 + clen) else {
+                    break;
+                };
+                if code == 65 && clen == 4 {
+                    return OpenPeek::As(u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+                }
+                caps = &caps[2 + clen..];
+            }
+        }
+        params = &params[hdr + plen..];
+    }
+    OpenPeek::As(my_as)
+}
+
+/// Waits (at most [`IDENTIFY_TIMEOUT`]) for the peer's OPEN on an accepted connection
+/// and reads its AS without consuming anything. `None`: the peer closed the connection.
+async fn identify(stream: TcpStream) -> Option<(TcpStream, Option<u32>)> {
+    let read = async {
+        let mut buf = vec![0u8; 4096];
+        loop {
+            let n = stream.peek(&mut buf).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            match open_peer_as(&buf[..n]) {
+                OpenPeek::As(a) => return Some(Some(a)),
+                OpenPeek::Unknown => return Some(None),
+                // peek returns at once while data is waiting: poll for the rest
+                OpenPeek::Incomplete => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    let asn = match tokio::time::timeout(IDENTIFY_TIMEOUT, read).await {
+        Ok(r) => r?,
+        Err(_) => None,
+    };
+    Some((stream, asn))
 }
 
 /// "Connection refused" rather than "Connection refused (os error 111)".
@@ -1378,5 +1667,135 @@ mod tests {
             Some((4, 0))
         );
         assert_eq!(received_codes("Connection closed: x"), None);
+    }
+
+    fn cand(port: u16, asn: u32, established: bool) -> IncomingCandidate {
+        IncomingCandidate {
+            key: PeerKey::new("10.0.0.5".parse().unwrap(), port),
+            remote_as: asn,
+            source_address: None,
+            established,
+        }
+    }
+
+    #[test]
+    fn incoming_connection_matched_among_sessions_to_one_address() {
+        let on_179: SocketAddr = "10.0.0.1:179".parse().unwrap();
+        let port = |k: Option<PeerKey>| k.map(|k| k.port);
+        let both = [cand(179, 65001, false), cand(1790, 65002, false)];
+        // the AS in the OPEN decides
+        assert_eq!(
+            port(choose_incoming(&both, on_179, Some(65002))),
+            Some(1790)
+        );
+        assert_eq!(port(choose_incoming(&both, on_179, Some(65001))), Some(179));
+        // no OPEN (or an AS neither expects): the one on the port it arrived on
+        assert_eq!(port(choose_incoming(&both, on_179, None)), Some(179));
+        assert_eq!(port(choose_incoming(&both, on_179, Some(7))), Some(179));
+        let on_1790: SocketAddr = "10.0.0.1:1790".parse().unwrap();
+        assert_eq!(port(choose_incoming(&both, on_1790, None)), Some(1790));
+        // ... unless that one is Established already
+        let up = [cand(179, 65001, true), cand(1790, 65002, false)];
+        assert_eq!(port(choose_incoming(&up, on_179, None)), Some(1790));
+        // same AS on both: not Established first, then the port
+        let same = [cand(179, 65001, true), cand(1790, 65001, false)];
+        assert_eq!(
+            port(choose_incoming(&same, on_179, Some(65001))),
+            Some(1790)
+        );
+        let same = [cand(179, 65001, false), cand(1790, 65001, false)];
+        assert_eq!(port(choose_incoming(&same, on_179, Some(65001))), Some(179));
+        // neither on the arrival port: the first by port
+        let other = [cand(1791, 65001, false), cand(1790, 65001, false)];
+        assert_eq!(port(choose_incoming(&other, on_179, None)), Some(1790));
+        // a session with a source address takes only what arrives there
+        let mut a = cand(179, 65001, false);
+        a.source_address = Some("10.0.0.9".parse().unwrap());
+        let src = [a, cand(1790, 65001, false)];
+        assert_eq!(port(choose_incoming(&src, on_179, Some(65001))), Some(1790));
+        let at_9: SocketAddr = "10.0.0.9:179".parse().unwrap();
+        assert_eq!(port(choose_incoming(&src, at_9, Some(65001))), Some(179));
+        assert_eq!(choose_incoming(&[], on_179, None), None);
+    }
+
+    fn open(my_as: u16, params: &[u8]) -> Vec<u8> {
+        let mut body = vec![4];
+        body.extend_from_slice(&my_as.to_be_bytes());
+        body.extend_from_slice(&90u16.to_be_bytes());
+        body.extend_from_slice(&[2, 2, 2, 2, params.len() as u8]);
+        body.extend_from_slice(params);
+        message(1, &body)
+    }
+
+    #[test]
+    fn peer_as_read_from_an_open() {
+        // 2-octet AS, no parameters
+        assert_eq!(open_peer_as(&open(65001, &[])), OpenPeek::As(65001));
+        // AS_TRANS with the 4-octet AS capability (after multiprotocol)
+        let caps = [2, 12, 1, 4, 0, 1, 0, 1, 65, 4, 0, 1, 0x11, 0x70];
+        assert_eq!(open_peer_as(&open(23456, &caps)), OpenPeek::As(70000));
+        // as captured from BIRD: several capabilities in one parameter, then more bytes
+        let mut b = open(64512, &[2, 6, 65, 4, 0, 0, 0xfc, 0x00, 2, 2, 70, 0]);
+        b.extend_from_slice(&message(4, &[]));
+        assert_eq!(open_peer_as(&b), OpenPeek::As(64512));
+        // RFC 9072 extended optional parameters length
+        let mut body = vec![4];
+        body.extend_from_slice(&23456u16.to_be_bytes());
+        body.extend_from_slice(&90u16.to_be_bytes());
+        body.extend_from_slice(&[2, 2, 2, 2, 255, 255, 0, 9, 2, 0, 6, 65, 4, 0, 1, 0x11, 0x71]);
+        assert_eq!(open_peer_as(&message(1, &body)), OpenPeek::As(70001));
+        // partial, other messages, garbage
+        let o = open(65001, &[]);
+        assert_eq!(open_peer_as(&o[..10]), OpenPeek::Incomplete);
+        assert_eq!(open_peer_as(&o[..o.len() - 1]), OpenPeek::Incomplete);
+        assert_eq!(open_peer_as(&message(4, &[])), OpenPeek::Unknown);
+        assert_eq!(open_peer_as(&[0u8; 40]), OpenPeek::Unknown);
+        // truncated parameters never panic
+        let bad = open(65001, &[2, 9, 65, 4, 0]);
+        assert_eq!(open_peer_as(&bad), OpenPeek::As(65001));
+        for n in 0..o.len() {
+            let _ = open_peer_as(&o[..n]);
+        }
+    }
+
+    #[test]
+    fn listener_password_is_the_first_sessions_and_conflicts_are_seen() {
+        let mk = |port: u16, pw: Option<&str>| {
+            let mut c = PeerConfig::new("10.0.0.5".parse().unwrap(), 65001, 64512);
+            c.port = port;
+            c.password = pw.map(str::to_string);
+            c
+        };
+        let (a, b, none, empty) = (
+            mk(179, Some("a")),
+            mk(1790, Some("b")),
+            mk(1791, None),
+            mk(1792, Some("")),
+        );
+        assert_eq!(listener_password(&[]), (None, false));
+        assert_eq!(listener_password(&[&a]), (Some("a"), false));
+        assert_eq!(
+            listener_password(&[&a, &mk(1790, Some("a"))]),
+            (Some("a"), false)
+        );
+        assert_eq!(listener_password(&[&a, &b]), (Some("a"), true));
+        assert_eq!(listener_password(&[&none, &a]), (None, true));
+        // an empty password is none
+        assert_eq!(listener_password(&[&none, &empty]), (None, false));
+    }
+
+    #[test]
+    fn next_hop_mode_and_allow_local_as_are_export_or_session_settings() {
+        let a = PeerConfig::new(lo(), 65000, 64512);
+        let mut b = a.clone();
+        b.next_hop_mode = NextHopMode::SelfHop;
+        assert_eq!(a.session_key(), b.session_key(), "export policy only");
+        b.allow_local_as = 1;
+        assert_ne!(a.session_key(), b.session_key(), "import: a new session");
+        let mut c = a.clone();
+        c.port = 1790;
+        assert_ne!(a.key(), c.key());
+        assert_eq!(c.key().to_string(), "127.0.0.1:1790");
+        assert_eq!(a.key().to_string(), "127.0.0.1");
     }
 }

@@ -123,6 +123,9 @@ pub struct RouteStatus {
     pub next_hop: String,
     /// The peer the path came from; None for locally originated routes.
     pub peer_address: Option<IpAddr>,
+    /// The port of that peer's session (several sessions may share an address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_port: Option<u16>,
     pub as_path: Vec<u32>,
     pub local_pref: Option<u32>,
     pub med: Option<u32>,

@@ -6,6 +6,45 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+/// The identity of one BGP session: the peer's address and the TCP port it is dialled on.
+/// Several sessions may share an address on different ports (Calico's `_port_N`
+/// peerings: a `peerIP: "10.0.0.5:1790"` next to one on 179, or a peer node with its own
+/// `listenPort`), so everything per peer (sessions, Adj-RIBs-In, stale routes, status) is
+/// keyed by both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeerKey {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl PeerKey {
+    /// The BGP port.
+    pub const DEFAULT_PORT: u16 = 179;
+
+    pub fn new(ip: IpAddr, port: u16) -> Self {
+        PeerKey { ip, port }
+    }
+}
+
+impl From<IpAddr> for PeerKey {
+    /// The session to `ip` on port 179.
+    fn from(ip: IpAddr) -> Self {
+        PeerKey::new(ip, PeerKey::DEFAULT_PORT)
+    }
+}
+
+impl fmt::Display for PeerKey {
+    /// `10.0.0.5` on port 179 (as logs always showed peers), else `10.0.0.5:1790` /
+    /// `[fd00::5]:1790`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.port == PeerKey::DEFAULT_PORT {
+            write!(f, "{}", self.ip)
+        } else {
+            write!(f, "{}", std::net::SocketAddr::new(self.ip, self.port))
+        }
+    }
+}
+
 /// Address family + SAFI unicast: the only two families Brindle speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Afi {
@@ -375,6 +414,14 @@ impl PathAttrs {
     }
     pub fn contains_as(&self, asn: u32) -> bool {
         self.as_path.iter().any(|s| s.asns.contains(&asn))
+    }
+    /// How many times `asn` appears in the AS_PATH, in every segment (BIRD's
+    /// `as_path_contains` count, used by `allow local as`).
+    pub fn count_as(&self, asn: u32) -> usize {
+        self.as_path
+            .iter()
+            .map(|s| s.asns.iter().filter(|a| **a == asn).count())
+            .sum()
     }
     /// Prepends `asn` to the path (eBGP export).
     pub fn prepend(&mut self, asn: u32) {

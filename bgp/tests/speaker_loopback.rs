@@ -96,7 +96,7 @@ async fn two_speakers_exchange_and_withdraw() {
     );
 
     // removing the peer sends a Cease that the other side records
-    a.remove_peer(lo());
+    a.remove_peer(pa.key());
     wait("Cease seen", || async {
         let s = b.status().await.unwrap();
         s.peers[0].state != SessionState::Established
@@ -204,4 +204,102 @@ async fn graceful_restart_keeps_routes_while_the_peer_restarts() {
     assert_eq!(r.routes[0].prefix, "10.65.0.0/26");
     a2.shutdown().await;
     b.shutdown().await;
+}
+
+/// Two sessions to one address (127.0.0.1) on two ports, to two speakers with different
+/// ASNs; `a` only listens (passive), so both sessions come from connections `b` and `c`
+/// open from ephemeral ports to `a`'s one listening port: each must reach its own session.
+#[tokio::test]
+async fn two_sessions_to_one_address_on_two_ports() {
+    use brindle_bgp::types::PeerKey;
+    let (a, _fa) = speaker(64512, "1.1.1.1");
+    let (b, _fb) = speaker(65001, "2.2.2.2");
+    let (c, _fc) = speaker(65002, "3.3.3.3");
+    let a_port = a.listen_addrs()[0].port();
+    let (b_port, c_port) = (b.listen_addrs()[0].port(), c.listen_addrs()[0].port());
+    let mut to_b = PeerConfig::new(lo(), 65001, 64512);
+    to_b.port = b_port;
+    to_b.passive = true;
+    let mut to_c = PeerConfig::new(lo(), 65002, 64512);
+    to_c.port = c_port;
+    to_c.passive = true;
+    a.set_peers(vec![to_b.clone(), to_c.clone()]);
+    // The speaker on the higher port dials first, alone: without the AS read from its
+    // OPEN, its connection would go to the other session (the first by port), be
+    // refused with Bad Peer AS, and never come up.
+    let mut order = [
+        (&b, 65001, "10.1.0.0/24", b_port),
+        (&c, 65002, "10.2.0.0/24", c_port),
+    ];
+    order.sort_by_key(|o| std::cmp::Reverse(o.3));
+    for (i, (s, asn, pfx, port)) in order.into_iter().enumerate() {
+        let mut to_a = PeerConfig::new(lo(), 64512, asn);
+        to_a.port = a_port;
+        to_a.connect_retry = Duration::from_millis(300);
+        s.set_peers(vec![to_a]);
+        s.set_local_routes(BTreeMap::from([(
+            pfx.parse().unwrap(),
+            LocalRoute::default(),
+        )]));
+        if i == 0 {
+            wait("the first session Established on its own", || async {
+                a.status()
+                    .await
+                    .unwrap()
+                    .peers
+                    .iter()
+                    .any(|p| p.peer_port == port && p.state == SessionState::Established)
+            })
+            .await;
+        }
+    }
+    wait("both sessions Established with a route each", || async {
+        let s = a.status().await.unwrap();
+        s.peers.len() == 2
+            && s.peers
+                .iter()
+                .all(|p| p.state == SessionState::Established && p.prefixes_accepted == 1)
+    })
+    .await;
+    // no connection went to the wrong session (which would have refused its OPEN with
+    // Bad Peer AS and left an error on one side or the other)
+    for s in [&a, &b, &c] {
+        for p in s.status().await.unwrap().peers {
+            assert_eq!(p.last_error, None, "{p:?}");
+            assert_eq!(p.session_resets, 0, "{p:?}");
+        }
+    }
+    let st = a.status().await.unwrap();
+    let by_port = |port: u16| st.peers.iter().find(|p| p.peer_port == port).unwrap();
+    assert_eq!(by_port(b_port).as_number, 65001);
+    assert_eq!(
+        by_port(b_port).remote_router_id,
+        Some("2.2.2.2".parse().unwrap())
+    );
+    assert_eq!(
+        by_port(c_port).remote_router_id,
+        Some("3.3.3.3".parse().unwrap())
+    );
+    let routes = a.routes().await.unwrap().routes;
+    let from = |pfx: &str| {
+        let r = routes.iter().find(|r| r.prefix == pfx).unwrap();
+        (r.peer_address, r.peer_port, r.as_path.clone())
+    };
+    assert_eq!(from("10.1.0.0/24"), (Some(lo()), Some(b_port), vec![65001]));
+    assert_eq!(from("10.2.0.0/24"), (Some(lo()), Some(c_port), vec![65002]));
+
+    // removing one session leaves the other (and its route) alone
+    a.remove_peer(PeerKey::new(lo(), c_port));
+    wait("c's route gone", || async {
+        a.routes().await.unwrap().routes.len() == 1
+    })
+    .await;
+    let st = a.status().await.unwrap();
+    assert_eq!(st.peers.len(), 1);
+    assert_eq!(st.peers[0].peer_port, b_port);
+    assert_eq!(st.peers[0].state, SessionState::Established);
+    assert_eq!(st.peers[0].session_resets, 0);
+    for s in [a, b, c] {
+        s.shutdown().await;
+    }
 }
