@@ -52,14 +52,14 @@ pub enum CalicoGroup {
 }
 
 impl CalicoGroup {
-    fn group(self) -> &'static str {
+    pub fn group(self) -> &'static str {
         match self {
             CalicoGroup::CrdV1 => "crd.projectcalico.org",
             CalicoGroup::V3 => "projectcalico.org",
         }
     }
 
-    fn version(self) -> &'static str {
+    pub fn version(self) -> &'static str {
         match self {
             CalicoGroup::CrdV1 => "v1",
             CalicoGroup::V3 => "v3",

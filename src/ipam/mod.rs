@@ -8,8 +8,10 @@
 
 pub mod allocator;
 pub mod block;
+pub mod kubernetes;
 pub mod memory;
 pub mod objects;
+pub mod report;
 pub mod store;
 
 pub use allocator::{Assigned, Ipam, IpamError, Request};

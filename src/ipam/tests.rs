@@ -35,68 +35,25 @@ fn req(node: &str, handle: &str) -> Request {
     }
 }
 
-/// Every invariant the stored objects must hold: blocks valid, every allocated address
-/// counted by its handle, handles counting nothing that is not there, every affine
-/// block with a confirmed affinity, no affinity left pending.
+/// [`report::consistency`] over everything in the store.
 pub(crate) async fn check_consistent<S: Store>(store: &S) -> Vec<String> {
-    let mut problems = Vec::new();
-    let blocks = store.list::<Block>().await.unwrap();
-    let handles = store.list::<Handle>().await.unwrap();
-    let affinities = store.list::<Affinity>().await.unwrap();
-    let mut counted: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for b in &blocks {
-        if let Err(e) = b.value.validate() {
-            problems.push(e.to_string());
-        }
-        for (_, a) in b.value.in_use() {
-            if let Some(h) = &a.handle_id {
-                *counted
-                    .entry((h.clone(), b.value.cidr.to_string()))
-                    .or_default() += 1;
-            }
-        }
-        if let Some(host) = b.value.host() {
-            let ok = affinities.iter().any(|a| {
-                a.value.node == host
-                    && a.value.cidr == b.value.cidr
-                    && a.value.state == AffinityState::Confirmed
-            });
-            if !ok {
-                problems.push(format!(
-                    "block {} is {host}'s but has no confirmed affinity",
-                    b.value.cidr
-                ));
-            }
-        }
-    }
-    let mut stored: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for h in &handles {
-        for (c, n) in &h.value.block {
-            stored.insert((h.value.handle_id.clone(), c.clone()), *n);
-        }
-    }
-    if counted != stored {
-        problems.push(format!(
-            "handles disagree with blocks: blocks {counted:?}, handles {stored:?}"
-        ));
-    }
-    for a in &affinities {
-        if a.value.state != AffinityState::Confirmed {
-            problems.push(format!(
-                "affinity {} left {:?}",
-                a.value.name(),
-                a.value.state
-            ));
-        }
-        let b = blocks.iter().find(|b| b.value.cidr == a.value.cidr);
-        if b.and_then(|b| b.value.host()) != Some(a.value.node.as_str()) {
-            problems.push(format!(
-                "affinity {} has no block of its own",
-                a.value.name()
-            ));
-        }
-    }
-    problems
+    let values = |v: Vec<Versioned<_>>| v.into_iter().map(|v| v.value).collect::<Vec<_>>();
+    let blocks: Vec<Block> = values(store.list::<Block>().await.unwrap());
+    let handles: Vec<Handle> = store
+        .list::<Handle>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
+    let affinities: Vec<Affinity> = store
+        .list::<Affinity>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
+    report::consistency(&blocks, &handles, &affinities)
 }
 
 #[tokio::test]

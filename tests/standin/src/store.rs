@@ -152,8 +152,19 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// `IsDNS1123Subdomain`: the regex and 253 characters in all; unlike a label, a part
+/// between dots may be longer than 63 (Calico's IPAM handles `k8s-pod-network.<64 hex>`
+/// rely on it).
 fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
+    s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
 }
 
 fn is_label_value(s: &str) -> bool {
