@@ -8,6 +8,7 @@
 
 pub mod allocator;
 pub mod block;
+pub mod file;
 pub mod kubernetes;
 pub mod memory;
 pub mod objects;

@@ -445,3 +445,62 @@ fn pool_blocks_cover_the_pool_once() {
     let p = pool("v6", "fd00::/120", 122);
     assert_eq!(allocator::pool_blocks(&p, "x").count(), 4);
 }
+
+/// The file store shared by separate store instances (each its own lock descriptor, as
+/// separate CNI processes have): 4 nodes × 2 workers × 20 allocations with releases on
+/// 10 blocks of 16 for 128 live addresses, so that nodes race for blocks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_store_instances_never_share_or_leak_an_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let pools = vec![
+        pool("a", "10.66.0.0/25", 28),
+        pool("b", "10.66.0.128/27", 28),
+    ];
+    let mut tasks = Vec::new();
+    for n in 0..4 {
+        for w in 0..2 {
+            let ipam = Ipam::new(
+                file::FileStore::new(dir.path()),
+                pools.clone(),
+                IpamSettings::default(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let node = format!("node-{n}");
+                let mut held: HashMap<String, IpAddr> = HashMap::new();
+                for i in 0..20 {
+                    let handle = format!("k8s-pod-network.{n}-{w}-{i}");
+                    let got = ipam
+                        .auto_assign(&req(&node, &handle))
+                        .await
+                        .expect("assign");
+                    held.insert(handle, got.v4[0].ip());
+                    if i % 5 == 4 {
+                        let h = format!("k8s-pod-network.{n}-{w}-{}", i - 1);
+                        assert_eq!(ipam.release_by_handle(&h).await.expect("release"), 1);
+                        held.remove(&h);
+                    }
+                }
+                held
+            }));
+        }
+    }
+    let mut all: HashMap<IpAddr, String> = HashMap::new();
+    for t in tasks {
+        for (h, ip) in t.await.unwrap() {
+            if let Some(other) = all.insert(ip, h.clone()) {
+                panic!("{ip} held by both {other} and {h}");
+            }
+        }
+    }
+    assert_eq!(all.len(), 4 * 2 * 16);
+    let store = file::FileStore::new(dir.path());
+    let mut stored: HashMap<IpAddr, String> = HashMap::new();
+    for b in store.list::<Block>().await.unwrap() {
+        for (ip, a) in b.value.in_use() {
+            stored.insert(ip, a.handle_id.clone().unwrap());
+        }
+    }
+    assert_eq!(stored, all, "leaked or lost addresses");
+    let problems = check_consistent(&store).await;
+    assert!(problems.is_empty(), "{problems:?}");
+}
