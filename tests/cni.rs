@@ -272,14 +272,19 @@ impl Fixture {
         )
     }
 
+    /// The addresses allocated in the node's IPAM store (its blocks' files).
     fn allocations(&self) -> BTreeSet<String> {
-        match std::fs::read_dir(self.state().join("ipam")) {
-            Err(_) => BTreeSet::new(),
-            Ok(rd) => rd
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-                .collect(),
+        use brindle::ipam::IpamObject;
+        let Ok(rd) = std::fs::read_dir(self.state().join("calico-ipam/IPAMBlock")) else {
+            return BTreeSet::new();
+        };
+        let mut out = BTreeSet::new();
+        for e in rd.filter_map(|e| e.ok()) {
+            let v: Value = serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            let b = brindle::ipam::Block::from_spec(v["spec"].clone()).unwrap();
+            out.extend(b.in_use().map(|(ip, _)| ip.to_string()));
         }
+        out
     }
 
     fn log(&self) -> String {
@@ -323,7 +328,7 @@ fn add_check_del_round_trip() {
     assert!(res["interfaces"][0].get("sandbox").is_none());
     assert_eq!(res["interfaces"][1]["name"], "eth0");
     assert_eq!(res["interfaces"][1]["sandbox"], pod.path().as_str());
-    assert_eq!(res["ips"][0]["address"], "10.66.0.1/32", "{res}");
+    assert_eq!(res["ips"][0]["address"], "10.66.0.0/32", "{res}");
     assert_eq!(res["ips"][0]["gateway"], "169.254.1.1");
     assert_eq!(res["ips"][0]["interface"], 1);
     assert_eq!(res["routes"][0]["dst"], "0.0.0.0/0");
@@ -346,7 +351,7 @@ fn add_check_del_round_trip() {
         "host veth has no IPv4 address: {addrs}"
     );
     let routes = f.host.routes(false);
-    let want = format!("10.66.0.1 dev {host_if} proto 80 scope link");
+    let want = format!("10.66.0.0 dev {host_if} proto 80 scope link");
     assert!(routes.contains(&want), "{want:?} not in {routes:?}");
     assert_eq!(
         f.host.sysctl(&format!("ipv4/conf/{host_if}/proxy_arp")),
@@ -372,7 +377,7 @@ fn add_check_del_round_trip() {
     let ai = &addrs[0]["addr_info"][0];
     assert_eq!(
         (ai["local"].as_str(), ai["prefixlen"].as_u64()),
-        (Some("10.66.0.1"), Some(32))
+        (Some("10.66.0.0"), Some(32))
     );
     let routes = pod.routes(false);
     assert!(
@@ -395,7 +400,7 @@ fn add_check_del_round_trip() {
     assert_eq!(rec["pod"], "web-0");
     assert_eq!(rec["hostIface"], host_if.as_str());
     assert_eq!(rec["mac"], pod_mac.as_str());
-    assert_eq!(rec["ips"], serde_json::json!(["10.66.0.1/32"]));
+    assert_eq!(rec["ips"], serde_json::json!(["10.66.0.0/32"]));
     assert_eq!(rec["netns"], pod.path().as_str());
 
     // Traffic: pod -> host address, through proxy ARP for 169.254.1.1.
@@ -406,13 +411,13 @@ fn add_check_del_round_trip() {
     // CHECK passes, then fails once the host route is gone.
     f.cmd("CHECK", "ctr-web-0", &pod, "web-0").ok();
     f.host
-        .ip(&["route", "del", "10.66.0.1/32", "dev", &host_if]);
+        .ip(&["route", "del", "10.66.0.0/32", "dev", &host_if]);
     let r = f.cmd("CHECK", "ctr-web-0", &pod, "web-0");
     assert_eq!(r.code, 1);
     let e = r.json();
     assert_eq!(e["code"], 103, "{e}");
     assert!(
-        e["msg"].as_str().unwrap().contains("no route 10.66.0.1/32"),
+        e["msg"].as_str().unwrap().contains("no route 10.66.0.0/32"),
         "{e}"
     );
 
@@ -426,7 +431,8 @@ fn add_check_del_round_trip() {
     let r = f.cmd("CHECK", "ctr-web-0", &pod, "web-0");
     assert_eq!(r.json()["code"], 103);
 
-    // The address is free again: the next pod gets it.
+    // As in Calico, a released address goes to the back of the block's free list: the
+    // next pod gets the next address.
     let pod2 = Netns::new();
     let r = f.cmd("ADD", "ctr-web-1", &pod2, "web-1").ok();
     assert_eq!(r.json()["ips"][0]["address"], "10.66.0.1/32");
@@ -648,29 +654,34 @@ fn concurrent_adds_get_distinct_addresses() {
 
 #[test]
 fn block_exhaustion_is_a_clear_error() {
-    // A /30: .0 and .3 are never handed out, so two pods fit.
+    // A /30: as in Calico every address of a block is handed out, so four pods fit.
     let f = Fixture::new(&cluster_yaml("10.66.0.0/30", 30, false));
-    let pods: Vec<Netns> = (0..3).map(|_| Netns::new()).collect();
-    let a = f.cmd("ADD", "x0", &pods[0], "x0").ok().json();
-    let b = f.cmd("ADD", "x1", &pods[1], "x1").ok().json();
-    assert_eq!(a["ips"][0]["address"], "10.66.0.1/32");
-    assert_eq!(b["ips"][0]["address"], "10.66.0.2/32");
-    let r = f.cmd("ADD", "x2", &pods[2], "x2");
+    let pods: Vec<Netns> = (0..5).map(|_| Netns::new()).collect();
+    for (i, pod) in pods.iter().take(4).enumerate() {
+        let r = f
+            .cmd("ADD", &format!("x{i}"), pod, &format!("x{i}"))
+            .ok()
+            .json();
+        assert_eq!(r["ips"][0]["address"], format!("10.66.0.{i}/32"));
+    }
+    let r = f.cmd("ADD", "x4", &pods[4], "x4");
     assert_eq!(r.code, 1);
     let e = r.json();
     assert_eq!(e["code"], 101, "{e}");
     let msg = e["msg"].as_str().unwrap();
     assert!(
-        msg.contains("10.66.0.0/30 is full") && msg.contains("node-a"),
+        msg.contains("no free IPv4 address")
+            && msg.contains("node-a")
+            && msg.contains("10.66.0.0/30"),
         "{msg}"
     );
-    assert!(f.host.link(&veth_name("default", "x2")).is_none());
-    assert_eq!(pods[2].links(), vec!["lo".to_string()]);
-    assert_eq!(f.allocations().len(), 2);
+    assert!(f.host.link(&veth_name("default", "x4")).is_none());
+    assert_eq!(pods[4].links(), vec!["lo".to_string()]);
+    assert_eq!(f.allocations().len(), 4);
     // Releasing one makes room.
     f.cmd("DEL", "x0", &pods[0], "x0").ok();
-    let c = f.cmd("ADD", "x2", &pods[2], "x2").ok().json();
-    assert_eq!(c["ips"][0]["address"], "10.66.0.1/32");
+    let c = f.cmd("ADD", "x4", &pods[4], "x4").ok().json();
+    assert_eq!(c["ips"][0]["address"], "10.66.0.0/32");
 }
 
 #[test]
@@ -682,8 +693,8 @@ fn dual_stack_pod() {
     let pod = Netns::new();
     let host_if = veth_name("default", "ds");
     let res = f.cmd("ADD", "ds1", &pod, "ds").ok().json();
-    assert_eq!(res["ips"][0]["address"], "10.66.0.1/32");
-    assert_eq!(res["ips"][1]["address"], "fd00:66::1/128");
+    assert_eq!(res["ips"][0]["address"], "10.66.0.0/32");
+    assert_eq!(res["ips"][1]["address"], "fd00:66::/128");
     assert_eq!(res["ips"][1]["gateway"], "fe80::ecee:eeff:feee:eeee");
     let routes = pod.routes(true);
     assert!(
@@ -696,7 +707,7 @@ fn dual_stack_pod() {
     assert!(
         host_routes
             .iter()
-            .any(|r| r.starts_with(&format!("fd00:66::1 dev {host_if} proto 80"))),
+            .any(|r| r.starts_with(&format!("fd00:66:: dev {host_if} proto 80"))),
         "{host_routes:?}"
     );
     assert!(ping(&pod, "10.250.0.1"));
@@ -728,7 +739,7 @@ fn old_result_versions_and_gc() {
     f.run(&[("CNI_COMMAND", "GC")], &conf.to_string()).ok();
     assert!(f.host.link(&veth_name("default", "g1")).is_none());
     assert!(f.host.link(&veth_name("default", "g2")).is_some());
-    assert_eq!(f.allocations(), BTreeSet::from(["10.66.0.2".to_string()]));
+    assert_eq!(f.allocations(), BTreeSet::from(["10.66.0.1".to_string()]));
     assert!(!f.state().join("endpoints/g1-eth0.json").exists());
 }
 

@@ -347,7 +347,7 @@ fn ctr_run_with_cni_uses_brindle() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(record["containerId"], format!("default-{id}"));
-    assert_eq!(record["ips"], serde_json::json!(["10.66.0.1/32"]));
+    assert_eq!(record["ips"], serde_json::json!(["10.66.0.0/32"]));
     let host_if = record["hostIface"].as_str().unwrap().to_string();
     assert_eq!(
         host_if,
@@ -357,7 +357,7 @@ fn ctr_run_with_cni_uses_brindle() {
     assert!(link.contains("ee:ee:ee:ee:ee:ee"), "{link}");
     let routes = host.ip(&["route", "show", "proto", "80"]);
     assert!(
-        routes.contains(&format!("10.66.0.1 dev {host_if}")),
+        routes.contains(&format!("10.66.0.0 dev {host_if}")),
         "{routes}"
     );
     let (pinged, out) = try_sh(&[
@@ -368,7 +368,7 @@ fn ctr_run_with_cni_uses_brindle() {
         "ping",
         "-c1",
         "-W2",
-        "10.66.0.1",
+        "10.66.0.0",
     ]);
     assert!(pinged, "the host cannot ping the pod: {out}");
 
@@ -384,7 +384,7 @@ fn ctr_run_with_cni_uses_brindle() {
     containerd.ids.clear();
     eprintln!("container output:\n{stdout}");
     assert!(
-        stdout.contains("inet 10.66.0.1/32"),
+        stdout.contains("inet 10.66.0.0/32"),
         "the container has no address from the block:\n{stdout}"
     );
     assert!(
@@ -415,7 +415,7 @@ fn ctr_run_with_cni_uses_brindle() {
     assert_eq!(std::fs::read_dir(&endpoints).unwrap().count(), 0, "{log}");
     assert!(log.contains(&format!("ADD default-{id}/eth0")), "{log}");
     assert!(log.contains(&format!("DEL default-{id}/eth0")), "{log}");
-    assert!(log.contains("released 10.66.0.1"), "{log}");
+    assert!(log.contains("released 10.66.0.0"), "{log}");
     drop(containerd);
     for (f, before) in machine_files.iter().zip(existed) {
         assert_eq!(

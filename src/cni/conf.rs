@@ -200,6 +200,16 @@ impl LogLevel {
     }
 }
 
+/// `datastore_type` of Calico's CNI configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatastoreConf {
+    /// The Calico resource file (`config`) and the node's state directory.
+    File,
+    /// `"datastore_type": "kubernetes"` with `kubernetes.kubeconfig` (the file the
+    /// DaemonSet's init container writes, as Calico's `calico-kubeconfig`).
+    Kubernetes { kubeconfig: PathBuf },
+}
+
 /// The network configuration (stdin), validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConf {
@@ -212,6 +222,12 @@ pub struct NetConf {
     pub state_dir: PathBuf,
     /// Path of the Calico resource file (`config`): file mode.
     pub config: PathBuf,
+    /// Where IPAM and the cluster's resources live.
+    pub datastore: DatastoreConf,
+    /// `ipam.assign_ipv4` / `ipam.assign_ipv6` as Calico's CNI reads them (None: one
+    /// address of each family a pool exists for).
+    pub assign_ipv4: Option<bool>,
+    pub assign_ipv6: Option<bool>,
     /// Pod MTU (`mtu`); None: read `<stateDir>/mtu`, else 1500.
     pub mtu: Option<u32>,
     pub log_level: LogLevel,
@@ -310,14 +326,57 @@ impl NetConf {
                 state_dir.display()
             )));
         }
-        let config = match str_field(&obj, &["config"])? {
-            Some(c) if !c.is_empty() => PathBuf::from(c),
+        let datastore = match str_field(&obj, &["datastore_type"])? {
+            None | Some("") | Some("file") => DatastoreConf::File,
+            Some("kubernetes") => {
+                let k = obj.get("kubernetes").and_then(|v| v.as_object());
+                let kubeconfig = k
+                    .and_then(|k| k.get("kubeconfig"))
+                    .and_then(|v| v.as_str())
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| {
+                        CniError::config(
+                            "network configuration: \"datastore_type\": \"kubernetes\" needs \"kubernetes\": {\"kubeconfig\": PATH} (the init container writes it)",
+                        )
+                    })?;
+                DatastoreConf::Kubernetes {
+                    kubeconfig: PathBuf::from(kubeconfig),
+                }
+            }
+            Some(other) => {
+                return Err(CniError::config(format!(
+                    "network configuration: \"datastore_type\" {other:?} is not supported (kubernetes, or file with \"config\")"
+                )))
+            }
+        };
+        let config = match (str_field(&obj, &["config"])?, &datastore) {
+            (Some(c), _) if !c.is_empty() => PathBuf::from(c),
+            (_, DatastoreConf::Kubernetes { .. }) => PathBuf::new(),
             _ => {
                 return Err(CniError::config(
                     "network configuration: \"config\" (the path of the Calico resource file with the Node, IPPool and BlockAffinity resources) is missing",
                 ))
             }
         };
+        let ipam = obj.get("ipam").and_then(|v| v.as_object());
+        let flag = |name: &str| -> Result<Option<bool>> {
+            match ipam.and_then(|i| i.get(name)) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::Bool(b)) => Ok(Some(*b)),
+                Some(serde_json::Value::String(s)) => match s.as_str() {
+                    "true" => Ok(Some(true)),
+                    "false" => Ok(Some(false)),
+                    _ => Err(CniError::config(format!(
+                        "network configuration: \"ipam.{name}\" must be \"true\" or \"false\", not {s:?}"
+                    ))),
+                },
+                Some(other) => Err(CniError::config(format!(
+                    "network configuration: \"ipam.{name}\" must be \"true\" or \"false\", not {other}"
+                ))),
+            }
+        };
+        let assign_ipv4 = flag("assign_ipv4")?;
+        let assign_ipv6 = flag("assign_ipv6")?;
         let mtu = match obj.get("mtu") {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => match v.as_u64() {
@@ -369,6 +428,9 @@ impl NetConf {
             nodename,
             state_dir,
             config,
+            datastore,
+            assign_ipv4,
+            assign_ipv6,
             mtu,
             log_level,
             prev_result,

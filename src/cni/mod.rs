@@ -18,16 +18,22 @@
 //!  "config": "/etc/brindle/cluster.yaml", "mtu": 1440, "log_level": "info"}
 //! ```
 //! `config` is the Calico resource file (file mode): the node's blocks are its confirmed
-//! `BlockAffinity` resources. Addresses are allocated by [`ipam`] under `<stateDir>/ipam`.
+//! `BlockAffinity` resources. With `"datastore_type": "kubernetes"` and
+//! `"kubernetes": {"kubeconfig": PATH}` (as Calico's CNI configuration has them) the
+//! plugin uses the cluster: Calico's IPAM objects, IPPools and pod annotations.
+//! Addresses come from Calico's IPAM ([`crate::ipam`]) through [`addresses`], one handle
+//! per container (`<name>.<containerID>`).
 //! The log goes to `<stateDir>/cni.log`; stdout carries only the result or the CNI error.
 
+pub mod addresses;
 pub mod conf;
 pub mod dataplane;
 pub mod error;
-pub mod ipam;
+pub mod legacy_ipam;
 pub mod log;
 pub mod result;
 
+use addresses::Addresses;
 use brindle_felix::calc::host_net;
 use brindle_felix::endpoint::{self, EndpointRecord};
 use brindle_felix::links::Link;
@@ -37,8 +43,6 @@ use brindle_felix::sysctl::{self, PROC_SYS};
 use brindle_felix::ROUTE_PROTOCOL;
 use conf::{CniEnv, Command, NetConf, DEFAULT_VERSION, SUPPORTED_VERSIONS};
 pub use error::{code, CniError, Result};
-use ipam::{Ipam, Owner, Source};
-use ipnetwork::IpNetwork;
 use log::Logger;
 use sha1::{Digest, Sha1};
 use std::net::IpAddr;
@@ -148,62 +152,6 @@ fn version_reply(stdin: &[u8]) -> String {
     .to_string()
 }
 
-/// The node's address sources (IPv4, IPv6) from the Calico resource file.
-fn node_sources(conf: &NetConf) -> Result<Vec<Source>> {
-    let cfg = crate::datastore::file::read(&conf.config).map_err(|e| {
-        CniError::config(format!(
-            "cannot load the Calico resource file {}",
-            conf.config.display()
-        ))
-        .with_details(e.to_string())
-    })?;
-    let plan = crate::calc::node_plan(&cfg, &conf.nodename).map_err(|e| {
-        CniError::config(format!(
-            "node {:?} is not usable in {}",
-            conf.nodename,
-            conf.config.display()
-        ))
-        .with_details(e.to_string())
-    })?;
-    let node = cfg.node(&conf.nodename);
-    let usable = |b: &IpNetwork| match cfg.pool_for(b) {
-        Some(p) => {
-            !p.disabled
-                && (p.allowed_uses.is_empty()
-                    || p.allowed_uses
-                        .contains(&brindle_model::AllowedUse::Workload))
-        }
-        None => true,
-    };
-    let mut v4 = Source::default();
-    let mut v6 = Source::default();
-    for b in plan.blocks.iter().filter(|b| usable(b)) {
-        if b.is_ipv4() {
-            v4.blocks.push(*b);
-        } else {
-            v6.blocks.push(*b);
-        }
-    }
-    if let Some(n) = node {
-        v4.reserved
-            .extend(n.ipv4_address.map(|a| IpAddr::V4(a.ip())));
-        v4.reserved.extend(n.ipv4_ipip_tunnel_addr.map(IpAddr::V4));
-        v6.reserved
-            .extend(n.ipv6_address.map(|a| IpAddr::V6(a.ip())));
-    }
-    if v4.blocks.is_empty() && v6.blocks.is_empty() {
-        return Err(CniError::new(
-            code::NO_BLOCK,
-            format!(
-                "node {:?} has no address block: {} has no confirmed BlockAffinity for it in an enabled IPPool for workloads",
-                conf.nodename,
-                conf.config.display()
-            ),
-        ));
-    }
-    Ok(vec![v4, v6])
-}
-
 /// Reads the endpoint record of a container interface (None: none, or unreadable).
 fn read_record(state_dir: &Path, id: &str, ifname: &str, log: &Logger) -> Option<EndpointRecord> {
     let path = endpoint::record_path(state_dir, id, ifname);
@@ -305,19 +253,12 @@ fn cmd_add(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<String> {
     let namespace = env.pod_namespace();
     let pod = env.pod_name();
     let host_iface = host_veth_name(&namespace, &pod);
-    let sources = node_sources(conf)?;
+    let addresses = Addresses::open(conf)?;
     let mtu = conf
         .mtu
         .or_else(|| endpoint::read_mtu(&conf.state_dir))
         .unwrap_or(DEFAULT_MTU);
-    let ipam = Ipam::new(&conf.state_dir);
-    let owner = Owner {
-        container_id: env.container_id.clone(),
-        ifname: env.ifname.clone(),
-        namespace: namespace.clone(),
-        pod: pod.clone(),
-    };
-    let ips = ipam.allocate(&owner, &conf.nodename, &sources)?;
+    let ips = addresses.assign(env)?;
     log.info(&format!(
         "allocated {} for {host_iface}",
         ips.iter()
@@ -326,7 +267,7 @@ fn cmd_add(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<String> {
             .join(", ")
     ));
     let undo = |e: CniError| -> CniError {
-        if let Err(re) = ipam.release(&env.container_id, &env.ifname) {
+        if let Err(re) = addresses.release(&env.container_id) {
             log.warn(&format!("releasing the addresses after a failed ADD: {re}"));
         }
         e
@@ -355,6 +296,12 @@ fn cmd_add(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<String> {
         ))));
     }
     crate::endpoint_events::notify(&conf.state_dir, &env.container_id);
+    if let Err(e) = addresses.annotate(env, &ips) {
+        log.warn(&format!(
+            "recording the addresses in the pod's annotations: {}",
+            e.msg
+        ));
+    }
     let result = result::AddResult {
         interfaces: vec![
             result::Interface {
@@ -421,14 +368,14 @@ fn remove_host_side(host_iface: &str, ips: &[IpAddr], log: &Logger) -> Result<()
 /// name computed from CNI_ARGS, used when there is no record.
 fn teardown(
     state_dir: &Path,
+    addresses: &Addresses,
     id: &str,
     ifname: &str,
     fallback_iface: Option<String>,
     log: &Logger,
 ) -> Result<()> {
     let record = read_record(state_dir, id, ifname, log);
-    let ipam = Ipam::new(state_dir);
-    let held = ipam.lookup(id, ifname)?;
+    let held = addresses.lookup(id)?;
     let host_iface = record
         .as_ref()
         .map(|r| r.host_iface.clone())
@@ -459,7 +406,7 @@ fn teardown(
     }
     remove_record(state_dir, id, ifname)?;
     crate::endpoint_events::notify(state_dir, id);
-    let released = ipam.release(id, ifname)?;
+    let released = addresses.release(id)?;
     if !released.is_empty() {
         log.info(&format!(
             "released {}",
@@ -475,8 +422,13 @@ fn teardown(
 
 fn cmd_del(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
     let fallback = host_veth_name(&env.pod_namespace(), &env.pod_name());
+    let addresses = Addresses::open_for_release(conf)?;
+    if let Err(e) = addresses.clear_annotations(env) {
+        log.warn(&format!("clearing the pod's IPAM annotations: {}", e.msg));
+    }
     teardown(
         &conf.state_dir,
+        &addresses,
         &env.container_id,
         &env.ifname,
         Some(fallback),
@@ -494,7 +446,7 @@ fn cmd_check(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
         )));
     };
     let ips: Vec<IpAddr> = record.ips.iter().map(|n| n.ip()).collect();
-    let mut held = Ipam::new(&conf.state_dir).lookup(id, ifname)?;
+    let mut held = Addresses::open_for_release(conf)?.lookup(id)?;
     held.sort();
     let mut want = ips.clone();
     want.sort();
@@ -612,7 +564,7 @@ fn cmd_check(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
 }
 
 fn cmd_status(conf: &NetConf) -> Result<()> {
-    node_sources(conf).map(|_| ()).map_err(|e| {
+    Addresses::open(conf).map(|_| ()).map_err(|e| {
         CniError::new(
             code::NOT_AVAILABLE,
             format!("brindle-cni cannot add pods: {}", e.msg),
@@ -628,18 +580,25 @@ fn cmd_gc(conf: &NetConf, log: &Logger) -> Result<()> {
         ));
     };
     let keep = |id: &str, ifname: &str| valid.iter().any(|(v, i)| v == id && i == ifname);
+    let addresses = Addresses::open_for_release(conf)?;
     let (records, _) = endpoint::read_all(&conf.state_dir);
     for r in records.iter().filter(|r| !keep(&r.container_id, &r.ifname)) {
         log.info(&format!(
             "GC: removing stale attachment {}/{}",
             r.container_id, r.ifname
         ));
-        teardown(&conf.state_dir, &r.container_id, &r.ifname, None, log)?;
+        teardown(
+            &conf.state_dir,
+            &addresses,
+            &r.container_id,
+            &r.ifname,
+            None,
+            log,
+        )?;
     }
-    let released =
-        Ipam::new(&conf.state_dir).release_unless(&|o| keep(&o.container_id, &o.ifname))?;
-    for a in released {
-        log.info(&format!("GC: released {} of {:?}", a.ip, a.owner));
+    let released = addresses.release_unless(&|id| valid.iter().any(|(v, _)| v == id))?;
+    for h in released {
+        log.info(&format!("GC: released the addresses of handle {h}"));
     }
     Ok(())
 }

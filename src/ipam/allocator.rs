@@ -161,6 +161,28 @@ pub fn pool_blocks(pool: &IpPoolSpec, host: &str) -> impl Iterator<Item = IpNetw
     })
 }
 
+/// A pool with Calico's defaults for a CIDR (block size as the CIDR's when smaller).
+pub fn default_pool(cidr: IpNetwork) -> IpPoolSpec {
+    IpPoolSpec {
+        name: cidr.to_string(),
+        cidr,
+        block_size: if cidr.is_ipv4() {
+            26.max(cidr.prefix())
+        } else {
+            122.max(cidr.prefix())
+        },
+        ipip_mode: brindle_model::EncapMode::Never,
+        vxlan_mode: brindle_model::EncapMode::Never,
+        nat_outgoing: false,
+        disabled: false,
+        disable_bgp_export: false,
+        node_selector: brindle_model::Selector::parse("all()").expect("all() parses"),
+        allowed_uses: vec![AllowedUse::Workload, AllowedUse::Tunnel],
+        assignment_mode: AssignmentMode::Automatic,
+        namespace_selector: None,
+    }
+}
+
 fn block_cidr_for(ip: IpAddr, pool: &IpPoolSpec) -> Option<IpNetwork> {
     let bits: u8 = if ip.is_ipv4() { 32 } else { 128 };
     let size = pool.block_size.min(bits);
@@ -311,8 +333,8 @@ impl<S: Store> Ipam<S> {
     async fn assign_family(&self, req: &Request, v4: bool, num: usize) -> Result<Vec<IpNetwork>> {
         let pools = self.choose_pools(req, v4)?;
         let reserved = |ip: IpAddr| req.reserved.contains(&ip);
-        let mut remaining: VecDeque<IpNetwork> =
-            self.affine_blocks(&req.node, &pools).await?.into();
+        let affine = self.affine_blocks(&req.node, &pools).await?;
+        let mut remaining: VecDeque<IpNetwork> = affine.clone().into();
         let mut owned = remaining.len();
         let max = self.max_blocks();
         let mut ips: Vec<IpNetwork> = Vec::new();
@@ -428,13 +450,87 @@ impl<S: Store> Ipam<S> {
                     .await;
             }
             return Err(IpamError::Exhausted(format!(
-                "no free {family} address for node {:?} in {}{}: add an IPPool, free addresses (brindlectl ipam check) or allow borrowing (IPAMConfig strictAffinity: false)",
+                "no free {family} address for node {:?} (its blocks: {}) in {}{}: add an IPPool, free addresses (brindlectl ipam check) or allow borrowing (IPAMConfig strictAffinity: false)",
                 req.node,
+                if affine.is_empty() { "none".to_string() } else { affine.iter().map(|b| b.to_string()).collect::<Vec<_>>().join(", ") },
                 names.join(", "),
-                if self.settings.strict_affinity { " with strictAffinity" } else { "" }
+                if self.settings.strict_affinity {
+                    " with strictAffinity"
+                } else {
+                    ""
+                }
             )));
         }
         Ok(ips)
+    }
+
+    /// Assigns one given address (Calico's `AssignIP`: the pod annotation
+    /// `cni.projectcalico.org/ipAddrs`, and state migrated from the old file IPAM). The
+    /// block is claimed for the node if it does not exist yet. Assigning an address the
+    /// same handle already holds succeeds.
+    pub async fn assign_ip(&self, ip: IpAddr, req: &Request) -> Result<()> {
+        let pool = self.pool_for(ip).ok_or_else(|| {
+            IpamError::NoPool(format!(
+                "{ip} is not in any IPPool: create one or ask for another address"
+            ))
+        })?;
+        let cidr = block_cidr_for(ip, pool)
+            .ok_or_else(|| IpamError::NoPool(format!("{ip}: the pool's block size is invalid")))?;
+        let ours = host_affinity(&req.node);
+        for _ in 0..RETRIES {
+            let block = match self.store.get::<Block>(&cidr_to_name(&cidr)).await {
+                Ok(b) => b,
+                Err(StoreError::NotFound(_)) => {
+                    let pending = match self.pending_affinity(&req.node, cidr).await {
+                        Ok(a) => a,
+                        Err(e) if e.is_conflict() => continue,
+                        Err(e) => return Err(e.into()),
+                    };
+                    match self.block_from_affinity(pending, &req.node).await {
+                        Ok(b) => b,
+                        Err(Claim::Conflict) | Err(Claim::Lost) => continue,
+                        Err(Claim::Failed(e)) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if self.settings.strict_affinity
+                && block.value.affinity.as_deref() != Some(ours.as_str())
+            {
+                return Err(IpamError::Exhausted(format!(
+                    "{ip} is in block {cidr}, which is not {:?}'s, and strictAffinity forbids borrowing",
+                    req.node
+                )));
+            }
+            let mut b = block.value.clone();
+            b.garbage_collect(self.now(), self.cooldown());
+            if let Some(a) = b.attribute_of(ip) {
+                if a.handle_id.as_deref() == Some(req.handle.as_str()) {
+                    return Ok(());
+                }
+                return Err(IpamError::Block(BlockError::AlreadyAssigned(ip)));
+            }
+            b.assign(ip, Some(&req.handle), Some(&req.owner))?;
+            self.increment_handle(&req.handle, &cidr, 1).await?;
+            match self
+                .update_block(Versioned {
+                    value: b,
+                    revision: block.revision.clone(),
+                })
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    if let Err(de) = self.decrement_handle(&req.handle, &cidr, 1).await {
+                        warn!(handle = %req.handle, "counting the handle back down: {de}");
+                    }
+                    if !e.is_conflict() {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Err(IpamError::Retries(format!("assigning {ip}")))
     }
 
     /// Takes up to `num` addresses from one block and writes it back at the revision

@@ -504,3 +504,28 @@ async fn file_store_instances_never_share_or_leak_an_address() {
     let problems = check_consistent(&store).await;
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+#[tokio::test]
+async fn assign_ip_claims_the_block_and_is_idempotent() {
+    let ipam = Ipam::new(
+        MemoryStore::new(),
+        vec![pool("p", "10.65.0.0/24", 28)],
+        IpamSettings::default(),
+    );
+    let ip: IpAddr = "10.65.0.37".parse().unwrap();
+    ipam.assign_ip(ip, &req("n1", "h1")).await.unwrap();
+    ipam.assign_ip(ip, &req("n1", "h1")).await.unwrap();
+    let e = ipam.assign_ip(ip, &req("n1", "h2")).await.unwrap_err();
+    assert!(e.to_string().contains("already assigned"), "{e}");
+    let blocks = ipam.store.list::<Block>().await.unwrap();
+    assert_eq!(blocks[0].value.cidr.to_string(), "10.65.0.32/28");
+    assert_eq!(blocks[0].value.host(), Some("n1"));
+    // The next automatic assignment uses the same block, not 10.65.0.37.
+    let a = ipam.auto_assign(&req("n1", "h3")).await.unwrap();
+    assert_eq!(a.v4[0].ip().to_string(), "10.65.0.32");
+    assert!(ipam
+        .assign_ip("10.1.0.1".parse().unwrap(), &req("n1", "h4"))
+        .await
+        .is_err());
+    assert!(check_consistent(&ipam.store).await.is_empty());
+}
