@@ -373,10 +373,7 @@ impl Addresses {
     }
 
     /// The pod's annotations and its namespace's labels (Kubernetes mode).
-    fn pod_context(
-        &self,
-        env: &CniEnv,
-    ) -> Result<(Labels, Option<Labels>)> {
+    fn pod_context(&self, env: &CniEnv) -> Result<(Labels, Option<Labels>)> {
         let Backend::Kube { client, .. } = &self.backend else {
             return Ok((BTreeMap::new(), None));
         };
