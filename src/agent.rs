@@ -366,12 +366,15 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     apply_plan(&speaker, &plan);
     let status = crate::status_socket::bind(&opts.status_socket)?;
     let dp_status = crate::dataplane::SharedStatus::default();
+    let service_status = crate::status::SharedServiceStatus::default();
+    crate::status::update(&service_status, |s| *s = plan.services.clone());
     tokio::spawn(crate::status_socket::serve(
         status,
         crate::status_socket::Sources {
             speaker: speaker.clone(),
             dataplane: dp_status.clone(),
             datastore: cluster.status.clone(),
+            services: service_status.clone(),
         },
     ));
     let dataplane_metrics = health.dataplane.clone();
@@ -386,6 +389,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         base: crate::dataplane::base_model(&cfg, &plan),
         endpoints: crate::dataplane::endpoints(&records),
         learned: BTreeMap::new(),
+        kernel_reject: plan.services.kernel_reject.clone(),
         routes_incomplete: true,
     };
     // the first snapshot is not kept: the cache holds the objects (memory, measured in
@@ -421,7 +425,10 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                     }
                     None => break,
                 },
-                Some(b) = base_rx.recv() => asm.base = b,
+                Some((b, reject)) = base_rx.recv() => {
+                    asm.base = b;
+                    asm.kernel_reject = reject;
+                }
                 _ = tick.tick(), if asm.routes_incomplete => {
                     if started.elapsed() > STARTUP_GRACE || sync_speaker.synced().await {
                         info!(after = ?started.elapsed(), "BGP caught up: routes the model lacks may now be removed");
@@ -496,15 +503,19 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                 let cfg = cluster.snapshot();
                 match plan_for(&cfg, &opts.node_name) {
                     Ok(new) => {
-                        let _ = base_tx.send(crate::dataplane::base_model(&cfg, &new));
+                        let _ = base_tx.send((
+                            crate::dataplane::base_model(&cfg, &new),
+                            new.services.kernel_reject.clone(),
+                        ));
                         if new == plan {
                             continue;
                         }
                         if new.listen_port != plan.listen_port {
                             warn!(old = plan.listen_port, new = new.listen_port, "listenPort changed: takes effect after a restart");
                         }
-                        info!(peers = new.peers.len(), prefixes = new.advertise.len(), "configuration changed: applying");
+                        info!(peers = new.peers.len(), prefixes = new.advertise.len(), service_routes = new.services.advertise.len(), "configuration changed: applying");
                         apply_plan(&speaker, &new);
+                        crate::status::update(&service_status, |s| *s = new.services.clone());
                         plan = new;
                     }
                     Err(e) => error!("the changed configuration gives this node no valid plan, keeping the last good one: {e:#}"),

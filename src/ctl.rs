@@ -466,6 +466,97 @@ pub fn render_routes_table(routes: &RoutesStatus) -> String {
     out
 }
 
+/// `brindlectl node routes`: the route tables, then why each service route is
+/// advertised (when the agent says).
+pub fn render_node_routes(doc: &crate::status::NodeRoutes) -> String {
+    let mut out = render_routes_table(&doc.bgp);
+    if let Some(s) = &doc.services {
+        out.push('\n');
+        out.push_str(&render_service_routes_table(s));
+    }
+    out
+}
+
+/// One endpoint as `10.65.1.5 on node-2`.
+fn endpoint_text(e: &crate::calc::services::EndpointRef) -> String {
+    let addrs: Vec<String> = e.addresses.iter().map(|a| a.to_string()).collect();
+    let addrs = if addrs.is_empty() {
+        format!("({})", e.slice)
+    } else {
+        addrs.join(" ")
+    };
+    match &e.node {
+        Some(n) => format!("{addrs} on {n}"),
+        None => addrs,
+    }
+}
+
+/// The service routes of `brindlectl node routes`: one row per reason (a prefix with
+/// several reasons takes several rows, its prefix on the first).
+pub fn render_service_routes_table(s: &crate::calc::services::ServiceRoutes) -> String {
+    use crate::calc::services::{Basis, RouteSource};
+    let mut out = String::from("Service routes\n");
+    if s.excluded {
+        out.push_str(&format!(
+            "This node has the label {}=true: it advertises no service address.\n",
+            brindle_model::kubernetes::EXCLUDE_FROM_LB_LABEL
+        ));
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for r in &s.advertise {
+        for (i, src) in r.sources.iter().enumerate() {
+            let prefix = if i == 0 {
+                r.prefix.to_string()
+            } else {
+                String::new()
+            };
+            rows.push(match src {
+                RouteSource::Range { field } => vec![
+                    prefix,
+                    format!("{} range", field.as_str()),
+                    String::new(),
+                    "(every node)".to_string(),
+                ],
+                RouteSource::Service {
+                    service,
+                    address,
+                    policy,
+                    basis,
+                } => {
+                    let why = match basis {
+                        Basis::LocalEndpoints { endpoints, more }
+                        | Basis::ReadyEndpoints { endpoints, more } => {
+                            let mut v: Vec<String> = endpoints.iter().map(endpoint_text).collect();
+                            if *more > 0 {
+                                v.push(format!("+{more} more"));
+                            }
+                            v.join(", ")
+                        }
+                        Basis::SingleAddress { field } => {
+                            format!("(every node: single address in {})", field.as_str())
+                        }
+                    };
+                    vec![
+                        prefix,
+                        format!("{service} {}", address.as_str()),
+                        if policy.is_empty() { "-" } else { policy }.to_string(),
+                        why,
+                    ]
+                }
+            });
+        }
+    }
+    if rows.is_empty() {
+        out.push_str("No service routes advertised.\n");
+    } else {
+        out.push_str(&boxed_table(
+            &["PREFIX", "SOURCE", "POLICY", "ENDPOINTS"],
+            &rows,
+        ));
+    }
+    out
+}
+
 /// Serialises to YAML with serde-saphyr.
 pub fn to_yaml<T: serde::Serialize>(value: &T) -> Result<String, String> {
     serde_saphyr::to_string(value).map_err(|e| e.to_string())
@@ -1013,6 +1104,72 @@ IPv4 BGP status
         assert!(
             out.ends_with("\nIPv6 routes\nNo IPv6 routes found.\n"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn service_routes_table_says_why() {
+        use crate::calc::services::*;
+        let routes = ServiceRoutes {
+            advertise: vec![
+                ServiceRoute {
+                    prefix: "10.96.0.0/12".parse().unwrap(),
+                    sources: vec![RouteSource::Range {
+                        field: RangeField::ClusterIps,
+                    }],
+                },
+                ServiceRoute {
+                    prefix: "192.0.2.10/32".parse().unwrap(),
+                    sources: vec![
+                        RouteSource::Service {
+                            service: "office/web".into(),
+                            address: AddressKind::ExternalIp,
+                            policy: "Local".into(),
+                            basis: Basis::LocalEndpoints {
+                                endpoints: vec![EndpointRef {
+                                    slice: "web-1".into(),
+                                    addresses: vec!["10.65.0.70".parse().unwrap()],
+                                    node: Some("node-2".into()),
+                                }],
+                                more: 2,
+                            },
+                        },
+                        RouteSource::Service {
+                            service: "office/api".into(),
+                            address: AddressKind::ExternalIp,
+                            policy: "Cluster".into(),
+                            basis: Basis::SingleAddress {
+                                field: RangeField::ExternalIps,
+                            },
+                        },
+                    ],
+                },
+            ],
+            kernel_reject: vec![],
+            excluded: false,
+        };
+        let out = render_service_routes_table(&routes);
+        assert!(out.starts_with("Service routes\n+"), "{out}");
+        assert!(
+            out.contains("| 10.96.0.0/12  | serviceClusterIPs range"),
+            "{out}"
+        );
+        assert!(
+            out.contains("| 192.0.2.10/32 | office/web externalIP"),
+            "{out}"
+        );
+        assert!(out.contains("10.65.0.70 on node-2, +2 more"), "{out}");
+        assert!(
+            out.contains("|               | office/api externalIP"),
+            "{out}"
+        );
+        let none = render_service_routes_table(&ServiceRoutes {
+            excluded: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            none,
+            "Service routes\nThis node has the label node.kubernetes.io/exclude-from-external-load-balancers=true: it advertises no service address.\nNo service routes advertised.\n"
         );
     }
 

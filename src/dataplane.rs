@@ -229,6 +229,10 @@ pub struct ModelAssembler {
     pub base: Model,
     pub endpoints: Vec<LocalEndpoint>,
     pub learned: BTreeMap<IpNetwork, Vec<IpAddr>>,
+    /// Learned routes inside these service ranges are not programmed (BIRD's
+    /// `calico_kernel_programming` filter: `if net ~ <range> then reject`), so that
+    /// service traffic is never sent on to the node that advertised the range.
+    pub kernel_reject: Vec<IpNetwork>,
     /// BGP has not caught up since the start: keep routes the model lacks.
     pub routes_incomplete: bool,
 }
@@ -237,7 +241,17 @@ impl ModelAssembler {
     pub fn model(&self) -> Model {
         let mut m = self.base.clone();
         m.endpoints = self.endpoints.clone();
-        m.learned = self.learned.clone();
+        m.learned = self
+            .learned
+            .iter()
+            .filter(|(p, _)| {
+                !self
+                    .kernel_reject
+                    .iter()
+                    .any(|r| brindle_model::values::net_contains(r, p))
+            })
+            .map(|(p, h)| (*p, h.clone()))
+            .collect();
         m.routes_incomplete = self.routes_incomplete;
         m
     }
@@ -283,6 +297,33 @@ kind: BlockAffinity
 metadata: {name: bb}
 spec: {node: b, cidr: 10.65.0.64/26}
 "#;
+
+    #[test]
+    fn learned_routes_inside_service_ranges_are_not_programmed() {
+        let cfg = brindle_model::parse("t.yaml", YAML).unwrap();
+        let plan = crate::calc::node_plan(&cfg, "a").unwrap();
+        let n = |s: &str| s.parse::<IpNetwork>().unwrap();
+        let hop = vec!["10.0.1.2".parse::<IpAddr>().unwrap()];
+        let mut asm = ModelAssembler {
+            base: base_model(&cfg, &plan),
+            endpoints: Vec::new(),
+            learned: BTreeMap::new(),
+            kernel_reject: vec![n("10.96.0.0/12"), n("fd00:96::/108")],
+            routes_incomplete: false,
+        };
+        for p in [
+            "10.96.0.0/12",
+            "10.96.0.10/32",
+            "10.65.0.64/26",
+            "10.112.0.0/24",
+        ] {
+            asm.learned.insert(n(p), hop.clone());
+        }
+        let m = asm.model();
+        let kept: Vec<String> = m.learned.keys().map(|p| p.to_string()).collect();
+        assert_eq!(kept, ["10.65.0.64/26", "10.112.0.0/24"]);
+        assert_eq!(asm.learned.len(), 4, "kept for when the ranges change");
+    }
 
     #[test]
     fn model_from_config() {

@@ -9,8 +9,20 @@ use std::sync::{Arc, Mutex};
 /// Requests understood on the status socket: one line, one JSON document back, then
 /// close. `status`: a [`NodeStatus`].
 pub const STATUS_REQUEST: &str = "status";
-/// `routes`: a [`brindle_bgp::status::RoutesStatus`].
+/// `routes`: a [`NodeRoutes`].
 pub const ROUTES_REQUEST: &str = "routes";
+
+/// The document served for `routes`: the speaker's routes (`routes`, at the top level)
+/// and why each service route is advertised (`services`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRoutes {
+    #[serde(flatten)]
+    pub bgp: brindle_bgp::status::RoutesStatus,
+    /// Absent from an agent that predates it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<crate::calc::services::ServiceRoutes>,
+}
 
 /// The whole node status document. The speaker's fields are at the top level
 /// (`nodeName`, `peers`...), next to `dataplane` and `datastore`.
@@ -84,6 +96,9 @@ pub type SharedDataplaneStatus = Arc<Mutex<Option<DataplaneStatus>>>;
 
 /// What the agent reports about its datastore; like [`crate::dataplane::SharedStatus`].
 pub type SharedDatastoreStatus = Arc<Mutex<Option<DatastoreStatus>>>;
+
+/// The service routes of the plan in force, set by the agent.
+pub type SharedServiceStatus = Arc<Mutex<Option<crate::calc::services::ServiceRoutes>>>;
 
 /// Updates a shared status in place (a poisoned lock is taken over: the value is plain
 /// data).

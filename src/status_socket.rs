@@ -7,8 +7,8 @@
 //! [`Limits::max_connections`] connections are served at once (more are closed at once).
 
 use crate::status::{
-    snapshot, NodeStatus, SharedDataplaneStatus, SharedDatastoreStatus, ROUTES_REQUEST,
-    STATUS_REQUEST,
+    snapshot, NodeRoutes, NodeStatus, SharedDataplaneStatus, SharedDatastoreStatus,
+    SharedServiceStatus, ROUTES_REQUEST, STATUS_REQUEST,
 };
 use anyhow::Context;
 use brindle_bgp::speaker::Speaker;
@@ -26,6 +26,7 @@ pub struct Sources {
     pub speaker: Speaker,
     pub dataplane: SharedDataplaneStatus,
     pub datastore: SharedDatastoreStatus,
+    pub services: SharedServiceStatus,
 }
 
 /// Bounds on what one client can make the agent hold.
@@ -158,7 +159,13 @@ pub async fn answer(request: &str, sources: &Sources) -> String {
             None => error_doc("the BGP speaker is not responding"),
         },
         ROUTES_REQUEST => match sources.speaker.routes().await {
-            Some(r) => serde_json::to_string(&r).unwrap_or_else(|e| error_doc(&e.to_string())),
+            Some(bgp) => {
+                let doc = NodeRoutes {
+                    bgp,
+                    services: snapshot(&sources.services),
+                };
+                serde_json::to_string(&doc).unwrap_or_else(|e| error_doc(&e.to_string()))
+            }
             None => error_doc("the BGP speaker is not responding"),
         },
         other => {
@@ -206,6 +213,7 @@ mod tests {
             speaker,
             dataplane: Default::default(),
             datastore: Default::default(),
+            services: Default::default(),
         }
     }
 

@@ -78,6 +78,8 @@ pub struct EffectiveBgpConfig {
     pub service_cluster_ips: Vec<IpNetwork>,
     pub service_external_ips: Vec<IpNetwork>,
     pub service_load_balancer_ips: Vec<IpNetwork>,
+    /// `serviceLoadBalancerAggregation` (default `Enabled`).
+    pub service_load_balancer_aggregation: ServiceLoadBalancerAggregation,
     pub node_mesh_password: Option<String>,
     pub node_mesh_max_restart_time: Option<Duration>,
     pub bind_mode: BindMode,
@@ -97,6 +99,7 @@ impl Default for EffectiveBgpConfig {
             service_cluster_ips: Vec::new(),
             service_external_ips: Vec::new(),
             service_load_balancer_ips: Vec::new(),
+            service_load_balancer_aggregation: ServiceLoadBalancerAggregation::Enabled,
             node_mesh_password: None,
             node_mesh_max_restart_time: None,
             bind_mode: BindMode::None,
@@ -142,6 +145,9 @@ impl EffectiveBgpConfig {
         }
         if let Some(v) = &c.service_load_balancer_ips {
             self.service_load_balancer_ips = v.clone();
+        }
+        if let Some(v) = c.service_load_balancer_aggregation {
+            self.service_load_balancer_aggregation = v;
         }
         if let Some(v) = &c.node_mesh_password {
             self.node_mesh_password = Some(v.clone());

@@ -97,10 +97,19 @@ pub struct Service {
     pub service_type: String,
     /// `spec.clusterIPs` (or `clusterIP`), without `None`.
     pub cluster_ips: Vec<IpAddr>,
+    /// `spec.ipFamilies` (`IPv4`, `IPv6`); when the object has none (a hand-written
+    /// file), the families of the cluster IPs, as the API server defaults it.
+    pub ip_families: Vec<String>,
+    /// `spec.externalIPs` that are addresses.
     pub external_ips: Vec<IpAddr>,
-    /// `status.loadBalancer.ingress[].ip` and `spec.loadBalancerIP`.
+    /// `status.loadBalancer.ingress[].ip`: the addresses Calico advertises.
     pub load_balancer_ips: Vec<IpAddr>,
-    pub external_traffic_policy: TrafficPolicy,
+    /// `spec.loadBalancerIP` (deprecated): Calico only looks at it to decide whether a
+    /// `Cluster` service has a single-address load-balancer IP.
+    pub spec_load_balancer_ip: Option<IpAddr>,
+    /// `spec.externalTrafficPolicy`; `None` when unset (the API server leaves it unset
+    /// on `ClusterIP` services, and Calico treats unset apart from `Cluster`).
+    pub external_traffic_policy: Option<TrafficPolicy>,
     pub internal_traffic_policy: TrafficPolicy,
 }
 
@@ -120,6 +129,9 @@ pub struct EndpointSlice {
     pub name: String,
     /// From the `kubernetes.io/service-name` label.
     pub service_name: Option<String>,
+    /// `addressType` (`IPv4`, `IPv6`, `FQDN`); when the object has none (a
+    /// hand-written file), the family of its first address.
+    pub address_type: Option<String>,
     pub endpoints: Vec<SliceEndpoint>,
 }
 

@@ -486,11 +486,14 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
     let svc = &c.services[0];
     assert_eq!(svc.cluster_ips, vec![ip("10.96.0.10")]);
     assert_eq!(svc.load_balancer_ips, vec![ip("198.51.100.7")]);
+    assert_eq!(svc.spec_load_balancer_ip, None);
+    assert_eq!(svc.ip_families, ["IPv4"], "defaulted from the cluster IPs");
     assert_eq!(
         svc.external_traffic_policy,
-        crate::kubernetes::TrafficPolicy::Local
+        Some(crate::kubernetes::TrafficPolicy::Local)
     );
     let slice = &c.endpoint_slices[0];
+    assert_eq!(slice.address_type.as_deref(), Some("IPv4"));
     assert_eq!(slice.service_name.as_deref(), Some("web"));
     assert!(slice.endpoints[0].ready && !slice.endpoints[1].ready);
     assert_eq!(c.kubernetes_network_policies[0].namespace, "shop");

@@ -1,8 +1,7 @@
 //! `brindlectl`: inspect a running brindle-node and the cluster's resource file.
 
 use brindle::ctl::{self, Layout, DEFAULT_CONFIG, DEFAULT_STATUS_SOCKET};
-use brindle::status::{NodeStatus, ROUTES_REQUEST, STATUS_REQUEST};
-use brindle_bgp::status::RoutesStatus;
+use brindle::status::{NodeRoutes, NodeStatus, ROUTES_REQUEST, STATUS_REQUEST};
 use brindle_model::Kind;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -169,13 +168,13 @@ fn node_status(args: &SocketArgs) -> ExitCode {
 
 fn node_routes(args: &SocketArgs) -> ExitCode {
     let timeout = Duration::from_secs(args.timeout.max(1));
-    let routes: RoutesStatus = match ctl::fetch(&args.socket, ROUTES_REQUEST, timeout) {
+    let routes: NodeRoutes = match ctl::fetch(&args.socket, ROUTES_REQUEST, timeout) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     match args.output {
         StatusFormat::Table => {
-            print!("{}", ctl::render_routes_table(&routes));
+            print!("{}", ctl::render_node_routes(&routes));
             ExitCode::SUCCESS
         }
         StatusFormat::Json => print_doc(&routes, true),

@@ -54,6 +54,10 @@ pub struct NodePlan {
     pub pools: Vec<IpPoolSpec>,
     /// This node's (confirmed, not deleted) pod blocks, sorted.
     pub blocks: Vec<IpNetwork>,
+    /// The service prefixes among [`Self::advertise`] with why each is advertised, and
+    /// the service ranges learned routes are kept out of the kernel for
+    /// ([`crate::calc::services`]).
+    pub services: crate::calc::services::ServiceRoutes,
 }
 
 /// One BGP session.
@@ -588,7 +592,14 @@ pub fn node_plan_with_router_id(
         })
         .copied()
         .collect();
-    prefixes.extend(cfg.service_cluster_ips.iter().copied());
+    let services = crate::calc::services::service_routes(&crate::calc::services::Inputs {
+        config: &cfg,
+        node_name: &node.name,
+        node_labels: &node.labels,
+        services: &cluster.services,
+        endpoint_slices: &cluster.endpoint_slices,
+    });
+    prefixes.extend(services.advertise.iter().map(|r| r.prefix));
     prefixes.sort();
     prefixes.dedup();
     let mut advertise = Vec::with_capacity(prefixes.len());
@@ -630,6 +641,7 @@ pub fn node_plan_with_router_id(
         advertise,
         pools: cluster.ip_pools.clone(),
         blocks,
+        services,
     })
 }
 

@@ -178,8 +178,13 @@ fn node_plan_advertisements_and_communities() {
             ),
             ("10.65.1.0/26".to_string(), vec!["64512:100".to_string()]),
             ("10.96.0.0/12".to_string(), vec![]),
+            // serviceExternalIPs and serviceLoadBalancerIPs ranges, from every node
+            ("192.0.2.0/24".to_string(), vec![]),
+            ("198.51.100.0/24".to_string(), vec![]),
         ]
     );
+    assert_eq!(a.services.advertise.len(), 3);
+    assert_eq!(a.services.kernel_reject.len(), 3);
     assert_eq!(a.pools.len(), 3);
 }
 
@@ -1167,4 +1172,74 @@ spec: {peerIP: 192.0.2.1, asNumber: 65000}
     assert_eq!(names(&a), ["Mesh_fd00__b"]);
     assert!(a.peers[0].passive, "\"fd00::b\" > \"fd00::a\"");
     assert_eq!(a.router_id, hashed_router_id("a"));
+}
+
+#[test]
+fn service_addresses_are_advertised_with_their_communities() {
+    let yaml = r#"
+apiVersion: projectcalico.org/v3
+kind: BGPConfiguration
+metadata: {name: default}
+spec:
+  serviceClusterIPs: [{cidr: 10.96.0.0/12}]
+  serviceExternalIPs: [{cidr: 192.0.2.0/24}]
+  communities: [{name: svc, value: "65000:80"}]
+  prefixAdvertisements: [{cidr: 192.0.2.0/24, communities: [svc]}]
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: node-a, labels: {rack: a}}
+spec: {bgp: {ipv4Address: 10.0.0.1/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata:
+  name: node-b
+  labels: {node.kubernetes.io/exclude-from-external-load-balancers: "true"}
+spec: {bgp: {ipv4Address: 10.0.0.2/24}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: shop}
+spec:
+  clusterIP: 10.96.0.10
+  externalIPs: [192.0.2.10]
+  externalTrafficPolicy: Local
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: shop, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+endpoints:
+- addresses: [10.65.0.7]
+  nodeName: node-a
+- addresses: [10.65.0.8]
+  nodeName: node-b
+"#;
+    let c = brindle_model::parse("t.yaml", yaml).unwrap_or_else(|e| panic!("{e}"));
+    let a = node_plan(&c, "node-a").unwrap();
+    let adv: Vec<(String, Vec<String>)> = a
+        .advertise
+        .iter()
+        .map(|x| {
+            (
+                x.prefix.to_string(),
+                x.communities.iter().map(|c| c.to_string()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        adv,
+        [
+            ("10.96.0.0/12".to_string(), vec![]),
+            ("10.96.0.10/32".to_string(), vec![]),
+            ("192.0.2.0/24".to_string(), vec!["65000:80".to_string()]),
+            ("192.0.2.10/32".to_string(), vec!["65000:80".to_string()]),
+        ]
+    );
+    // node-b has a ready local endpoint too, but the exclusion label
+    let b = node_plan(&c, "node-b").unwrap();
+    assert!(b.advertise.is_empty(), "{:?}", b.advertise);
+    assert!(b.services.excluded);
+    assert_eq!(b.services.kernel_reject.len(), 2);
 }

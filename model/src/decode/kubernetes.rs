@@ -82,6 +82,7 @@ struct ServiceSpecView {
     external_ips: Vec<String>,
     #[serde(rename = "loadBalancerIP")]
     load_balancer_ip: Option<String>,
+    ip_families: Vec<String>,
     external_traffic_policy: Option<String>,
     internal_traffic_policy: Option<String>,
 }
@@ -107,6 +108,7 @@ struct LbIngressView {
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct SliceView {
+    address_type: Option<String>,
     endpoints: Vec<SliceEndpointView>,
 }
 
@@ -270,31 +272,71 @@ fn service(m: &MetaParts, v: ServiceView) -> Service {
     if cluster.is_empty() {
         cluster.extend(v.spec.cluster_ip);
     }
-    let mut lb = ips(v
+    let lb = ips(v
         .status
         .load_balancer
         .ingress
         .iter()
         .filter_map(|i| i.ip.as_deref()));
-    lb.extend(ips(v.spec.load_balancer_ip.iter()));
-    lb.dedup();
+    let cluster_ips = ips(cluster);
+    let mut ip_families: Vec<String> = v
+        .spec
+        .ip_families
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .collect();
+    if ip_families.is_empty() {
+        // the API server's defaulting, for objects written by hand
+        for ip in &cluster_ips {
+            let f = ip_family(ip).to_string();
+            if !ip_families.contains(&f) {
+                ip_families.push(f);
+            }
+        }
+    }
     Service {
         namespace: m.namespace.clone(),
         name: m.name.to_string(),
-        service_type: v.spec.service_type.unwrap_or_else(|| "ClusterIP".into()),
-        cluster_ips: ips(cluster),
+        service_type: v
+            .spec
+            .service_type
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "ClusterIP".into()),
+        cluster_ips,
+        ip_families,
         external_ips: ips(v.spec.external_ips),
         load_balancer_ips: lb,
-        external_traffic_policy: policy(v.spec.external_traffic_policy.as_deref()),
+        spec_load_balancer_ip: ips(v.spec.load_balancer_ip.iter()).first().copied(),
+        external_traffic_policy: match v.spec.external_traffic_policy.as_deref() {
+            None | Some("") => None,
+            Some(p) => Some(policy(Some(p))),
+        },
         internal_traffic_policy: policy(v.spec.internal_traffic_policy.as_deref()),
     }
 }
 
+/// Kubernetes' name of an address's family (`IPFamily`, EndpointSlice `addressType`).
+fn ip_family(ip: &IpAddr) -> &'static str {
+    match ip {
+        IpAddr::V4(_) => "IPv4",
+        IpAddr::V6(_) => "IPv6",
+    }
+}
+
 fn endpoint_slice(m: &MetaParts, v: SliceView) -> EndpointSlice {
+    let first = v
+        .endpoints
+        .iter()
+        .flat_map(|e| &e.addresses)
+        .find_map(|a| a.trim().parse::<IpAddr>().ok());
     EndpointSlice {
         namespace: m.namespace.clone(),
         name: m.name.to_string(),
         service_name: m.labels.get(SERVICE_NAME_LABEL).cloned(),
+        address_type: v
+            .address_type
+            .filter(|t| !t.is_empty())
+            .or_else(|| first.map(|ip| ip_family(&ip).to_string())),
         endpoints: v
             .endpoints
             .into_iter()
@@ -433,6 +475,8 @@ struct ApiService {
 #[serde(default)]
 struct ApiSlice {
     metadata: ApiMeta,
+    #[serde(rename = "addressType")]
+    address_type: Option<String>,
     endpoints: Vec<SliceEndpointView>,
 }
 
@@ -510,6 +554,7 @@ pub fn from_api_json(kind: Kind, json: &str) -> Result<(Object, Option<String>),
             let r = endpoint_slice(
                 &v.metadata.parts(),
                 SliceView {
+                    address_type: v.address_type,
                     endpoints: v.endpoints,
                 },
             );
@@ -628,12 +673,12 @@ mod tests {
             (
                 Kind::Service,
                 r#"{"metadata":{"name":"s","namespace":"shop"},"spec":{"type":"LoadBalancer","clusterIPs":["10.96.0.10"],
-                    "externalIPs":["192.0.2.1"],"externalTrafficPolicy":"Local"},
+                    "externalIPs":["192.0.2.1"],"externalTrafficPolicy":"Local","ipFamilies":["IPv4"],"loadBalancerIP":"198.51.100.8"},
                     "status":{"loadBalancer":{"ingress":[{"ip":"198.51.100.7"}]}}}"#,
             ),
             (
                 Kind::EndpointSlice,
-                r#"{"metadata":{"name":"s-x","namespace":"shop","labels":{"kubernetes.io/service-name":"s"}},
+                r#"{"metadata":{"name":"s-x","namespace":"shop","labels":{"kubernetes.io/service-name":"s"}},"addressType":"IPv4",
                     "endpoints":[{"addresses":["10.65.0.9"],"nodeName":"n1","conditions":{"ready":false}}]}"#,
             ),
         ] {
@@ -650,6 +695,57 @@ mod tests {
             assert_eq!(o.resource, general.resource, "{kind}");
             assert_eq!(o.raw.namespace, general.raw.namespace, "{kind}");
         }
+    }
+
+    #[test]
+    fn service_fields_calico_advertises_by() {
+        let (o, _) = from_api_json(
+            Kind::Service,
+            r#"{"metadata":{"name":"s","namespace":"shop"},"spec":{"type":"LoadBalancer",
+                "clusterIP":"10.96.0.10","clusterIPs":["10.96.0.10","fd00:96::10"],"ipFamilies":["IPv4","IPv6"],
+                "loadBalancerIP":"198.51.100.8","externalIPs":["192.0.2.1","nonsense"]},
+                "status":{"loadBalancer":{"ingress":[{"ip":"198.51.100.7"},{"hostname":"lb.example"}]}}}"#,
+        )
+        .unwrap();
+        let Resource::Service(s) = &o.resource else {
+            panic!()
+        };
+        assert_eq!(s.cluster_ips.len(), 2);
+        assert_eq!(s.ip_families, ["IPv4", "IPv6"]);
+        assert_eq!(s.external_ips, ["192.0.2.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            s.load_balancer_ips,
+            ["198.51.100.7".parse::<IpAddr>().unwrap()],
+            "status only"
+        );
+        assert_eq!(
+            s.spec_load_balancer_ip,
+            Some("198.51.100.8".parse().unwrap())
+        );
+        assert_eq!(s.external_traffic_policy, None, "unset is not Cluster");
+        // a headless service has no cluster IP; families default from the cluster IPs
+        let (o, _) = from_api_json(
+            Kind::Service,
+            r#"{"metadata":{"name":"h","namespace":"shop"},"spec":{"clusterIP":"None","externalTrafficPolicy":"Cluster"}}"#,
+        )
+        .unwrap();
+        let Resource::Service(s) = &o.resource else {
+            panic!()
+        };
+        assert!(s.cluster_ips.is_empty() && s.ip_families.is_empty());
+        assert_eq!(s.service_type, "ClusterIP");
+        assert_eq!(s.external_traffic_policy, Some(TrafficPolicy::Cluster));
+        // a slice without addressType takes its first address's family
+        let (o, _) = from_api_json(
+            Kind::EndpointSlice,
+            r#"{"metadata":{"name":"x","namespace":"shop"},"endpoints":[{"addresses":["fd00::9"]}]}"#,
+        )
+        .unwrap();
+        let Resource::EndpointSlice(e) = &o.resource else {
+            panic!()
+        };
+        assert_eq!(e.address_type.as_deref(), Some("IPv6"));
+        assert!(e.endpoints[0].ready, "no conditions: ready");
     }
 
     #[test]

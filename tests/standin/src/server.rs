@@ -829,9 +829,15 @@ fn list(
     ))
 }
 
+/// One watch event line, `type` before `object` as the API server writes it (a
+/// `json!` map would sort `object` first, and a client that reads the object as raw
+/// JSON text, as Brindle's slim decoders do, needs the type first).
 fn watch_line(etype: &str, obj: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": etype, "object": obj})).unwrap_or_default();
-    v.push(b'\n');
+    let mut v = br#"{"type":"#.to_vec();
+    let _ = serde_json::to_writer(&mut v, etype);
+    v.extend_from_slice(br#","object":"#);
+    let _ = serde_json::to_writer(&mut v, obj);
+    v.extend_from_slice(b"}\n");
     Bytes::from(v)
 }
 
