@@ -4,6 +4,7 @@ use brindle::ctl::{self, Layout, DEFAULT_CONFIG, DEFAULT_STATUS_SOCKET};
 use brindle::status::{NodeRoutes, NodeStatus, ROUTES_REQUEST, STATUS_REQUEST};
 use brindle_model::Kind;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,6 +40,12 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = GetFormat::Ps)]
         output: GetFormat,
     },
+    /// IP address management, like `calicoctl ipam`: in Kubernetes mode (--kubeconfig or
+    /// KUBECONFIG) Calico's IPAM CRDs, in file mode the node's store (--state-dir).
+    Ipam {
+        #[command(subcommand)]
+        command: IpamCommand,
+    },
     /// Check the configuration file as brindle-node reads it: the file, then the BGP plan
     /// of every node in it (or of --node, shown in full). Fails when the agent would refuse it.
     Validate {
@@ -56,6 +63,59 @@ enum NodeCommand {
     Status(SocketArgs),
     /// Routes in this node's BGP table.
     Routes(SocketArgs),
+}
+
+#[derive(Subcommand)]
+enum IpamCommand {
+    /// Pool (and block) usage, or who holds one address.
+    Show {
+        /// Also one row per block.
+        #[arg(long)]
+        show_blocks: bool,
+        /// Who holds this address.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        #[command(flatten)]
+        ds: DatastoreArgs,
+        #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
+        output: StatusFormat,
+    },
+    /// Addresses without pods, pods without addresses, blocks without nodes, and whether
+    /// blocks, handles and affinities agree.
+    Check {
+        #[command(flatten)]
+        ds: DatastoreArgs,
+        #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
+        output: StatusFormat,
+    },
+    /// Release addresses whoever holds them (e.g. ones `ipam check` reports leaked).
+    Release {
+        #[arg(long, required = true)]
+        ip: Vec<std::net::IpAddr>,
+        #[command(flatten)]
+        ds: DatastoreArgs,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DatastoreKind {
+    Kubernetes,
+    File,
+}
+
+#[derive(clap::Args)]
+struct DatastoreArgs {
+    /// Default: kubernetes when a kubeconfig is given, else file.
+    #[arg(long, value_enum)]
+    datastore: Option<DatastoreKind>,
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// File mode: the Calico resource file (for the pools, nodes and pods).
+    #[arg(long, env = "BRINDLE_CONFIG", default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+    /// File mode: brindle-node's state directory (the store is <dir>/calico-ipam).
+    #[arg(long, env = "BRINDLE_STATE_DIR", default_value = "/var/lib/brindle")]
+    state_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -318,5 +378,229 @@ fn main() -> ExitCode {
             output,
         } => get(*kind, names, config, *output),
         Command::Validate { config, node } => validate(config, node.as_deref()),
+        Command::Ipam { command } => ipam(command),
+    }
+}
+
+/// The cluster as `ipam` needs it: the store, the pools, the pods and the nodes.
+struct IpamWorld {
+    source: ctl::ipam::Source,
+    pools: Vec<brindle_model::IpPoolSpec>,
+    pods: Vec<brindle::ipam::report::PodAddresses>,
+    nodes: std::collections::BTreeSet<String>,
+}
+
+async fn ipam_world(ds: &DatastoreArgs) -> Result<IpamWorld, String> {
+    use brindle::ipam::report::PodAddresses;
+    let kube = match ds.datastore {
+        Some(DatastoreKind::Kubernetes) => true,
+        Some(DatastoreKind::File) => false,
+        None => ds.kubeconfig.is_some(),
+    };
+    if kube {
+        let client = brindle::datastore::kubernetes::client(ds.kubeconfig.as_deref())
+            .await
+            .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+        let group = brindle::datastore::kubernetes::detect_group(&client).await?;
+        let pools = brindle::datastore::kubernetes::list_ip_pools(&client, group).await?;
+        let pod_api: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::all(client.clone());
+        let node_api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+        let lp = kube::api::ListParams::default();
+        let pods = pod_api
+            .list(&lp)
+            .await
+            .map_err(|e| format!("listing pods: {e}"))?
+            .items
+            .into_iter()
+            .filter(|p| {
+                !p.spec
+                    .as_ref()
+                    .and_then(|s| s.host_network)
+                    .unwrap_or(false)
+            })
+            .map(|p| {
+                let status = p.status.unwrap_or_default();
+                let mut ips: Vec<IpAddr> = status
+                    .pod_ips
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|i| i.ip.parse().ok())
+                    .collect();
+                if ips.is_empty() {
+                    let ann = p.metadata.annotations.clone().unwrap_or_default();
+                    ips = ann
+                        .get("cni.projectcalico.org/podIPs")
+                        .map(|v| {
+                            v.split(',')
+                                .filter_map(|s| s.split('/').next()?.parse().ok())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                }
+                PodAddresses {
+                    namespace: p.metadata.namespace.unwrap_or_default(),
+                    name: p.metadata.name.unwrap_or_default(),
+                    node: p.spec.and_then(|s| s.node_name).unwrap_or_default(),
+                    ips,
+                }
+            })
+            .collect();
+        let nodes = node_api
+            .list(&lp)
+            .await
+            .map_err(|e| format!("listing nodes: {e}"))?
+            .items
+            .into_iter()
+            .filter_map(|n| n.metadata.name)
+            .collect();
+        Ok(IpamWorld {
+            source: ctl::ipam::Source::Kube(brindle::ipam::kubernetes::KubeStore::new(
+                client, group,
+            )),
+            pools,
+            pods,
+            nodes,
+        })
+    } else {
+        let cfg = brindle::datastore::file::read(&ds.config)
+            .map_err(|e| format!("{}: {e}", ds.config.display()))?;
+        let mut pods: Vec<PodAddresses> = cfg
+            .pods
+            .iter()
+            .filter(|p| !p.host_network)
+            .map(|p| PodAddresses {
+                namespace: p.namespace.to_string(),
+                name: p.name.clone(),
+                node: p.node_name.as_deref().unwrap_or("").to_string(),
+                ips: p.ips.clone(),
+            })
+            .collect();
+        // This node's pods as the CNI plugin recorded them.
+        for r in brindle_felix::endpoint::read_all(&ds.state_dir).0 {
+            if !pods
+                .iter()
+                .any(|p| p.namespace == r.namespace && p.name == r.pod)
+            {
+                pods.push(PodAddresses {
+                    namespace: r.namespace.clone(),
+                    name: r.pod.clone(),
+                    node: String::new(),
+                    ips: r.ips.iter().map(|n| n.ip()).collect(),
+                });
+            }
+        }
+        Ok(IpamWorld {
+            source: ctl::ipam::Source::File(brindle::ipam::file::FileStore::new(
+                ds.state_dir.join("calico-ipam"),
+            )),
+            pools: cfg.ip_pools.clone(),
+            pods,
+            nodes: cfg.nodes.iter().map(|n| n.name.clone()).collect(),
+        })
+    }
+}
+
+fn print_ipam_doc<T: serde::Serialize>(v: &T, output: StatusFormat) -> ExitCode {
+    print_doc(
+        v,
+        matches!(output, StatusFormat::Json | StatusFormat::Table),
+    )
+}
+
+fn ipam(command: &IpamCommand) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let ds = match command {
+        IpamCommand::Show { ds, .. }
+        | IpamCommand::Check { ds, .. }
+        | IpamCommand::Release { ds, .. } => ds,
+    };
+    let world = match rt.block_on(ipam_world(ds)) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let snap = match command {
+        IpamCommand::Release { .. } => None,
+        _ => match rt.block_on(world.source.snapshot()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: reading the IPAM objects: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match command {
+        IpamCommand::Show {
+            show_blocks,
+            ip,
+            output,
+            ..
+        } => {
+            let snap = snap.expect("read above");
+            if let Some(ip) = ip {
+                let h = brindle::ipam::report::holder(&snap.blocks, *ip);
+                return match output {
+                    StatusFormat::Table => {
+                        print!("{}", ctl::ipam::render_ip(*ip, h.as_ref()));
+                        ExitCode::SUCCESS
+                    }
+                    o => print_ipam_doc(&h, *o),
+                };
+            }
+            let usage = brindle::ipam::report::usage(&world.pools, &snap.blocks, *show_blocks);
+            match output {
+                StatusFormat::Table => {
+                    print!("{}", ctl::ipam::render_usage(&usage));
+                    ExitCode::SUCCESS
+                }
+                o => print_ipam_doc(&usage, *o),
+            }
+        }
+        IpamCommand::Check { output, .. } => {
+            let snap = snap.expect("read above");
+            let c = ctl::ipam::check(&snap, &world.pods, &world.nodes, &world.pools);
+            match output {
+                StatusFormat::Table => {
+                    let ips: usize = world.pods.iter().map(|p| p.ips.len()).sum();
+                    print!(
+                        "{}",
+                        ctl::ipam::render_check(&c, &snap.blocks, &world.pools, ips)
+                    );
+                    ExitCode::SUCCESS
+                }
+                o => print_ipam_doc(&c, *o),
+            }
+        }
+        IpamCommand::Release { ip, .. } => {
+            match rt.block_on(world.source.release(&world.pools, ip)) {
+                Ok(not) => {
+                    let mut code = ExitCode::SUCCESS;
+                    for a in ip {
+                        if not.contains(a) {
+                            eprintln!("IP address {a} is not assigned");
+                            code = ExitCode::FAILURE;
+                        } else {
+                            println!("Successfully released IP address {a}");
+                        }
+                    }
+                    code
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }

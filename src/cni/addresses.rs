@@ -21,7 +21,7 @@ use super::error::{code, CniError, Result};
 use crate::ipam::file::FileStore;
 use crate::ipam::kubernetes::KubeStore;
 use crate::ipam::{Handle, Ipam, IpamError, IpamObject, IpamSettings, Request, Store, StoreError};
-use brindle_model::{IpPoolSpec, Resource};
+use brindle_model::IpPoolSpec;
 use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -296,27 +296,9 @@ impl Addresses {
         })?;
         let store = KubeStore::new(client.clone(), group);
         let (pools, settings, node_labels) = rt.block_on(async {
-            let ar = crate::datastore::kubernetes::api_resource(brindle_model::Kind::IpPool, group);
-            let api: kube::Api<kube::api::DynamicObject> = kube::Api::all_with(client.clone(), &ar);
-            let list = api
-                .list(&kube::api::ListParams::default())
+            let pools = crate::datastore::kubernetes::list_ip_pools(&client, group)
                 .await
-                .map_err(|e| unreachable(e.to_string()))?;
-            let mut pools = Vec::new();
-            for o in list.items {
-                let v = serde_json::to_value(&o).unwrap_or_default();
-                match crate::datastore::kubernetes::decode(brindle_model::Kind::IpPool, &ar, v) {
-                    crate::datastore::Event::Apply(obj) => {
-                        if let Resource::IpPool(p) = &obj.resource {
-                            pools.push((**p).clone());
-                        }
-                    }
-                    crate::datastore::Event::Invalid { label, error, .. } => {
-                        tracing::warn!("{label}: {error} (skipped)");
-                    }
-                    _ => {}
-                }
-            }
+                .map_err(unreachable)?;
             let settings = match store.get::<IpamSettings>("default").await {
                 Ok(s) => s.value,
                 Err(StoreError::NotFound(_)) => IpamSettings::default(),

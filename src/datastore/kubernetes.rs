@@ -257,6 +257,33 @@ pub async fn detect_group(client: &Client) -> Result<CalicoGroup, String> {
 }
 
 /// Writes to the API.
+/// Every IPPool, decoded as the watchers decode it (a bad one is logged and skipped).
+pub async fn list_ip_pools(
+    client: &Client,
+    group: CalicoGroup,
+) -> Result<Vec<brindle_model::IpPoolSpec>, String> {
+    let ar = api_resource(Kind::IpPool, group);
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let list = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut pools = Vec::new();
+    for o in list.items {
+        let v = serde_json::to_value(&o).unwrap_or_default();
+        match decode(Kind::IpPool, &ar, v) {
+            Event::Apply(obj) => {
+                if let brindle_model::Resource::IpPool(p) = &obj.resource {
+                    pools.push((**p).clone());
+                }
+            }
+            Event::Invalid { label, error, .. } => tracing::warn!("{label}: {error} (skipped)"),
+            _ => {}
+        }
+    }
+    Ok(pools)
+}
+
 pub struct KubeWriter {
     client: Client,
     group: Arc<std::sync::OnceLock<CalicoGroup>>,

@@ -4,7 +4,9 @@
 //! Tables follow calicoctl: `node status` uses boxed tables as olekukonko/tablewriter
 //! v0.0.5 draws them (released calicoctl; centred headers, cells wrapped at 30
 //! columns), `get` uses Go's tabwriter (minimum width 5, padding 3) with the columns of
-//! calicoctl's `resourcemgr/*.go`.
+//! calicoctl's `resourcemgr/*.go`. `ipam` ([`ipam`]) follows calicoctl's `ipam` commands.
+
+pub mod ipam;
 
 use crate::status::NodeStatus;
 use brindle_bgp::status::{PeerStatus, RoutesStatus, SessionState};
