@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
     api.create_many(namespaces)?;
     let mut load = std::time::Duration::ZERO;
     let mut json_bytes = 0;
-    const CHUNK: usize = 10_000;
+    const CHUNK: usize = 1_000;
     for start in (0..n).step_by(CHUNK) {
         let objs: Vec<Value> = (start..n.min(start + CHUNK)).map(pod).collect();
         json_bytes += objs
