@@ -1143,7 +1143,7 @@ fn cmd_run(
     );
     if let Some((rss, _)) = proc_status(std::process::id()) {
         println!(
-            "stand-in process RSS with the objects (generator's memory trimmed): {:.0} MB",
+            "stand-in process RSS with the objects (generator's memory trimmed): {:.0} MiB",
             rss as f64 / 1024.0
         );
     }
