@@ -21,6 +21,7 @@ ping                          answers ok
 stop [SECS]                   unavailable (listener closed, connections dropped), for SECS seconds or until start
 start                         available again
 apply FILE                    apply every object of a YAML file (CRDs first)
+load FILE                     create every object of a JSON file (object, array, List or one per line) under one lock
 delete KIND [NS/]NAME         delete an object (KIND: kind, plural, short name, or plural.group)
 get KIND [NS/]NAME            print an object (one JSON line)
 list KIND [NS]                print objects (JSON lines)
@@ -172,6 +173,15 @@ async fn execute(shared: &Arc<Shared>, line: &str) -> Result<Vec<String>, String
                 .map_err(|e| format!("reading {file}: {e}"))?;
             let objs = shared.apply_text(&text).map_err(|e| format!("{e:#}"))?;
             Ok(vec![format!("applied {} objects", objs.len())])
+        }
+        ["load", file] => {
+            let file = file.to_string();
+            let s = shared.clone();
+            let n = tokio::task::spawn_blocking(move || s.load_json_file(Path::new(&file)))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("{e:#}"))?;
+            Ok(vec![format!("created {n} objects")])
         }
         ["delete", kind, r] => {
             let rt = shared.resolve(kind).map_err(|e| e.message)?;

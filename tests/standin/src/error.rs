@@ -17,6 +17,9 @@ pub struct ApiError {
     pub message: String,
     /// `details` of the Status (name, group, kind, causes), if any.
     pub details: Option<Value>,
+    /// `metadata.continue` of the Status: the fresh continue token a 410 for an expired
+    /// continue token carries (to go on with an inconsistent list), as the real API.
+    pub list_continue: Option<String>,
 }
 
 fn details(rt: &ResourceType, name: &str) -> Value {
@@ -53,6 +56,7 @@ impl ApiError {
             reason: reason.to_string(),
             message: message.into(),
             details: None,
+            list_continue: None,
         }
     }
 
@@ -60,6 +64,7 @@ impl ApiError {
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
         ApiError {
             details: Some(details(rt, name)),
+            list_continue: None,
             ..Self::new(404, format!("{} \"{name}\" not found", rt.qualified()))
         }
     }
@@ -69,6 +74,7 @@ impl ApiError {
         ApiError {
             reason: "AlreadyExists".into(),
             details: Some(details(rt, name)),
+            list_continue: None,
             ..Self::new(409, format!("{} \"{name}\" already exists", rt.qualified()))
         }
     }
@@ -86,6 +92,7 @@ impl ApiError {
     pub fn conflict_because(rt: &ResourceType, name: &str, why: &str) -> Self {
         ApiError {
             details: Some(details(rt, name)),
+            list_continue: None,
             ..Self::new(
                 409,
                 format!(
@@ -119,6 +126,7 @@ impl ApiError {
         }
         ApiError {
             details: Some(d),
+            list_continue: None,
             ..Self::new(422, message)
         }
     }
@@ -141,6 +149,9 @@ impl ApiError {
         });
         if let Some(d) = &self.details {
             s["details"] = d.clone();
+        }
+        if let Some(c) = &self.list_continue {
+            s["metadata"]["continue"] = json!(c);
         }
         s
     }

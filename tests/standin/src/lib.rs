@@ -8,13 +8,22 @@
 //! serves a control socket for shell-driven tests (see [`control`]).
 //!
 //! ## What it is
-//! - Storage: objects as `serde_json::Value`, keyed by (group, plural, namespace, name),
-//!   shared by every served version of a resource (reads through another version only
-//!   rewrite `apiVersion`). One global, monotonically increasing `resourceVersion`
+//! - Storage: each object as its serialized JSON (resourceVersion included) plus the
+//!   few fields the store reads without parsing it (resourceVersion, labels, the
+//!   type's selectable fields), keyed by (group, plural, namespace, name) and shared by
+//!   every served version of a resource (the `apiVersion` is spliced in as the object
+//!   is written out). List pages and watch events are written from the stored bytes;
+//!   a write (update, patch, delete) parses the object it changes.
+//!   [`StandIn::create_many`] and [`StandIn::load_json_file`] load many objects under
+//!   one lock. One global, monotonically increasing `resourceVersion`
 //!   counter (etcd's revision) stamped on every write; `uid`, `creationTimestamp` and
 //!   `generation` (bumped when anything outside `metadata`/`status` changes) are set by
 //!   the server. A no-op write stores nothing and bumps nothing, as in Kubernetes.
-//! - A bounded event history ([`Config::history_limit`]); watches replay it.
+//! - A bounded event history ([`Config::history_limit`] events holding at most
+//!   [`Config::history_bytes`] of objects); watches replay it. A watch from a
+//!   resourceVersion older than it gets 410 `Expired`; so does a continue token of it,
+//!   with a fresh continue token in the Status (`metadata.continue`, to go on with an
+//!   inconsistent list), as the real API answers.
 //!   [`StandIn::compact`] drops it, so every resourceVersion handed out so far is too
 //!   old: watches from it and continue tokens of it get 410 `Expired`.
 //! - Resources: core v1 `nodes`, `pods`, `namespaces`, `services`, `secrets`,
@@ -109,6 +118,7 @@
 
 mod control_impl;
 mod error;
+mod obj;
 mod ops;
 mod patch;
 mod resources;
@@ -161,6 +171,9 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// Events kept for watches. Default 10,000.
     pub history_limit: usize,
+    /// Budget of the watch history: the bytes of the objects its events hold (the
+    /// newest event is always kept). Default 256 MiB.
+    pub history_bytes: usize,
     /// Create `default`, `kube-system`, `kube-public` and `kube-node-lease` at start.
     /// Default true.
     pub default_namespaces: bool,
@@ -176,6 +189,7 @@ impl Default for Config {
             watch_timeout: Duration::from_secs(1800),
             bookmark_interval: Duration::from_secs(60),
             history_limit: 10_000,
+            history_bytes: 256 << 20,
             default_namespaces: true,
         }
     }
@@ -241,7 +255,10 @@ impl StandIn {
 
         let (available, _) = tokio::sync::watch::channel(true);
         let shared = Arc::new(Shared {
-            store: Mutex::new(store::Store::new(config.history_limit)),
+            store: Mutex::new(store::Store::with_budget(
+                config.history_limit,
+                config.history_bytes,
+            )),
             settings: Settings {
                 token: config.token.clone(),
                 watch_timeout: config.watch_timeout,
@@ -337,6 +354,23 @@ impl StandIn {
     /// namespace need not exist. 409 if it exists.
     pub fn create(&self, obj: Value) -> Result<Value, ApiError> {
         self.shared.create_obj(obj)
+    }
+
+    /// Creates many objects under one lock (CRDs first, then namespaces, then the rest
+    /// in the given order), each as [`StandIn::create`] does; the fast way to load a
+    /// large cluster. Stops at the first error (the objects before it stay), telling
+    /// which one. Returns how many were created.
+    pub fn create_many(&self, objs: Vec<Value>) -> anyhow::Result<usize> {
+        let n = objs.len();
+        self.shared
+            .create_many(objs)
+            .map_err(|(i, e)| anyhow::anyhow!("creating object {} of {n}: {e}", i + 1))
+    }
+
+    /// [`StandIn::create_many`] of the objects of a JSON file: one object, an array, a
+    /// `kind: List`, or a sequence of them (e.g. one object per line).
+    pub fn load_json_file(&self, path: impl AsRef<Path>) -> anyhow::Result<usize> {
+        self.shared.load_json_file(path.as_ref())
     }
 
     /// Replaces an object: 404 if missing, 409 if `metadata.resourceVersion` is set and

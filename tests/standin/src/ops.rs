@@ -4,8 +4,9 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::resources::ResourceType;
 use crate::server::Shared;
-use crate::store::{PatchType, Preconditions, WriteOpts};
+use crate::store::{PatchType, Preconditions, Store, WriteOpts};
 
 const DIRECT: WriteOpts = WriteOpts {
     api: false,
@@ -50,13 +51,67 @@ pub fn parse_objects(text: &str) -> anyhow::Result<Vec<Value>> {
             other => anyhow::bail!("a YAML document is not an object: {other}"),
         }
     }
-    let rank = |v: &Value| match v.get("kind").and_then(Value::as_str) {
+    out.sort_by_key(rank);
+    Ok(out)
+}
+
+/// CustomResourceDefinitions first, then Namespaces, then the rest.
+fn rank(v: &Value) -> u8 {
+    match v.get("kind").and_then(Value::as_str) {
         Some("CustomResourceDefinition") => 0,
         Some("Namespace") => 1,
         _ => 2,
-    };
-    out.sort_by_key(rank);
-    Ok(out)
+    }
+}
+
+/// Expands one JSON document into objects: an object, an array of them, or a
+/// `kind: List` (nested arrays and lists too).
+fn push_json_objects(out: &mut Vec<Value>, v: Value) -> anyhow::Result<()> {
+    match v {
+        Value::Array(items) => {
+            for i in items {
+                push_json_objects(out, i)?;
+            }
+        }
+        Value::Object(mut m) => {
+            if m.get("kind").and_then(Value::as_str) == Some("List") {
+                if let Some(Value::Array(items)) = m.remove("items") {
+                    for i in items {
+                        push_json_objects(out, i)?;
+                    }
+                }
+            } else {
+                out.push(Value::Object(m));
+            }
+        }
+        other => anyhow::bail!("a JSON document is not an object: {other}"),
+    }
+    Ok(())
+}
+
+/// Creates objects in a locked store, as [`Store::create`] through the direct API;
+/// `n` counts those created, `last` caches the type of the previous one.
+fn create_in(
+    store: &mut Store,
+    objs: Vec<Value>,
+    n: &mut usize,
+    last: &mut Option<(String, String, ResourceType)>,
+) -> Result<(), ApiError> {
+    let mut objs = objs;
+    objs.sort_by_key(rank);
+    for obj in objs {
+        let av = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+        if !matches!(last, Some((a, k, _)) if a == av && k == kind) {
+            let rt = store.type_of(&obj)?;
+            *last = Some((av.to_string(), kind.to_string(), rt));
+        }
+        let rt = &last.as_ref().expect("set above").2;
+        let ns = ns_of(&obj);
+        store.create(rt, ns.as_deref(), obj, DIRECT)?;
+        *n += 1;
+    }
+    Ok(())
 }
 
 impl Shared {
@@ -65,6 +120,48 @@ impl Shared {
         let rt = store.type_of(&obj)?;
         let ns = ns_of(&obj);
         store.create(&rt, ns.as_deref(), obj, DIRECT)
+    }
+
+    /// Creates every object under one lock (CRDs first, then namespaces, then the rest
+    /// in the given order), as [`Shared::create_obj`] does one; stops at the first error
+    /// (the objects before it stay). `Err` tells how many were created.
+    pub fn create_many(&self, objs: Vec<Value>) -> Result<usize, (usize, ApiError)> {
+        let mut store = self.store();
+        let mut n = 0;
+        create_in(&mut store, objs, &mut n, &mut None).map_err(|e| (n, e))?;
+        Ok(n)
+    }
+
+    /// Creates the objects of a JSON file under one lock: a sequence of documents (one
+    /// object, array or `kind: List` each; e.g. one object per line), parsed and
+    /// created one document at a time, so that a large file of one object per line
+    /// never exists as parsed values all at once. Within a document, CRDs come first,
+    /// then namespaces; across documents, the file's order (custom resources must come
+    /// after their CRD).
+    pub fn load_json_file(&self, path: &std::path::Path) -> anyhow::Result<usize> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut store = self.store();
+        let (mut n, mut last) = (0, None);
+        for (i, doc) in serde_json::Deserializer::from_str(&text)
+            .into_iter::<Value>()
+            .enumerate()
+        {
+            let doc =
+                doc.with_context(|| format!("{}: JSON document {}", path.display(), i + 1))?;
+            let mut objs = Vec::new();
+            push_json_objects(&mut objs, doc)
+                .with_context(|| format!("{}: JSON document {}", path.display(), i + 1))?;
+            create_in(&mut store, objs, &mut n, &mut last).map_err(|e| {
+                anyhow::anyhow!(
+                    "loading {}: object {} (document {}): {e}",
+                    path.display(),
+                    n + 1,
+                    i + 1
+                )
+            })?;
+        }
+        Ok(n)
     }
 
     pub fn update_obj(&self, obj: Value) -> Result<Value, ApiError> {
@@ -157,7 +254,10 @@ impl Shared {
                 None,
                 None,
             )
-            .map(|p| p.items)
+            .map(|p| {
+                let av = rt.api_version();
+                p.items.iter().map(|o| o.to_value(&av)).collect()
+            })
             .unwrap_or_default()
     }
 

@@ -139,9 +139,14 @@ impl LabelSelector {
     }
 
     /// Whether an object (its `metadata.labels`) matches.
+    #[cfg(test)]
     pub fn matches(&self, obj: &Value) -> bool {
         let labels = obj.pointer("/metadata/labels");
-        let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
+        self.matches_with(|k| labels.and_then(|l| l.get(k)).and_then(Value::as_str))
+    }
+
+    /// Whether labels, looked up by `get`, match.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> Option<&'a str>) -> bool {
         self.0.iter().all(|r| match r {
             LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
             LabelReq::Ne(k, v) => get(k) != Some(v.as_str()),
@@ -219,10 +224,16 @@ impl FieldSelector {
     }
 
     /// Whether an object matches.
+    #[cfg(test)]
     pub fn matches(&self, obj: &Value) -> bool {
+        self.matches_with(|k| field_value(obj, k).into())
+    }
+
+    /// Whether fields, looked up by `get` (their string form, `""` when absent), match.
+    pub fn matches_with<'a>(&self, get: impl Fn(&str) -> std::borrow::Cow<'a, str>) -> bool {
         self.0
             .iter()
-            .all(|(k, eq, v)| (field_value(obj, k) == *v) == *eq)
+            .all(|(k, eq, v)| (get(k) == v.as_str()) == *eq)
     }
 }
 

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::ApiError;
+use crate::obj::Obj;
 use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{Event, EventType, PatchType, Preconditions, Store, WriteOpts};
@@ -403,6 +404,19 @@ fn shape_of(accept: &str) -> Shape {
     }
 }
 
+/// Appends a stored object's JSON as asked for.
+fn write_shaped(out: &mut Vec<u8>, shape: Shape, api_version: &str, obj: &Obj) {
+    match shape {
+        Shape::Full => obj.write(out, api_version),
+        Shape::Metadata => obj.write_partial(out),
+    }
+}
+
+/// Appends a JSON string literal.
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 fn shaped(shape: Shape, obj: Value) -> Value {
     match shape {
         Shape::Full => obj,
@@ -564,11 +578,26 @@ async fn handle_inner(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<
                 Err(e) => error_response(&e),
             }
         }
-        "list" => selectors().and_then(|(l, f)| list(shared, rt, ns, &l, &f, &query, shape)),
-        "get" => shared
-            .store()
-            .get(rt, ns, target.name.as_deref().unwrap_or(""))
-            .map(|o| (200, shaped(shape, o))),
+        "list" => {
+            return match selectors().and_then(|(l, f)| list(shared, rt, ns, &l, &f, &query, shape))
+            {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            }
+        }
+        "get" => {
+            let got = shared
+                .store()
+                .get_stored(rt, ns, target.name.as_deref().unwrap_or(""));
+            return match got {
+                Ok(o) => {
+                    let mut out = Vec::with_capacity(o.size() + 64);
+                    write_shaped(&mut out, shape, &rt.api_version(), &o);
+                    full(200, "application/json", out)
+                }
+                Err(e) => error_response(&e),
+            };
+        }
         "create" => match read_body(req, &content_type).await {
             Ok(body) => shared.store().create(rt, ns, body, opts).map(|o| (201, o)),
             Err(e) => Err(e),
@@ -763,7 +792,7 @@ fn list(
     fields: &FieldSelector,
     query: &HashMap<String, String>,
     shape: Shape,
-) -> Result<(u16, Value), ApiError> {
+) -> Result<Response<Body>, ApiError> {
     let limit = match query.get("limit").filter(|s| !s.is_empty()) {
         Some(l) => Some(
             l.parse::<usize>()
@@ -808,13 +837,8 @@ fn list(
         query.get("continue").map(String::as_str),
     )?;
     drop(store);
-    let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
-    if let Some(c) = page.continue_token {
-        meta["continue"] = json!(c);
-    }
-    if let Some(r) = page.remaining {
-        meta["remainingItemCount"] = json!(r);
-    }
+    // The page, written from the stored bytes (metadata before the items, as the real
+    // API orders them).
     let (kind, api_version) = match shape {
         Shape::Full => (format!("{}List", rt.kind), rt.api_version()),
         Shape::Metadata => (
@@ -822,11 +846,33 @@ fn list(
             "meta.k8s.io/v1".to_string(),
         ),
     };
-    let items: Vec<Value> = page.items.into_iter().map(|o| shaped(shape, o)).collect();
-    Ok((
-        200,
-        json!({"kind": kind, "apiVersion": api_version, "metadata": meta, "items": items}),
-    ))
+    let item_av = rt.api_version();
+    let size: usize = page.items.iter().map(|o| o.size() + 40).sum();
+    let mut out = Vec::with_capacity(size + 512);
+    out.extend_from_slice(b"{\"kind\":");
+    push_str(&mut out, &kind);
+    out.extend_from_slice(b",\"apiVersion\":");
+    push_str(&mut out, &api_version);
+    out.extend_from_slice(b",\"metadata\":{\"resourceVersion\":\"");
+    out.extend_from_slice(page.resource_version.to_string().as_bytes());
+    out.push(b'"');
+    if let Some(c) = &page.continue_token {
+        out.extend_from_slice(b",\"continue\":");
+        push_str(&mut out, c);
+    }
+    if let Some(r) = page.remaining {
+        out.extend_from_slice(b",\"remainingItemCount\":");
+        out.extend_from_slice(r.to_string().as_bytes());
+    }
+    out.extend_from_slice(b"},\"items\":[");
+    for (i, o) in page.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_shaped(&mut out, shape, &item_av, o);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(full(200, "application/json", out))
 }
 
 /// One watch event line, `type` before `object` as the API server writes it (a
@@ -854,8 +900,13 @@ impl Drop for WatchGuard {
     }
 }
 
+/// Watch output is sent in chunks of about this many bytes.
+const WATCH_CHUNK: usize = 64 * 1024;
+
 struct WatchSpec {
     rt: ResourceType,
+    /// `rt.api_version()`.
+    api_version: String,
     ns: Option<String>,
     labels: LabelSelector,
     fields: FieldSelector,
@@ -865,39 +916,47 @@ struct WatchSpec {
 }
 
 impl WatchSpec {
-    fn matches(&self, obj: &Value) -> bool {
-        self.labels.matches(obj) && self.fields.matches(obj)
+    fn matches(&self, obj: &Obj) -> bool {
+        obj.matches(&self.labels, &self.fields)
     }
 
-    fn out(&self, obj: &Value, rv: Option<u64>) -> Value {
-        let mut o = shaped(self.shape, Store::output(&self.rt, obj));
-        if let Some(rv) = rv {
-            o["metadata"]["resourceVersion"] = json!(rv.to_string());
+    /// Appends one event line: the stored bytes as they are, or (`rv` set: a DELETED
+    /// for an object leaving the selector, with the write's revision) re-serialized.
+    fn line(&self, out: &mut Vec<u8>, etype: &str, obj: &Obj, rv: Option<u64>) {
+        out.extend_from_slice(b"{\"type\":\"");
+        out.extend_from_slice(etype.as_bytes());
+        out.extend_from_slice(b"\",\"object\":");
+        match rv {
+            None => write_shaped(out, self.shape, &self.api_version, obj),
+            Some(rv) => {
+                let mut o = obj.to_value(&self.api_version);
+                o["metadata"]["resourceVersion"] = json!(rv.to_string());
+                let _ = serde_json::to_writer(&mut *out, &shaped(self.shape, o));
+            }
         }
-        o
+        out.extend_from_slice(b"}\n");
     }
 
-    /// The event this watcher sees for a write, if any (selector transitions become
-    /// ADDED/DELETED, as in the real watch cache).
-    fn translate(&self, e: &Event) -> Option<Bytes> {
+    /// Appends the event this watcher sees for a write, if any (selector transitions
+    /// become ADDED/DELETED, as in the real watch cache).
+    fn translate(&self, out: &mut Vec<u8>, e: &Event) {
         if self.ns.as_deref().is_some_and(|ns| ns != e.ns) {
-            return None;
+            return;
         }
         let now = self.matches(&e.obj);
         match e.etype {
             EventType::Added | EventType::Deleted => {
-                now.then(|| watch_line(e.etype.as_str(), &self.out(&e.obj, None)))
+                if now {
+                    self.line(out, e.etype.as_str(), &e.obj, None)
+                }
             }
             EventType::Modified => {
                 let before = e.old.as_deref().is_some_and(|o| self.matches(o));
-                match (before, now) {
-                    (true, true) => Some(watch_line("MODIFIED", &self.out(&e.obj, None))),
-                    (false, true) => Some(watch_line("ADDED", &self.out(&e.obj, None))),
-                    (true, false) => e
-                        .old
-                        .as_deref()
-                        .map(|o| watch_line("DELETED", &self.out(o, Some(e.rv)))),
-                    (false, false) => None,
+                match (before, now, e.old.as_deref()) {
+                    (true, true, _) => self.line(out, "MODIFIED", &e.obj, None),
+                    (false, true, _) => self.line(out, "ADDED", &e.obj, None),
+                    (true, false, Some(o)) => self.line(out, "DELETED", o, Some(e.rv)),
+                    _ => {}
                 }
             }
         }
@@ -952,6 +1011,7 @@ fn start_watch(
     }
     let bookmarks = truthy(query, "allowWatchBookmarks");
     let spec = WatchSpec {
+        api_version: target.rt.api_version(),
         rt: target.rt,
         ns: target.ns,
         labels,
@@ -1000,20 +1060,27 @@ async fn run_watch(
         match start {
             None => {
                 let (objs, rv) = store.snapshot(&spec.rt, spec.ns.as_deref());
-                let lines: Vec<Bytes> = objs
-                    .iter()
-                    .filter(|o| spec.matches(o))
-                    .map(|o| watch_line("ADDED", &spec.out(o, None)))
-                    .collect();
-                (sig, epochs, rv, lines)
+                (sig, epochs, rv, objs)
             }
             Some(n) => (sig, epochs, n, Vec::new()),
         }
     };
-    for line in initial {
-        if tx.send(line).await.is_err() {
+    // The initial events, written from the stored bytes outside the lock, in chunks.
+    let mut out = Vec::new();
+    for o in initial.iter().filter(|o| spec.matches(o)) {
+        spec.line(&mut out, "ADDED", o, None);
+        if out.len() >= WATCH_CHUNK
+            && tx
+                .send(Bytes::from(std::mem::take(&mut out)))
+                .await
+                .is_err()
+        {
             return;
         }
+    }
+    drop(initial);
+    if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+        return;
     }
     if spec.initial_events_end && tx.send(spec.bookmark(cursor, true)).await.is_err() {
         return;
@@ -1041,12 +1108,20 @@ async fn run_watch(
                 return;
             }
         };
+        let mut out = Vec::new();
         for e in events {
-            if let Some(line) = spec.translate(&e) {
-                if tx.send(line).await.is_err() {
-                    return;
-                }
+            spec.translate(&mut out, &e);
+            if out.len() >= WATCH_CHUNK
+                && tx
+                    .send(Bytes::from(std::mem::take(&mut out)))
+                    .await
+                    .is_err()
+            {
+                return;
             }
+        }
+        if !out.is_empty() && tx.send(Bytes::from(out)).await.is_err() {
+            return;
         }
         if s.expire_epoch != epochs.expire_epoch {
             let floor = shared.store().floor();

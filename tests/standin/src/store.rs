@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::watch;
 
 use crate::error::ApiError;
+use crate::obj::{FieldNames, Obj};
 use crate::patch;
 use crate::resources::{self, ResourceType};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -49,10 +50,17 @@ pub(crate) struct Event {
     pub ns: String,
     pub etype: EventType,
     /// The object after the write (for DELETED: its last state, with the deletion's rv).
-    pub obj: Arc<Value>,
+    pub obj: Arc<Obj>,
     /// The object before the write (MODIFIED only), to turn selector transitions into
     /// ADDED/DELETED as the real watch does.
-    pub old: Option<Arc<Value>>,
+    pub old: Option<Arc<Obj>>,
+}
+
+impl Event {
+    /// What the event holds, for the history's byte budget.
+    fn size(&self) -> usize {
+        self.obj.size() + self.old.as_ref().map_or(0, |o| o.size())
+    }
 }
 
 /// What watch streams wait on.
@@ -99,7 +107,7 @@ pub(crate) struct Preconditions {
 /// One page of a list.
 #[derive(Debug)]
 pub(crate) struct ListPage {
-    pub items: Vec<Value>,
+    pub items: Vec<Arc<Obj>>,
     pub resource_version: u64,
     pub continue_token: Option<String>,
     pub remaining: Option<usize>,
@@ -107,10 +115,16 @@ pub(crate) struct ListPage {
 
 pub(crate) struct Store {
     types: Vec<ResourceType>,
-    objects: HashMap<ResKey, BTreeMap<ObjKey, Arc<Value>>>,
+    objects: HashMap<ResKey, BTreeMap<ObjKey, Arc<Obj>>>,
+    /// The fields each resource's objects index (from its storage version's type).
+    field_names: HashMap<ResKey, FieldNames>,
     rv: u64,
     history: VecDeque<Arc<Event>>,
     history_limit: usize,
+    /// Budget of the bytes the history's events hold ([`Event::size`]).
+    history_bytes: usize,
+    /// What the history's events hold now.
+    history_size: usize,
     /// Every event with rv > floor is in `history`.
     floor: u64,
     signal: watch::Sender<Signal>,
@@ -341,7 +355,8 @@ fn check_type(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
 }
 
 /// Encodes a continue token as the real API does (base64 JSON with `rv` and `start`).
-fn encode_continue(rv: u64, key: &ObjKey) -> String {
+/// `rv` -1 continues at the present revision (the fresh token of an expired one).
+fn encode_continue(rv: i64, key: &ObjKey) -> String {
     let start = if key.0.is_empty() {
         format!("{}\u{0}", key.1)
     } else {
@@ -351,13 +366,17 @@ fn encode_continue(rv: u64, key: &ObjKey) -> String {
     base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
-fn decode_continue(token: &str) -> Result<(u64, ObjKey), ApiError> {
+fn decode_continue(token: &str) -> Result<(i64, ObjKey), ApiError> {
     let bad = || ApiError::bad_request(format!("continue key is not valid: {token}"));
     let raw = base64::engine::general_purpose::STANDARD
         .decode(token)
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
-    let rv = v.get("rv").and_then(Value::as_u64).ok_or_else(bad)?;
+    let rv = v
+        .get("rv")
+        .and_then(Value::as_i64)
+        .filter(|rv| *rv >= -1)
+        .ok_or_else(bad)?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
     let start = start.trim_end_matches('\u{0}');
     let key = match start.split_once('/') {
@@ -368,14 +387,24 @@ fn decode_continue(token: &str) -> Result<(u64, ObjKey), ApiError> {
 }
 
 impl Store {
+    #[cfg(test)]
     pub fn new(history_limit: usize) -> Self {
+        Self::with_budget(history_limit, usize::MAX)
+    }
+
+    /// A store whose history keeps at most `history_limit` events holding at most
+    /// `history_bytes` bytes of objects (and always the newest event).
+    pub fn with_budget(history_limit: usize, history_bytes: usize) -> Self {
         let (signal, _) = watch::channel(Signal::default());
         Store {
             types: resources::builtins(),
             objects: HashMap::new(),
+            field_names: HashMap::new(),
             rv: 0,
             history: VecDeque::new(),
             history_limit: history_limit.max(1),
+            history_bytes,
+            history_size: 0,
             floor: 0,
             signal,
             uid_seed: 0,
@@ -477,8 +506,7 @@ impl Store {
     }
 
     /// The object as served at `rt`'s version.
-    pub fn output(rt: &ResourceType, obj: &Value) -> Value {
-        let mut o = obj.clone();
+    pub fn output(rt: &ResourceType, mut o: Value) -> Value {
         if let Value::Object(m) = &mut o {
             m.insert("apiVersion".into(), json!(rt.api_version()));
             m.insert("kind".into(), json!(rt.kind));
@@ -495,44 +523,77 @@ impl Store {
         (ns.to_string(), name.to_string())
     }
 
-    fn lookup(&self, rt: &ResourceType, key: &ObjKey) -> Option<Arc<Value>> {
+    fn lookup(&self, rt: &ResourceType, key: &ObjKey) -> Option<Arc<Obj>> {
         self.objects.get(&Self::res_key(rt))?.get(key).cloned()
     }
 
+    /// The stored object and its parse (at the storage version), for a write.
+    fn lookup_value(&self, rt: &ResourceType, key: &ObjKey) -> Option<(Arc<Obj>, Value)> {
+        let o = self.lookup(rt, key)?;
+        let v = o.to_value(&rt.storage_api_version());
+        Some((o, v))
+    }
+
+    /// The fields the objects of `res` index: name, namespace and the selectable fields
+    /// of the storage version's type.
+    fn field_names(&mut self, res: &ResKey) -> FieldNames {
+        if let Some(n) = self.field_names.get(res) {
+            return n.clone();
+        }
+        let mut names: Vec<Box<str>> = vec!["metadata.name".into(), "metadata.namespace".into()];
+        if let Some(t) = self
+            .types
+            .iter()
+            .find(|t| t.group == res.0 && t.plural == res.1 && t.version == t.storage_version)
+        {
+            names.extend(t.selectable_fields.iter().map(|f| Box::from(f.as_str())));
+        }
+        let names: FieldNames = names.into();
+        self.field_names.insert(res.clone(), names.clone());
+        names
+    }
+
     /// Records a write: bumps the revision, stamps it, stores, appends to the history.
+    /// Returns the stored object and its `Value` (at the storage version).
     fn commit(
         &mut self,
         res: ResKey,
         key: ObjKey,
         etype: EventType,
         mut obj: Value,
-        old: Option<Arc<Value>>,
-    ) -> Arc<Value> {
+        old: Option<Arc<Obj>>,
+    ) -> (Arc<Obj>, Value) {
         self.rv += 1;
         meta_mut(&mut obj).insert("resourceVersion".into(), json!(self.rv.to_string()));
-        let obj = Arc::new(obj);
+        let names = self.field_names(&res);
+        let stored = Arc::new(Obj::new(&mut obj, &names));
         let map = self.objects.entry(res.clone()).or_default();
         if etype == EventType::Deleted {
             map.remove(&key);
         } else {
-            map.insert(key.clone(), obj.clone());
+            map.insert(key.clone(), stored.clone());
         }
-        self.history.push_back(Arc::new(Event {
+        let event = Event {
             rv: self.rv,
             res,
             ns: key.0,
             etype,
-            obj: obj.clone(),
+            obj: stored.clone(),
             old,
-        }));
-        while self.history.len() > self.history_limit {
+        };
+        self.history_size += event.size();
+        self.history.push_back(Arc::new(event));
+        while self.history.len() > self.history_limit
+            || (self.history_size > self.history_bytes && self.history.len() > 1)
+        {
             if let Some(e) = self.history.pop_front() {
                 self.floor = e.rv;
+                self.history_size -= e.size();
             }
         }
         let rv = self.rv;
         self.signal.send_modify(|s| s.rv = rv);
-        obj
+        (stored, obj)
     }
 
     /// Drops the whole history: every resourceVersion handed out so far becomes too old
@@ -544,6 +605,7 @@ impl Store {
         self.rv += 1;
         self.floor = self.rv;
         self.history.clear();
+        self.history_size = 0;
         let rv = self.rv;
         self.signal.send_modify(|s| {
             s.rv = rv;
@@ -573,7 +635,7 @@ impl Store {
     }
 
     /// All objects of a resource (in a namespace), for a watch's initial events.
-    pub fn snapshot(&self, rt: &ResourceType, ns: Option<&str>) -> (Vec<Arc<Value>>, u64) {
+    pub fn snapshot(&self, rt: &ResourceType, ns: Option<&str>) -> (Vec<Arc<Obj>>, u64) {
         let items = self
             .objects
             .get(&Self::res_key(rt))
@@ -588,8 +650,18 @@ impl Store {
     }
 
     pub fn get(&self, rt: &ResourceType, ns: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        self.get_stored(rt, ns, name)
+            .map(|o| o.to_value(&rt.api_version()))
+    }
+
+    /// The stored object (to be written out as it is).
+    pub fn get_stored(
+        &self,
+        rt: &ResourceType,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Arc<Obj>, ApiError> {
         self.lookup(rt, &Self::obj_key(rt, ns, name))
-            .map(|o| Self::output(rt, &o))
             .ok_or_else(|| ApiError::not_found(rt, name))
     }
 
@@ -605,12 +677,19 @@ impl Store {
         let (list_rv, start) = match continue_token.filter(|t| !t.is_empty()) {
             Some(t) => {
                 let (rv, key) = decode_continue(t)?;
-                if rv < self.floor {
-                    return Err(ApiError::expired(
-                        "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
-                    ));
+                match u64::try_from(rv) {
+                    // -1: the fresh token of an expired one; the list goes on at the
+                    // present revision (inconsistently, as the client was told).
+                    Err(_) if rv == -1 => (self.rv, Some(key)),
+                    Ok(rv) if rv >= self.floor => (rv, Some(key)),
+                    _ => {
+                        let mut e = ApiError::expired(
+                            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                        );
+                        e.list_continue = Some(encode_continue(-1, &key));
+                        return Err(e);
+                    }
                 }
-                (rv, Some(key))
             }
             None => (self.rv, None),
         };
@@ -625,8 +704,8 @@ impl Store {
         };
         let mut walk = after()
             .filter(|(k, _)| ns.is_none_or(|ns| k.0 == ns))
-            .filter(|(_, v)| labels.matches(v) && fields.matches(v));
-        let mut matching: Vec<(&ObjKey, &Arc<Value>)> = match limit {
+            .filter(|(_, v)| v.matches(labels, fields));
+        let mut matching: Vec<(&ObjKey, &Arc<Obj>)> = match limit {
             Some(l) => walk.by_ref().take(l).collect(),
             None => walk.by_ref().collect(),
         };
@@ -637,7 +716,7 @@ impl Store {
                 .last()
                 .map(|(k, _)| (*k).clone())
                 .unwrap_or_default();
-            continue_token = Some(encode_continue(list_rv, &last));
+            continue_token = Some(encode_continue(list_rv as i64, &last));
             if labels.is_empty() && fields.is_empty() {
                 // counting is cheap next to matching and copying
                 let past = |k: &ObjKey| ns.is_none_or(|ns| k.0 == ns);
@@ -651,10 +730,7 @@ impl Store {
         }
         matching.shrink_to_fit();
         Ok(ListPage {
-            items: matching
-                .into_iter()
-                .map(|(_, v)| Self::output(rt, v))
-                .collect(),
+            items: matching.into_iter().map(|(_, v)| v.clone()).collect(),
             resource_version: list_rv,
             continue_token,
             remaining,
@@ -782,13 +858,23 @@ impl Store {
             None
         };
         if opts.dry_run {
-            return Ok(Self::output(rt, &obj));
+            return Ok(Self::output(rt, obj));
         }
         if let Some(types) = crd_types {
             self.register(types);
         }
-        let stored = self.commit(Self::res_key(rt), key, EventType::Added, obj, None);
-        Ok(Self::output(rt, &stored))
+        let (_, stored) = self.commit(Self::res_key(rt), key, EventType::Added, obj, None);
+        Ok(Self::output(rt, stored))
+    }
+
+    /// The storage `apiVersion` of a resource's objects (as stored in their bytes
+    /// before: the stored JSON keeps no `apiVersion`).
+    fn storage_api_version_of(&self, res: &ResKey) -> String {
+        self.types
+            .iter()
+            .find(|t| t.group == res.0 && t.plural == res.1)
+            .map(|t| t.storage_api_version())
+            .unwrap_or_else(|| resources::api_version(&res.0, "v1"))
     }
 
     fn is_crd(rt: &ResourceType) -> bool {
@@ -800,6 +886,8 @@ impl Store {
         for t in &types {
             self.types
                 .retain(|x| !(x.group == t.group && x.plural == t.plural));
+            self.field_names
+                .remove(&(t.group.clone(), t.plural.clone()));
         }
         self.types.extend(types);
     }
@@ -818,13 +906,15 @@ impl Store {
             .get(&res)
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
+        let av = t.storage_api_version();
         for k in keys {
             if let Some(old) = self.objects.get(&res).and_then(|m| m.get(&k)).cloned() {
-                self.commit(res.clone(), k, EventType::Deleted, (*old).clone(), None);
+                self.commit(res.clone(), k, EventType::Deleted, old.to_value(&av), None);
             }
         }
         self.types
             .retain(|x| !(x.group == t.group && x.plural == t.plural));
+        self.field_names.remove(&res);
     }
 
     pub fn update(
@@ -866,8 +956,8 @@ impl Store {
             None
         };
         let key = Self::obj_key(rt, ns.as_deref(), name);
-        let old = self
-            .lookup(rt, &key)
+        let (old_obj, old) = self
+            .lookup_value(rt, &key)
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         if let Some(rv) = meta_str(&obj, "resourceVersion").filter(|s| !s.is_empty()) {
             if Some(rv) != meta_str(&old, "resourceVersion") {
@@ -884,7 +974,7 @@ impl Store {
                 ));
             }
         }
-        self.finish_update(rt, key, old, obj, status, opts)
+        self.finish_update(rt, key, (old_obj, old), obj, status, opts)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -899,7 +989,7 @@ impl Store {
         opts: WriteOpts,
     ) -> Result<Value, ApiError> {
         let key = Self::obj_key(rt, ns.or(Some("default")), name);
-        let old = match self.lookup(rt, &key) {
+        let (old_obj, old) = match self.lookup_value(rt, &key) {
             Some(o) => o,
             None if ptype == PatchType::Apply && !status => {
                 let mut obj = body.clone();
@@ -908,7 +998,7 @@ impl Store {
             }
             None => return Err(ApiError::not_found(rt, name)),
         };
-        let mut new = (*old).clone();
+        let mut new = old.clone();
         match ptype {
             PatchType::Merge | PatchType::Apply => {
                 if !body.is_object() {
@@ -961,7 +1051,7 @@ impl Store {
                 ),
             ));
         }
-        self.finish_update(rt, key, old, new, status, opts)
+        self.finish_update(rt, key, (old_obj, old), new, status, opts)
     }
 
     /// The common end of update and patch: subresource rules, server-owned metadata,
@@ -970,7 +1060,7 @@ impl Store {
         &mut self,
         rt: &ResourceType,
         key: ObjKey,
-        old: Arc<Value>,
+        (old_obj, old): (Arc<Obj>, Value),
         mut new: Value,
         status: bool,
         opts: WriteOpts,
@@ -978,7 +1068,7 @@ impl Store {
         if status {
             if rt.custom {
                 let st = new.get("status").cloned();
-                new = (*old).clone();
+                new = old.clone();
                 match st {
                     Some(s) => new["status"] = s,
                     None => {
@@ -987,7 +1077,7 @@ impl Store {
                         }
                     }
                 }
-            } else if let (Value::Object(n), Value::Object(o)) = (&mut new, &*old) {
+            } else if let (Value::Object(n), Value::Object(o)) = (&mut new, &old) {
                 n.retain(|k, _| {
                     matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
                 });
@@ -1056,23 +1146,23 @@ impl Store {
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .is_none_or(|f| f.is_empty());
-        if new == *old && !finalizers_done {
-            return Ok(Self::output(rt, &old));
+        if new == old && !finalizers_done {
+            return Ok(Self::output(rt, old));
         }
         if opts.dry_run {
-            return Ok(Self::output(rt, &new));
+            return Ok(Self::output(rt, new));
         }
         let res = Self::res_key(rt);
         if finalizers_done {
-            let stored = self.commit(res, key, EventType::Deleted, new, None);
+            let (_, stored) = self.commit(res, key, EventType::Deleted, new, None);
             self.after_delete(rt, &stored);
-            return Ok(Self::output(rt, &stored));
+            return Ok(Self::output(rt, stored));
         }
         if let Some(types) = crd_types {
             self.register(types);
         }
-        let stored = self.commit(res, key, EventType::Modified, new, Some(old));
-        Ok(Self::output(rt, &stored))
+        let (_, stored) = self.commit(res, key, EventType::Modified, new, Some(old_obj));
+        Ok(Self::output(rt, stored))
     }
 
     pub fn delete(
@@ -1084,8 +1174,8 @@ impl Store {
         opts: WriteOpts,
     ) -> Result<Value, ApiError> {
         let key = Self::obj_key(rt, ns.or(Some("default")), name);
-        let old = self
-            .lookup(rt, &key)
+        let (old_obj, old) = self
+            .lookup_value(rt, &key)
             .ok_or_else(|| ApiError::not_found(rt, name))?;
         if let Some(uid) = pre.uid.as_deref() {
             let cur = meta_str(&old, "uid").unwrap_or("");
@@ -1116,21 +1206,21 @@ impl Store {
         let res = Self::res_key(rt);
         if has_finalizers {
             if old.pointer("/metadata/deletionTimestamp").is_some() || opts.dry_run {
-                return Ok(Self::output(rt, &old));
+                return Ok(Self::output(rt, old));
             }
-            let mut new = (*old).clone();
+            let mut new = old;
             let m = meta_mut(&mut new);
             m.insert("deletionTimestamp".into(), json!(now_timestamp()));
             m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            let stored = self.commit(res, key, EventType::Modified, new, Some(old));
-            return Ok(Self::output(rt, &stored));
+            let (_, stored) = self.commit(res, key, EventType::Modified, new, Some(old_obj));
+            return Ok(Self::output(rt, stored));
         }
         if opts.dry_run {
-            return Ok(Self::output(rt, &old));
+            return Ok(Self::output(rt, old));
         }
-        let stored = self.commit(res, key, EventType::Deleted, (*old).clone(), None);
+        let (_, stored) = self.commit(res, key, EventType::Deleted, old, None);
         self.after_delete(rt, &stored);
-        Ok(Self::output(rt, &stored))
+        Ok(Self::output(rt, stored))
     }
 
     /// Cascades: a deleted CRD takes its resources along, a deleted namespace its
@@ -1140,7 +1230,7 @@ impl Store {
             self.unregister(obj);
         } else if rt.group.is_empty() && rt.plural == "namespaces" {
             let ns = meta_str(obj, "name").unwrap_or("").to_string();
-            let mut doomed: Vec<(ResKey, ObjKey, Arc<Value>)> = Vec::new();
+            let mut doomed: Vec<(ResKey, ObjKey, Arc<Obj>)> = Vec::new();
             for (res, m) in &self.objects {
                 for (k, v) in m {
                     if !k.0.is_empty() && k.0 == ns {
@@ -1149,7 +1239,8 @@ impl Store {
                 }
             }
             for (res, k, v) in doomed {
-                self.commit(res, k, EventType::Deleted, (*v).clone(), None);
+                let av = self.storage_api_version_of(&res);
+                self.commit(res, k, EventType::Deleted, v.to_value(&av), None);
             }
         }
     }
@@ -1168,7 +1259,7 @@ impl Store {
             .map(|m| {
                 m.iter()
                     .filter(|(k, _)| ns.is_none_or(|ns| k.0 == ns))
-                    .filter(|(_, v)| labels.matches(v) && fields.matches(v))
+                    .filter(|(_, v)| v.matches(labels, fields))
                     .map(|(k, _)| k.clone())
                     .collect()
             })
@@ -1191,7 +1282,8 @@ impl Store {
                 continue;
             }
             if let Some(m) = self.objects.get(&res) {
-                out.extend(m.values().map(|v| (**v).clone()));
+                let av = t.storage_api_version();
+                out.extend(m.values().map(|v| v.to_value(&av)));
             }
         }
         out
@@ -1287,15 +1379,19 @@ mod tests {
         assert_eq!(p1.items.len(), 2);
         let tok = p1.continue_token.unwrap();
         let p2 = s.list(&rt, None, &all, &f, Some(2), Some(&tok)).unwrap();
-        assert_eq!(p2.items[0]["metadata"]["name"], "n2");
+        assert_eq!(p2.items[0].to_value("v1")["metadata"]["name"], "n2");
         assert_eq!(p2.resource_version, 5);
         s.compact();
-        assert_eq!(
-            s.list(&rt, None, &all, &f, Some(2), Some(&tok))
-                .unwrap_err()
-                .code,
-            410
-        );
+        let e = s
+            .list(&rt, None, &all, &f, Some(2), Some(&tok))
+            .unwrap_err();
+        assert_eq!(e.code, 410);
+        // The 410 carries a fresh token that goes on after the same key, at the present.
+        let fresh = e.list_continue.clone().expect("a fresh continue token");
+        assert_eq!(e.to_status()["metadata"]["continue"], fresh.as_str());
+        let p3 = s.list(&rt, None, &all, &f, Some(2), Some(&fresh)).unwrap();
+        assert_eq!(p3.items[0].to_value("v1")["metadata"]["name"], "n2");
+        assert_eq!(p3.resource_version, s.resource_version());
     }
 
     #[test]

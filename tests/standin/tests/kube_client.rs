@@ -695,3 +695,191 @@ async fn streaming_list_watcher_gets_initial_events_then_changes() {
     s.create(node("n2")).unwrap();
     assert!(matches!(next(&mut w).await, Ok(Event::Apply(n)) if name_of(&n) == "n2"));
 }
+
+fn pod(ns: &str, name: &str, node: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i"}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.1"},
+    })
+}
+
+/// A raw request's status code and body (errors included, unlike `request_text`).
+async fn raw(c: &kube::Client, uri: &str) -> (u16, String) {
+    use http_body_util::BodyExt;
+    let resp = c
+        .send(http::Request::get(uri).body(Vec::new().into()).unwrap())
+        .await
+        .unwrap();
+    let code = resp.status().as_u16();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (code, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn bulk_load_and_a_history_bounded_by_bytes() {
+    let s = StandIn::start(Config {
+        history_bytes: 8 * 1024,
+        ..Config::default()
+    })
+    .unwrap();
+    // Namespace last in the input: create_many puts it first.
+    let mut objs: Vec<Value> = (0..200)
+        .map(|i| pod("bulk", &format!("p{i:03}"), &format!("n{}", i % 4)))
+        .collect();
+    objs.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bulk"}}));
+    assert_eq!(s.create_many(objs).unwrap(), 201);
+    let err = s.create_many(vec![pod("bulk", "p000", "n0")]).unwrap_err();
+    assert!(format!("{err:#}").contains("already exists"), "{err:#}");
+
+    let c = client(&s).await;
+    let pods: Api<Pod> = Api::namespaced(c.clone(), "bulk");
+    let on_n1 = pods
+        .list(&ListParams::default().fields("spec.nodeName=n1"))
+        .await
+        .unwrap();
+    assert_eq!(on_n1.items.len(), 50);
+    let one = pods
+        .list(&ListParams::default().labels("app=p007"))
+        .await
+        .unwrap();
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(
+        one.items[0].spec.as_ref().unwrap().node_name.as_deref(),
+        Some("n3")
+    );
+    let got = pods.get("p042").await.unwrap();
+    assert_eq!(got.status.unwrap().pod_ip.as_deref(), Some("10.0.0.1"));
+
+    // A first page, then the 8 KiB history overflows: its resourceVersion is too old.
+    let first = pods.list(&ListParams::default().limit(50)).await.unwrap();
+    let token = first.metadata.continue_.clone().unwrap();
+    let first_rv = first.metadata.resource_version.clone().unwrap();
+    assert_eq!(first.metadata.remaining_item_count, Some(150));
+    for i in 0..50 {
+        s.create(pod("bulk", &format!("q{i:03}"), "n0")).unwrap();
+    }
+    let (code, body) = raw(
+        &c,
+        &format!("/api/v1/namespaces/bulk/pods?limit=50&continue={token}"),
+    )
+    .await;
+    assert_eq!(code, 410);
+    let st: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(st["reason"], "Expired");
+    let fresh = st["metadata"]["continue"].as_str().expect("a fresh token");
+    // The fresh token goes on after the first page, at the present revision.
+    let rest = pods
+        .list(&ListParams::default().limit(50).continue_token(fresh))
+        .await
+        .unwrap();
+    assert_eq!(name_of(&rest.items[0]), "p050");
+    assert_eq!(
+        rest.metadata.resource_version.as_deref(),
+        Some(s.resource_version().to_string().as_str())
+    );
+    // A watch from the first page's resourceVersion: one 410 ERROR event.
+    let (code, body) = raw(
+        &c,
+        &format!("/api/v1/namespaces/bulk/pods?watch=1&resourceVersion={first_rv}"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let ev: Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(
+        (ev["type"].as_str(), ev["object"]["code"].as_i64()),
+        (Some("ERROR"), Some(410))
+    );
+    // Label transitions after the initial list: ADDED, then DELETED (the object as it
+    // was, with the write's resourceVersion).
+    let label = |v: Value| json!({"metadata": {"labels": {"x": v}}});
+    s.patch(
+        "v1",
+        "Pod",
+        Some("bulk"),
+        "p001",
+        PatchType::Merge,
+        &label(json!("y")),
+    )
+    .unwrap();
+    let mut w = spawn_watch(watcher::watcher(
+        pods.clone(),
+        watcher::Config::default().labels("x=y"),
+    ));
+    let ev = until(&mut w, |e| matches!(e, Ok(Event::InitDone))).await;
+    assert!(ev
+        .iter()
+        .any(|e| matches!(e, Ok(Event::InitApply(p)) if name_of(p) == "p001")));
+    s.patch(
+        "v1",
+        "Pod",
+        Some("bulk"),
+        "p002",
+        PatchType::Merge,
+        &label(json!("y")),
+    )
+    .unwrap();
+    assert!(matches!(next(&mut w).await, Ok(Event::Apply(p)) if name_of(&p) == "p002"));
+    s.patch(
+        "v1",
+        "Pod",
+        Some("bulk"),
+        "p002",
+        PatchType::Merge,
+        &label(Value::Null),
+    )
+    .unwrap();
+    match next(&mut w).await {
+        Ok(Event::Delete(p)) => {
+            assert_eq!(name_of(&p), "p002");
+            assert_eq!(
+                p.metadata.resource_version,
+                Some(s.resource_version().to_string())
+            );
+            assert_eq!(p.metadata.labels.unwrap()["x"], "y");
+        }
+        other => panic!("expected a Delete, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn json_files_load_through_the_library_and_the_control_socket() {
+    let s = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let ndjson = dir.path().join("objs.jsonl");
+    let mut text = String::new();
+    text.push_str(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}).to_string(),
+    );
+    text.push('\n');
+    for i in 0..3 {
+        text.push_str(&pod("a", &format!("p{i}"), "n1").to_string());
+        text.push('\n');
+    }
+    // An array and a List are documents too.
+    text.push_str(&json!([node("n1"), node("n2")]).to_string());
+    text.push_str(&json!({"kind": "List", "apiVersion": "v1", "items": [node("n3")]}).to_string());
+    std::fs::write(&ndjson, text).unwrap();
+    assert_eq!(s.load_json_file(&ndjson).unwrap(), 7);
+    assert_eq!(s.list("v1", "Pod", Some("a")).len(), 3);
+    assert_eq!(s.list("v1", "Node", None).len(), 3);
+    assert!(s.load_json_file(dir.path().join("missing.json")).is_err());
+
+    let sock = dir.path().join("ctl.sock");
+    s.serve_control_socket(&sock).unwrap();
+    let more = dir.path().join("more.json");
+    std::fs::write(&more, json!([pod("a", "p9", "n2")]).to_string()).unwrap();
+    assert_eq!(
+        control::request(&sock, &format!("load {}", more.display()))
+            .await
+            .unwrap(),
+        ["created 1 objects"]
+    );
+    assert!(s.get("v1", "Pod", Some("a"), "p9").is_some());
+    // Again: 409, reported as an error.
+    let e = control::request(&sock, &format!("load {}", more.display()))
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("already exists"), "{e:#}");
+}
