@@ -20,6 +20,7 @@ fn standin() -> StandIn {
         "blockaffinities.yaml",
         "ipamhandles.yaml",
         "ipamconfigs.yaml",
+        "ippools.yaml",
     ] {
         api.load_file(crds.join(f)).unwrap();
     }
@@ -246,4 +247,106 @@ async fn concurrent_nodes_against_the_api() {
         ipam.release_by_handle(h).await.unwrap();
     }
     assert!(ipam.store.list::<Handle>().await.unwrap().is_empty());
+}
+
+/// `brindlectl ipam` against the API: show (pools, blocks, one address), check (a leaked
+/// address of a pod that does not exist), release.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brindlectl_ipam_show_check_release() {
+    let api = standin();
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&api, dir.path()).await;
+    api.create(
+        serde_json::json!({"apiVersion": "crd.projectcalico.org/v1", "kind": "IPPool",
+        "metadata": {"name": "pods"}, "spec": {"cidr": "10.244.0.0/28", "blockSize": 30}}),
+    )
+    .unwrap();
+    api.create(
+        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "worker-1"}}),
+    )
+    .unwrap();
+    api.create(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-0", "namespace": "default"},
+        "spec": {"nodeName": "worker-1", "containers": [{"name": "c", "image": "x"}]},
+        "status": {"podIPs": [{"ip": "10.244.0.1"}]}}))
+        .unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(include_str!("../src/ipam/testdata/calico-ipam.json")).unwrap();
+    for item in list["items"].as_array().unwrap() {
+        brindle::ipam::import(&s, item).await.unwrap();
+    }
+    let kubeconfig = dir.path().join("kubeconfig");
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_brindlectl"))
+            .arg("ipam")
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = ctl(&["show", "--show-blocks"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("| IP Pool  | 10.244.0.0/28 |        16 |    5 (31%) |"),
+        "{out}"
+    );
+    assert!(
+        out.contains("| Block    | 10.244.0.0/30 |         4 |    3 (75%) |"),
+        "{out}"
+    );
+    let (_, out, _) = ctl(&["show", "--ip", "10.244.0.1"]);
+    assert!(
+        out.starts_with("IP 10.244.0.1 is in use\nHandle ID: k8s-pod-network.3b2d"),
+        "{out}"
+    );
+    assert!(out.contains("  pod: web-0\n"), "{out}");
+    let (_, out, _) = ctl(&["show", "--ip", "10.244.0.3"]);
+    assert_eq!(out, "10.244.0.3 is not assigned\n");
+    let (ok, out, err) = ctl(&["check"]);
+    assert!(ok, "{err}");
+    // coredns-1, web-1, batch-7 do not exist as pods; worker-2 is not a node.
+    assert!(
+        out.contains("Found 3 IPs that are allocated in IPAM but not actually in use."),
+        "{out}"
+    );
+    assert!(
+        out.contains("10.244.0.4/30 is affine to node worker-2, which does not exist"),
+        "{out}"
+    );
+    let (ok, out, _) = ctl(&["check", "-o", "json"]);
+    assert!(ok);
+    let c: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(c["leaked"].as_array().unwrap().len(), 3);
+    let (ok, out, err) = ctl(&["release", "--ip", "10.244.0.9"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "Successfully released IP address 10.244.0.9\n");
+    let (ok, _, err) = ctl(&["release", "--ip", "10.244.0.9"]);
+    assert!(!ok);
+    assert!(
+        err.contains("IP address 10.244.0.9 is not assigned"),
+        "{err}"
+    );
+    // The unowned block held only that address: it is gone, and so is its handle.
+    assert!(api
+        .get(
+            "crd.projectcalico.org/v1",
+            "IPAMBlock",
+            None,
+            "10-244-0-8-30"
+        )
+        .is_none());
+    assert!(api
+        .get(
+            "crd.projectcalico.org/v1",
+            "IPAMHandle",
+            None,
+            "k8s-pod-network.bb22"
+        )
+        .is_none());
 }
