@@ -18,6 +18,7 @@ pub mod ctl;
 pub mod dataplane;
 pub mod datastore;
 pub mod endpoint_events;
+pub mod flock;
 pub mod health;
 pub mod ipam;
 pub mod node_identity;

@@ -817,3 +817,66 @@ fn new_sandbox_of_a_pod_survives_the_old_sandbox_del() {
     assert!(f.host.link(&host_if).is_none());
     assert!(f.allocations().is_empty());
 }
+
+/// The race of two sandboxes of one pod: the replaced sandbox's DEL runs while the new
+/// sandbox's ADD is between building the veth (same name) and recording it (held there
+/// by the plugin's debug-build hook). The DEL must wait: the new sandbox keeps its veth,
+/// its route and its one address.
+#[test]
+fn racing_sandboxes_of_one_pod_leave_the_new_one_intact() {
+    let f = Fixture::new(&cluster_yaml("10.66.0.0/26", 26, false));
+    f.host.make_host();
+    let host_if = veth_name("default", "race-0");
+    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=race-0";
+    for round in 0..3 {
+        let old = Netns::new();
+        let new = Netns::new();
+        let old_id = format!("old-{round}");
+        let new_id = format!("new-{round}");
+        f.cmd("ADD", &old_id, &old, "race-0").ok();
+        let (del, add) = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                f.run(
+                    &[
+                        ("CNI_COMMAND", "ADD"),
+                        ("CNI_CONTAINERID", &new_id),
+                        ("CNI_NETNS", &new.path()),
+                        ("CNI_IFNAME", "eth0"),
+                        ("CNI_ARGS", args),
+                        ("BRINDLE_CNI_TEST_HOLD_MS", "400"),
+                    ],
+                    &f.conf(),
+                )
+            });
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let d = s.spawn(|| f.cmd("DEL", &old_id, &old, "race-0"));
+            (d.join().unwrap(), a.join().unwrap())
+        });
+        assert_eq!(del.code, 0, "round {round}: DEL {}", del.stdout);
+        let add = add.ok().json();
+        let ip = add["ips"][0]["address"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        assert!(
+            f.host.link(&host_if).is_some(),
+            "round {round}: the new veth was deleted"
+        );
+        let routes = f.host.ip(&["route", "show"]);
+        assert!(
+            routes.contains(&format!("{ip} dev {host_if}")),
+            "round {round}: no route to {ip} via {host_if}:\n{routes}"
+        );
+        f.cmd("CHECK", &new_id, &new, "race-0").ok();
+        assert_eq!(
+            f.allocations(),
+            BTreeSet::from([ip.clone()]),
+            "round {round}"
+        );
+        f.cmd("DEL", &new_id, &new, "race-0").ok();
+        assert!(f.allocations().is_empty(), "round {round}");
+    }
+}

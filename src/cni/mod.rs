@@ -249,10 +249,41 @@ fn configure(
     Ok(Built { pod_mac })
 }
 
+/// Test hook (debug builds only): `BRINDLE_CNI_TEST_HOLD_MS` holds an ADD between
+/// building the veth and recording the endpoint, the window a racing DEL of the pod's
+/// previous sandbox must not fall into.
+fn test_hold() {
+    if cfg!(debug_assertions) {
+        if let Some(ms) = std::env::var("BRINDLE_CNI_TEST_HOLD_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+}
+
+/// Serialises the ADDs and DELs of one pod's veth: two sandboxes of a pod (a replaced
+/// sandbox's DEL racing the new one's ADD) share the veth name, and without this a DEL
+/// that read the records before the new ADD wrote its own could delete the new veth.
+fn pod_lock(state_dir: &Path, host_iface: &str) -> Result<crate::flock::Exclusive> {
+    crate::flock::Exclusive::acquire(
+        &state_dir.join("locks").join(host_iface),
+        std::time::Duration::from_secs(60),
+    )
+    .map_err(|e| {
+        CniError::new(
+            code::TRY_AGAIN,
+            format!("waiting for another ADD/DEL of this pod: {e}"),
+        )
+    })
+}
+
 fn cmd_add(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<String> {
     let namespace = env.pod_namespace();
     let pod = env.pod_name();
     let host_iface = host_veth_name(&namespace, &pod);
+    let _pod_lock = pod_lock(&conf.state_dir, &host_iface)?;
     let addresses = Addresses::open(conf)?;
     let mtu = conf
         .mtu
@@ -273,6 +304,7 @@ fn cmd_add(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<String> {
         e
     };
     let built = build_dataplane(&host_iface, env, &ips, mtu, log).map_err(undo)?;
+    test_hold();
     let record = EndpointRecord {
         container_id: env.container_id.clone(),
         ifname: env.ifname.clone(),
@@ -422,6 +454,7 @@ fn teardown(
 
 fn cmd_del(conf: &NetConf, env: &CniEnv, log: &Logger) -> Result<()> {
     let fallback = host_veth_name(&env.pod_namespace(), &env.pod_name());
+    let _pod_lock = pod_lock(&conf.state_dir, &fallback)?;
     let addresses = Addresses::open_for_release(conf)?;
     if let Err(e) = addresses.clear_annotations(env) {
         log.warn(&format!("clearing the pod's IPAM annotations: {}", e.msg));
@@ -587,6 +620,7 @@ fn cmd_gc(conf: &NetConf, log: &Logger) -> Result<()> {
             "GC: removing stale attachment {}/{}",
             r.container_id, r.ifname
         ));
+        let _pod_lock = pod_lock(&conf.state_dir, &r.host_iface)?;
         teardown(
             &conf.state_dir,
             &addresses,

@@ -15,11 +15,10 @@
 use super::objects::IpamObject;
 use super::store::{Store, StoreError, StoreResult, Versioned};
 use serde::{Deserialize, Serialize};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// See the module doc.
 #[derive(Debug, Clone)]
@@ -33,8 +32,6 @@ struct Stored {
     revision: u64,
     spec: serde_json::Value,
 }
-
-struct Lock(#[allow(dead_code)] File);
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Other(format!("IPAM store: cannot {what} {}: {e}", path.display()))
@@ -69,34 +66,9 @@ impl FileStore {
         &self.dir
     }
 
-    fn lock(&self) -> StoreResult<Lock> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| io("create", &self.dir, e))?;
-        let path = self.dir.join("lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| io("open", &path, e))?;
-        let start = Instant::now();
-        loop {
-            // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(Lock(f));
-            }
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(io("lock", &path, e));
-            }
-            if start.elapsed() > self.lock_timeout {
-                return Err(StoreError::Other(format!(
-                    "IPAM store: {} is locked by another process for over {} s",
-                    path.display(),
-                    self.lock_timeout.as_secs()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+    fn lock(&self) -> StoreResult<crate::flock::Exclusive> {
+        crate::flock::Exclusive::acquire(&self.dir.join("lock"), self.lock_timeout)
+            .map_err(|e| StoreError::Other(format!("IPAM store: {e}")))
     }
 
     fn path<T: IpamObject>(&self, name: &str) -> StoreResult<PathBuf> {
