@@ -592,6 +592,10 @@ pub fn node_plan_with_router_id(
         })
         .copied()
         .collect();
+    // Addresses this node's pods borrowed from other nodes' blocks (IPAM with
+    // `strictAffinity: false`): their /32 (/128) is advertised from here; the block's
+    // owner advertises the block.
+    prefixes.extend(borrowed_addresses(cluster, &node.name, &blocks));
     let services = crate::calc::services::service_routes(&crate::calc::services::Inputs {
         config: &cfg,
         node_name: &node.name,
@@ -643,6 +647,34 @@ pub fn node_plan_with_router_id(
         blocks,
         services,
     })
+}
+
+/// The host prefixes of this node's workload pods whose address is in an exported pool
+/// but not in one of the node's own blocks.
+fn borrowed_addresses(cluster: &ClusterConfig, node: &str, blocks: &[IpNetwork]) -> Vec<IpNetwork> {
+    let mut out = Vec::new();
+    for pod in cluster
+        .pods
+        .iter()
+        .filter(|p| p.node_name.as_deref() == Some(node) && p.is_workload())
+    {
+        for ip in &pod.ips {
+            if blocks.iter().any(|b| b.contains(*ip)) {
+                continue;
+            }
+            let exported = cluster
+                .ip_pools
+                .iter()
+                .find(|p| p.cidr.contains(*ip))
+                .is_some_and(|p| !p.disabled && !p.disable_bgp_export);
+            if exported {
+                out.push(
+                    IpNetwork::new(*ip, if ip.is_ipv4() { 32 } else { 128 }).expect("host prefix"),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// confd's `buildPeerFromData`: one peering of `node` as a session, or `None` when it

@@ -1243,3 +1243,28 @@ endpoints:
     assert!(b.services.excluded);
     assert_eq!(b.services.kernel_reject.len(), 2);
 }
+
+#[test]
+fn borrowed_pod_addresses_are_advertised_as_host_routes() {
+    // n1 owns 10.65.0.0/26; its pod b borrowed 10.65.0.70 from n2's block, pod c is in
+    // a pool with BGP export disabled, pod d is n2's.
+    let text = format!(
+        "{HDR}kind: IPPool\nmetadata: {{name: p}}\nspec: {{cidr: 10.65.0.0/16}}\n---\n\
+         {HDR}kind: IPPool\nmetadata: {{name: q}}\nspec: {{cidr: 10.66.0.0/16, disableBGPExport: true}}\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: n1}}\nspec: {{bgp: {{ipv4Address: 10.0.0.1/24}}}}\n---\n\
+         {HDR}kind: Node\nmetadata: {{name: n2}}\nspec: {{bgp: {{ipv4Address: 10.0.0.2/24}}}}\n---\n\
+         {HDR}kind: BlockAffinity\nmetadata: {{name: a}}\nspec: {{node: n1, cidr: 10.65.0.0/26}}\n---\n\
+         {HDR}kind: BlockAffinity\nmetadata: {{name: b}}\nspec: {{node: n2, cidr: 10.65.0.64/26}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: a, namespace: default}}\nspec: {{nodeName: n1}}\nstatus: {{phase: Running, podIP: 10.65.0.3}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: b, namespace: default}}\nspec: {{nodeName: n1}}\nstatus: {{phase: Running, podIP: 10.65.0.70}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: c, namespace: default}}\nspec: {{nodeName: n1}}\nstatus: {{phase: Running, podIP: 10.66.0.9}}\n---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: d, namespace: default}}\nspec: {{nodeName: n2}}\nstatus: {{phase: Running, podIP: 10.65.0.71}}\n"
+    );
+    let c = parse("o.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let n1 = node_plan(&c, "n1").unwrap();
+    let adv: Vec<String> = n1.advertise.iter().map(|a| a.prefix.to_string()).collect();
+    assert_eq!(adv, ["10.65.0.0/26", "10.65.0.70/32"]);
+    let n2 = node_plan(&c, "n2").unwrap();
+    let adv: Vec<String> = n2.advertise.iter().map(|a| a.prefix.to_string()).collect();
+    assert_eq!(adv, ["10.65.0.64/26"], "n2's own pod is inside its block");
+}
