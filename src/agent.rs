@@ -39,6 +39,91 @@ pub struct NodeOptions {
     /// On shutdown, remove every route and link Brindle owns (default: leave them, so a
     /// restart does not interrupt traffic).
     pub cleanup: bool,
+    /// Kubernetes mode: IPAM garbage collection (None: off).
+    pub ipam_gc: Option<IpamGcOptions>,
+}
+
+/// How often IPAM garbage collection runs and how long a leak must last.
+#[derive(Debug, Clone, Copy)]
+pub struct IpamGcOptions {
+    pub interval: Duration,
+    pub grace: Duration,
+}
+
+/// What IPAM garbage collection needs of the cluster: its pods and node names.
+type GcView = Option<(
+    Vec<std::sync::Arc<brindle_model::kubernetes::Pod>>,
+    std::collections::BTreeSet<String>,
+)>;
+
+/// Kubernetes mode: every `interval`, releases this node's leaked addresses (and, on the
+/// first node, a deleted node's) as [`crate::ipam::gc`] decides.
+async fn ipam_gc(
+    store: crate::ipam::kubernetes::KubeStore,
+    me: String,
+    opts: IpamGcOptions,
+    view: tokio::sync::watch::Receiver<GcView>,
+) {
+    use crate::ipam::{Block, Ipam, IpamSettings, Store};
+    let mut gc = crate::ipam::gc::Gc::new();
+    let mut tick = tokio::time::interval(opts.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some((pods, nodes)) = view.borrow().clone() else {
+            continue;
+        };
+        let blocks: Vec<Block> = match store.list::<Block>().await {
+            Ok(b) => b.into_iter().map(|v| v.value).collect(),
+            Err(e) => {
+                warn!("IPAM GC: listing blocks: {e}");
+                continue;
+            }
+        };
+        let pods = crate::ipam::gc::pods_of(pods.iter().map(|p| &**p));
+        let now = chrono::Utc::now().timestamp();
+        let actions = gc.pass(
+            &me,
+            &blocks,
+            &pods,
+            &nodes,
+            now,
+            opts.grace.as_secs() as i64,
+        );
+        if actions.release.is_empty() && actions.release_hosts.is_empty() {
+            continue;
+        }
+        let pools = match crate::datastore::kubernetes::list_ip_pools(store.client(), store.group())
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                warn!("IPAM GC: listing pools: {e}");
+                continue;
+            }
+        };
+        let ipam = Ipam::new(store.clone(), pools, IpamSettings::default());
+        for r in &actions.release {
+            match ipam
+                .release_checked(r.ip, r.sequence, r.handle.as_deref())
+                .await
+            {
+                Ok(true) => {
+                    info!(ip = %r.ip, owner = %r.owner, handle = ?r.handle, "IPAM GC: released a leaked address (its pod is gone)")
+                }
+                Ok(false) => {}
+                Err(e) => warn!(ip = %r.ip, "IPAM GC: {e}"),
+            }
+        }
+        for n in &actions.release_hosts {
+            match ipam.release_host(n).await {
+                Ok(k) => {
+                    info!(node = %n, blocks = k, "IPAM GC: the node is gone; gave back its block affinities")
+                }
+                Err(e) => warn!(node = %n, "IPAM GC: {e}"),
+            }
+        }
+    }
 }
 
 /// Converts one planned session into the speaker's peer configuration.
@@ -358,6 +443,13 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
+    let (gc_tx, gc_rx) = tokio::sync::watch::channel::<GcView>(Some((
+        cfg.pods.clone(),
+        cfg.nodes.iter().map(|n| n.name.clone()).collect(),
+    )));
+    if let (Some(o), Some(store)) = (opts.ipam_gc, datastore.ipam_store()) {
+        tokio::spawn(ipam_gc(store, opts.node_name.clone(), o, gc_rx));
+    }
     let _datastore = datastore;
     info!(node = %plan.node_name, router_id = %plan.router_id, asn = plan.local_as, peers = plan.peers.len(), prefixes = plan.advertise.len(), "configuration loaded");
     let (speaker, mut fib) = start_speaker(&plan, &opts)?;
@@ -501,6 +593,10 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                     continue;
                 }
                 let cfg = cluster.snapshot();
+                gc_tx.send_replace(Some((
+                    cfg.pods.clone(),
+                    cfg.nodes.iter().map(|n| n.name.clone()).collect(),
+                )));
                 match plan_for(&cfg, &opts.node_name) {
                     Ok(new) => {
                         let _ = base_tx.send((

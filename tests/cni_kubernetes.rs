@@ -168,6 +168,10 @@ fn thirty_pods_on_three_nodes_get_distinct_routable_addresses() {
                     &kc,
                     "--http-address",
                     "off",
+                    "--ipam-gc-interval",
+                    "0.5",
+                    "--ipam-gc-grace",
+                    "1",
                 ],
             )
         })
@@ -328,6 +332,30 @@ fn thirty_pods_on_three_nodes_get_distinct_routable_addresses() {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+
+    // A pod deleted from the API without a CNI DEL (a lost kubelet call): its node's
+    // agent finds the leak and releases the address after the grace period.
+    let leaked = pods.iter().find(|p| p.name == "p3-5").unwrap();
+    let leaked_ip = leaked.ip.clone().unwrap();
+    api.delete("v1", "Pod", Some("default"), "p3-5").unwrap();
+    let handle = "k8s-pod-network.ctr-p3-5";
+    let t_leak = Instant::now();
+    wait_until(
+        "node-3's agent releases the leaked address",
+        Duration::from_secs(20),
+        &dumps,
+        || api.get(CRD, "IPAMHandle", None, handle).is_none(),
+    );
+    eprintln!(
+        "figure: leaked address {leaked_ip} released {:?} after its pod was deleted (grace 1 s)",
+        t_leak.elapsed()
+    );
+    let log = std::fs::read_to_string(nodes[2].dir.path().join("node.log")).unwrap_or_default();
+    assert!(
+        log.contains("IPAM GC: released a leaked address"),
+        "{}",
+        nodes[2].log_tail(30)
+    );
 
     // DEL gives every address back and blanks the annotations.
     std::thread::scope(|s| {

@@ -58,6 +58,14 @@ struct Args {
     /// keeps a Service or EndpointSlice edit within a second of the BGP update).
     #[arg(long, default_value_t = 0.25)]
     reload_interval: f64,
+    /// Kubernetes mode: seconds between IPAM garbage collection passes (0: off). Each
+    /// node releases its own leaked addresses; the first node also a deleted node's.
+    #[arg(long, default_value_t = 60.0)]
+    ipam_gc_interval: f64,
+    /// Seconds an address must stay leaked (its pod gone) before it is released
+    /// (Calico's kube-controllers: 15 minutes).
+    #[arg(long, default_value_t = 900.0)]
+    ipam_gc_grace: f64,
 }
 
 fn main() {
@@ -103,6 +111,10 @@ fn main() {
         state_dir: args.state_dir,
         status_socket: args.status_socket,
         listen_addresses: args.listen_addresses,
+        ipam_gc: (args.ipam_gc_interval > 0.0).then(|| brindle::agent::IpamGcOptions {
+            interval: Duration::from_secs_f64(args.ipam_gc_interval.max(0.1)),
+            grace: Duration::from_secs_f64(args.ipam_gc_grace.max(0.0)),
+        }),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

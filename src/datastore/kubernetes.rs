@@ -309,6 +309,11 @@ fn write_error(e: kube::Error) -> WriteError {
 }
 
 impl KubeWriter {
+    /// The client and the Calico group (once detected), for the IPAM store.
+    pub fn client_and_group(&self) -> Option<(Client, CalicoGroup)> {
+        self.group.get().map(|g| (self.client.clone(), *g))
+    }
+
     fn api(
         &self,
         kind: Kind,

@@ -150,6 +150,16 @@ impl Datastore {
         Ok((Datastore { backend }, rx))
     }
 
+    /// Kubernetes mode: the IPAM store on Calico's CRDs.
+    pub fn ipam_store(&self) -> Option<crate::ipam::kubernetes::KubeStore> {
+        match &self.backend {
+            Backend::File(_) => None,
+            Backend::Kubernetes(k) => k
+                .client_and_group()
+                .map(|(c, g)| crate::ipam::kubernetes::KubeStore::new(c, g)),
+        }
+    }
+
     /// Sets (Some) or removes (None) annotations on this node's Kubernetes Node, as
     /// calico-node writes `projectcalico.org/IPv4Address` and friends.
     pub async fn patch_node_annotations(

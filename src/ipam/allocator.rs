@@ -1041,6 +1041,57 @@ impl<S: Store> Ipam<S> {
         )))
     }
 
+    /// Releases one address only if it is still allocated at `sequence` to `handle` (garbage
+    /// collection: never frees an address handed out again meanwhile). Ok(false): it no
+    /// longer is.
+    pub async fn release_checked(
+        &self,
+        ip: IpAddr,
+        sequence: u64,
+        handle: Option<&str>,
+    ) -> Result<bool> {
+        let Some(cidr) = self.pool_for(ip).and_then(|p| block_cidr_for(ip, p)) else {
+            return Ok(false);
+        };
+        for _ in 0..RETRIES {
+            let mut b = match self.store.get::<Block>(&cidr_to_name(&cidr)).await {
+                Ok(b) => b,
+                Err(StoreError::NotFound(_)) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            };
+            let (unalloc, by_handle) =
+                match b
+                    .value
+                    .release(&[(ip, Some(sequence), handle)], self.now(), self.cooldown())
+                {
+                    Ok(r) => r,
+                    Err(BlockError::Stale { .. }) => return Ok(false),
+                    Err(e) => return Err(e.into()),
+                };
+            if !unalloc.is_empty() {
+                return Ok(false);
+            }
+            let r = if b.value.is_empty() && b.value.affinity.is_none() {
+                self.store.delete(b).await
+            } else {
+                self.update_block(b).await.map(|_| ())
+            };
+            match r {
+                Ok(()) | Err(StoreError::NotFound(_)) => {
+                    for (h, n) in by_handle {
+                        if let Err(e) = self.decrement_handle(&h, &cidr, n).await {
+                            warn!(handle = %h, "counting the handle down: {e}");
+                        }
+                    }
+                    return Ok(true);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(IpamError::Retries(format!("releasing {ip}")))
+    }
+
     /// Releases single addresses, whoever holds them (`brindlectl ipam release`).
     /// Returns the addresses that were not allocated.
     pub async fn release_ips(&self, ips: &[IpAddr]) -> Result<Vec<IpAddr>> {

@@ -54,6 +54,14 @@ impl KubeStore {
         KubeStore { client, group }
     }
 
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn group(&self) -> CalicoGroup {
+        self.group
+    }
+
     fn api<T: IpamObject>(&self) -> (Api<DynamicObject>, ApiResource) {
         let ar = resource::<T>(self.group);
         (Api::all_with(self.client.clone(), &ar), ar)

@@ -9,6 +9,7 @@
 pub mod allocator;
 pub mod block;
 pub mod file;
+pub mod gc;
 pub mod kubernetes;
 pub mod memory;
 pub mod objects;
