@@ -402,12 +402,17 @@ fn ctr_run_with_cni_uses_brindle() {
         !try_sh(&["ip", "netns", "exec", &host.name, "ip", "link", "show", &host_if]).0,
         "{host_if} still exists after ctr run --rm"
     );
-    let leftover: Vec<_> = std::fs::read_dir(state.join("ipam"))
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
-        .collect();
+    // The node's IPAM store (`<stateDir>/calico-ipam`): no block holds an address.
+    let mut leftover: Vec<String> = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(state.join("calico-ipam/IPAMBlock")) {
+        use brindle::ipam::IpamObject;
+        for e in rd.filter_map(|e| e.ok()) {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+            let b = brindle::ipam::Block::from_spec(v["spec"].clone()).unwrap();
+            leftover.extend(b.in_use().map(|(ip, _)| ip.to_string()));
+        }
+    }
     assert!(
         leftover.is_empty(),
         "addresses not released: {leftover:?}\n{log}"

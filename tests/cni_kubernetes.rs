@@ -1,6 +1,6 @@
 //! `brindle-cni` in Kubernetes mode end to end: three nodes running `brindle-node
 //! --datastore kubernetes` (with the dataplane) against the API stand-in, one IPPool and
-//! no BlockAffinity at the start. 30 pods (10 per node) are added concurrently, as kubelets
+//! no BlockAffinity at the start. 90 pods (30 per node) are added concurrently, as kubelets
 //! would, with Kubernetes CNI args: every pod gets a distinct address, each node claims its
 //! own block in Calico's CRDs (the agents advertise them over the mesh), the pods'
 //! annotations say what Calico's CNI writes, and every pod reaches pods on every node.
@@ -10,7 +10,7 @@
 //!
 //! ```text
 //!   api (stand-in, 10.71.0.1)   node-1 (.2)   node-2 (.3)   node-3 (.4)   on one switch
-//!                               10 pods each, pool 10.72.0.0/16 (blocks /26)
+//!                               30 pods each, pool 10.72.0.0/16 (blocks /26)
 //! ```
 
 mod common;
@@ -30,7 +30,7 @@ const CNI: &str = env!("CARGO_BIN_EXE_brindle-cni");
 const CRD: &str = "crd.projectcalico.org/v1";
 const NET: u8 = 71;
 const AS: u32 = 64512;
-const PODS_PER_NODE: usize = 10;
+const PODS_PER_NODE: usize = 30;
 
 fn start_api_in(ns: &Netns, ip: &str, port: u16) -> StandIn {
     let path = PathBuf::from(format!("/run/netns/{}", ns.name));
@@ -140,7 +140,7 @@ fn ping(from: &Netns, to: &str) -> bool {
 }
 
 #[test]
-fn thirty_pods_on_three_nodes_get_distinct_routable_addresses() {
+fn ninety_pods_on_three_nodes_get_distinct_routable_addresses() {
     let lan = Lan::new(NET, &["api", "n", "n", "n"]);
     let api = start_api_in(&lan.members[0], &lan.v4(1), 6443);
     load(&api, &lan);
@@ -187,7 +187,7 @@ fn thirty_pods_on_three_nodes_get_distinct_routable_addresses() {
         })
         .collect();
 
-    // 30 ADDs at once, as three kubelets would start their pods.
+    // 90 ADDs at once, as three kubelets would start their pods.
     let mut pods: Vec<Pod> = (1..=3)
         .flat_map(|k| {
             (0..PODS_PER_NODE).map(move |i| Pod {
@@ -224,9 +224,9 @@ fn thirty_pods_on_three_nodes_get_distinct_routable_addresses() {
                 .to_string(),
         );
     }
-    eprintln!("figure: 30 concurrent CNI ADDs (Kubernetes mode) done in {took:?}");
+    eprintln!("figure: 90 concurrent CNI ADDs (Kubernetes mode) done in {took:?}");
     let ips: BTreeSet<&String> = pods.iter().filter_map(|p| p.ip.as_ref()).collect();
-    assert_eq!(ips.len(), 30, "addresses not distinct: {ips:?}");
+    assert_eq!(ips.len(), 90, "addresses not distinct: {ips:?}");
 
     // The pod that asked for the manual pool got it; the rest the automatic one.
     for p in &pods {

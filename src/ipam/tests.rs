@@ -324,31 +324,32 @@ async fn a_migrated_clusters_addresses_stay_allocated() {
     );
 }
 
-/// Eight nodes, each with four concurrent workers: 8 × 120 allocations and 8 × 24
-/// releases interleaved, on 14 blocks of 64 for 768 live addresses, so that
-/// nodes race for blocks and, once all are claimed, borrow; every 7th write is refused
-/// as a conflict.
+/// Eight nodes, each with five concurrent workers: 8 × 200 allocations and 8 × 40
+/// releases interleaved, on 22 blocks of 64 for 1,280 live addresses, so that nodes race
+/// for blocks and, once all are claimed, borrow; every 7th write is refused as a
+/// conflict.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_nodes_never_share_or_leak_an_address() {
     let store = MemoryStore::new();
     store.inject_conflict_every(7);
-    // 14 blocks of 64 (896 addresses) in three pools for 768 live addresses: each node
-    // needs two blocks, so at least two nodes must borrow.
+    // 22 blocks of 64 (1,408 addresses) in four pools for 1,280 live addresses: each
+    // node needs three blocks, so at least two nodes must borrow.
     let pools = vec![
         pool("a", "10.65.0.0/23", 26),
-        pool("b", "10.65.2.0/24", 26),
-        pool("c", "10.65.3.0/25", 26),
+        pool("b", "10.65.2.0/23", 26),
+        pool("c", "10.65.4.0/24", 26),
+        pool("d", "10.65.5.0/25", 26),
     ];
     let ipam = Arc::new(Ipam::new(store, pools, IpamSettings::default()));
     let mut tasks = Vec::new();
     for n in 0..8 {
-        for w in 0..4 {
+        for w in 0..5 {
             let ipam = ipam.clone();
             tasks.push(tokio::spawn(async move {
                 let node = format!("node-{n}");
                 let mut held: HashMap<String, IpAddr> = HashMap::new();
                 let mut released = 0;
-                for i in 0..30 {
+                for i in 0..40 {
                     let handle = format!("k8s-pod-network.{n}-{w}-{i}");
                     let got = ipam
                         .auto_assign(&req(&node, &handle))
@@ -378,7 +379,7 @@ async fn concurrent_nodes_never_share_or_leak_an_address() {
             }
         }
     }
-    assert_eq!(live, 8 * 4 * 24);
+    assert_eq!(live, 8 * 5 * 32);
     assert!(
         ipam.store.injected_conflicts() > 100,
         "{}",
