@@ -409,6 +409,7 @@ impl Addresses {
             num_v4: usize::from(self.families.0),
             num_v6: usize::from(self.families.1),
             reserved: self.reserved.clone(),
+            skip_tunnel_addresses: true,
             node_labels: self.node_labels.clone(),
             namespace_labels,
             ..Request::default()

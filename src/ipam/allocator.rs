@@ -73,6 +73,10 @@ pub struct Request {
     pub pools: Vec<IpNetwork>,
     /// Addresses never handed out (e.g. the node's own).
     pub reserved: Vec<IpAddr>,
+    /// Never hand out the first address of a block in a pool with IPIP or VXLAN: Brindle's
+    /// dataplane uses it as the block owner's tunnel address when the node has none of its
+    /// own (what calico-node allocates from IPAM as `ipip-tunnel-addr-<node>`).
+    pub skip_tunnel_addresses: bool,
     pub node_labels: BTreeMap<String, String>,
     /// The pod's namespace labels, for `IPPool.namespaceSelector` (None: not checked).
     pub namespace_labels: Option<BTreeMap<String, String>>,
@@ -108,8 +112,10 @@ enum Claim {
 }
 
 impl From<StoreError> for Claim {
+    /// A conflict, or an object deleted under us (another process lost a claim and
+    /// removed its pending affinity, or released a block): read again and retry.
     fn from(e: StoreError) -> Claim {
-        if e.is_conflict() {
+        if e.is_conflict() || matches!(e, StoreError::NotFound(_)) {
             Claim::Conflict
         } else {
             Claim::Failed(e.into())
@@ -234,6 +240,15 @@ impl<S: Store> Ipam<S> {
         self.pools.iter().find(|p| p.cidr.contains(ip))
     }
 
+    /// The first address of a block in a pool with IPIP or VXLAN.
+    fn is_tunnel_address(&self, ip: IpAddr) -> bool {
+        self.pool_for(ip).is_some_and(|p| {
+            (p.ipip_mode != brindle_model::EncapMode::Never
+                || p.vxlan_mode != brindle_model::EncapMode::Never)
+                && block_cidr_for(ip, p).is_some_and(|b| b.network() == ip)
+        })
+    }
+
     /// The pools a request may use for one family, in order (Calico's
     /// `determinePools`).
     fn choose_pools(&self, req: &Request, v4: bool) -> Result<Vec<IpPoolSpec>> {
@@ -332,7 +347,9 @@ impl<S: Store> Ipam<S> {
 
     async fn assign_family(&self, req: &Request, v4: bool, num: usize) -> Result<Vec<IpNetwork>> {
         let pools = self.choose_pools(req, v4)?;
-        let reserved = |ip: IpAddr| req.reserved.contains(&ip);
+        let reserved = |ip: IpAddr| {
+            req.reserved.contains(&ip) || (req.skip_tunnel_addresses && self.is_tunnel_address(ip))
+        };
         let affine = self.affine_blocks(&req.node, &pools).await?;
         let mut remaining: VecDeque<IpNetwork> = affine.clone().into();
         let mut owned = remaining.len();
@@ -483,7 +500,9 @@ impl<S: Store> Ipam<S> {
                 Err(StoreError::NotFound(_)) => {
                     let pending = match self.pending_affinity(&req.node, cidr).await {
                         Ok(a) => a,
-                        Err(e) if e.is_conflict() => continue,
+                        Err(e) if e.is_conflict() || matches!(e, StoreError::NotFound(_)) => {
+                            continue
+                        }
                         Err(e) => return Err(e.into()),
                     };
                     match self.block_from_affinity(pending, &req.node).await {
@@ -641,7 +660,7 @@ impl<S: Store> Ipam<S> {
             for _ in 0..RETRIES {
                 let pending = match self.pending_affinity(&req.node, subnet).await {
                     Ok(a) => a,
-                    Err(e) if e.is_conflict() => continue,
+                    Err(e) if e.is_conflict() || matches!(e, StoreError::NotFound(_)) => continue,
                     Err(e) => return Err(e.into()),
                 };
                 match self.block_from_affinity(pending, &req.node).await {

@@ -530,3 +530,24 @@ async fn assign_ip_claims_the_block_and_is_idempotent() {
         .is_err());
     assert!(check_consistent(&ipam.store).await.is_empty());
 }
+
+#[tokio::test]
+async fn tunnel_addresses_of_encapsulated_pools_are_skipped() {
+    let mut vx = pool("vx", "10.65.0.0/24", 30);
+    vx.vxlan_mode = brindle_model::EncapMode::Always;
+    let ipam = Ipam::new(MemoryStore::new(), vec![vx], IpamSettings::default());
+    let mut r = req("n1", "h1");
+    r.skip_tunnel_addresses = true;
+    let a = ipam.auto_assign(&r).await.unwrap();
+    // The block's first address is the node's VXLAN tunnel address.
+    let first = |ip: IpAddr| IpNetwork::new(ip, 30).unwrap().network() == ip;
+    assert!(!first(a.v4[0].ip()), "{a:?}");
+    // Without encapsulation (or without the flag) every address is handed out.
+    let ipam = Ipam::new(
+        MemoryStore::new(),
+        vec![pool("p", "10.65.0.0/24", 30)],
+        IpamSettings::default(),
+    );
+    let a = ipam.auto_assign(&r).await.unwrap();
+    assert!(first(a.v4[0].ip()), "{a:?}");
+}
