@@ -90,11 +90,37 @@ pub fn base_model(cfg: &ClusterConfig, plan: &NodePlan) -> Model {
             .or_else(|| tunnel_addr(cfg, &own, true)),
         vxlan_tunnel_addr: tunnel_addr(cfg, &own, false),
         own_blocks: own,
-        endpoints: Vec::new(),
+        endpoints: pod_endpoints(cfg, &plan.node_name),
         remote_nodes,
         learned: BTreeMap::new(),
         routes_incomplete: false,
     }
+}
+
+/// Local endpoints from the datastore's Pods of this node (Kubernetes mode; file-mode
+/// Pod documents too), as Felix derives workload endpoints from Pods: a scheduled,
+/// non-host-network pod with an address, on the veth Calico's CNI names
+/// `cali<sha1(namespace.pod)>`. So pods created by another CNI plugin run (Calico's, before
+/// a migration) keep their routes; the CNI records of [`endpoints`] take precedence.
+pub fn pod_endpoints(cfg: &ClusterConfig, node: &str) -> Vec<LocalEndpoint> {
+    let mut v: Vec<LocalEndpoint> = cfg
+        .pods
+        .iter()
+        .filter(|p| p.node_name.as_deref() == Some(node) && p.is_workload() && !p.terminating)
+        .map(|p| LocalEndpoint {
+            iface: crate::cni::host_veth_name(&p.namespace, &p.name),
+            ips: p
+                .ips
+                .iter()
+                .map(|ip| {
+                    IpNetwork::new(*ip, if ip.is_ipv4() { 32 } else { 128 }).expect("host prefix")
+                })
+                .collect(),
+            mac: None,
+        })
+        .collect();
+    v.sort_by(|a, b| a.iface.cmp(&b.iface));
+    v
 }
 
 /// Local endpoints from the CNI plugin's records.
@@ -240,7 +266,15 @@ pub struct ModelAssembler {
 impl ModelAssembler {
     pub fn model(&self) -> Model {
         let mut m = self.base.clone();
-        m.endpoints = self.endpoints.clone();
+        // The Pods' endpoints (in `base`), each replaced by the CNI record of its veth.
+        let mut eps: BTreeMap<String, LocalEndpoint> = std::mem::take(&mut m.endpoints)
+            .into_iter()
+            .map(|e| (e.iface.clone(), e))
+            .collect();
+        for e in &self.endpoints {
+            eps.insert(e.iface.clone(), e.clone());
+        }
+        m.endpoints = eps.into_values().collect();
         m.learned = self
             .learned
             .iter()
@@ -323,6 +357,45 @@ spec: {node: b, cidr: 10.65.0.64/26}
         let kept: Vec<String> = m.learned.keys().map(|p| p.to_string()).collect();
         assert_eq!(kept, ["10.65.0.64/26", "10.112.0.0/24"]);
         assert_eq!(asm.learned.len(), 4, "kept for when the ranges change");
+    }
+
+    #[test]
+    fn endpoints_from_this_nodes_pods_and_cni_records() {
+        let yaml = format!(
+            "{YAML}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: web, namespace: shop}}\nspec: {{nodeName: a}}\nstatus: {{phase: Running, podIP: 10.65.0.5}}\n\
+             ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: db, namespace: shop}}\nspec: {{nodeName: a}}\nstatus: {{phase: Running, podIP: 10.65.0.6}}\n\
+             ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: done, namespace: shop}}\nspec: {{nodeName: a}}\nstatus: {{phase: Succeeded, podIP: 10.65.0.7}}\n\
+             ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: hostnet, namespace: shop}}\nspec: {{nodeName: a, hostNetwork: true}}\nstatus: {{phase: Running, podIP: 10.0.0.1}}\n\
+             ---\napiVersion: v1\nkind: Pod\nmetadata: {{name: other, namespace: shop}}\nspec: {{nodeName: b}}\nstatus: {{phase: Running, podIP: 10.65.0.70}}\n"
+        );
+        let cfg = brindle_model::parse("t.yaml", &yaml).unwrap();
+        let plan = crate::calc::node_plan(&cfg, "a").unwrap();
+        let base = base_model(&cfg, &plan);
+        let names: Vec<&str> = base.endpoints.iter().map(|e| e.iface.as_str()).collect();
+        let web = crate::cni::host_veth_name("shop", "web");
+        let db = crate::cni::host_veth_name("shop", "db");
+        let mut want = vec![web.as_str(), db.as_str()];
+        want.sort();
+        assert_eq!(names, want, "running pods of node a only");
+        // A CNI record of web's veth (a newer sandbox, another address) wins.
+        let asm = ModelAssembler {
+            base,
+            endpoints: vec![LocalEndpoint {
+                iface: web.clone(),
+                ips: vec!["10.65.0.9/32".parse().unwrap()],
+                mac: Some("aa:bb:cc:dd:ee:ff".into()),
+            }],
+            learned: BTreeMap::new(),
+            kernel_reject: Vec::new(),
+            routes_incomplete: false,
+        };
+        let m = asm.model();
+        assert_eq!(m.endpoints.len(), 2);
+        let w = m.endpoints.iter().find(|e| e.iface == web).unwrap();
+        assert_eq!(w.ips, vec!["10.65.0.9/32".parse::<IpNetwork>().unwrap()]);
+        let d = m.endpoints.iter().find(|e| e.iface == db).unwrap();
+        assert_eq!(d.ips, vec!["10.65.0.6/32".parse::<IpNetwork>().unwrap()]);
+        assert_eq!(d.mac, None);
     }
 
     #[test]
