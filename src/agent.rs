@@ -56,6 +56,22 @@ type GcView = Option<(
     std::collections::BTreeSet<String>,
 )>;
 
+/// `AUTODETECT_POLL_INTERVAL` as calico-node reads it (a Go duration; unset: 60 s; zero:
+/// off). A bad value is logged and the default used.
+pub fn autodetect_poll_interval(v: Option<&str>) -> Option<Duration> {
+    match v.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Some(Duration::from_secs(60)),
+        Some(s) => match brindle_model::parse_go_duration(s) {
+            Ok(d) if d.is_zero() => None,
+            Ok(d) => Some(d),
+            Err(e) => {
+                warn!("AUTODETECT_POLL_INTERVAL: {e}; using 60s");
+                Some(Duration::from_secs(60))
+            }
+        },
+    }
+}
+
 /// Kubernetes mode: every `interval`, releases this node's leaked addresses (and, on the
 /// first node, a deleted node's) as [`crate::ipam::gc`] decides.
 async fn ipam_gc(
@@ -450,7 +466,6 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     if let (Some(o), Some(store)) = (opts.ipam_gc, datastore.ipam_store()) {
         tokio::spawn(ipam_gc(store, opts.node_name.clone(), o, gc_rx));
     }
-    let _datastore = datastore;
     info!(node = %plan.node_name, router_id = %plan.router_id, asn = plan.local_as, peers = plan.peers.len(), prefixes = plan.advertise.len(), "configuration loaded");
     let (speaker, mut fib) = start_speaker(&plan, &opts)?;
     let _ = std::fs::remove_file(restart_marker(&opts.state_dir));
@@ -566,10 +581,25 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     });
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // calico-node's address monitor: autodetection again every AUTODETECT_POLL_INTERVAL
+    // (default 60 s; 0 turns it off), the Node updated when the address changed.
+    let kube = matches!(opts.datastore, DatastoreConfig::Kubernetes { .. });
+    let poll = autodetect_poll_interval(std::env::var("AUTODETECT_POLL_INTERVAL").ok().as_deref());
+    let mut redetect = tokio::time::interval(poll.unwrap_or(Duration::from_secs(3600)));
+    redetect.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    redetect.tick().await; // the first tick is now: startup just did it
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = sigterm.recv() => break,
+            _ = redetect.tick(), if kube && poll.is_some() => {
+                let cfg = cluster.snapshot();
+                match crate::node_identity::ensure(&datastore, &cfg, &opts.node_name).await {
+                    Ok(true) => info!("this node's address changed: the Node is updated"),
+                    Ok(false) => {}
+                    Err(e) => warn!("node address: {e}"),
+                }
+            }
             e = events.recv() => {
                 let Some(e) = e else {
                     error!("the datastore stopped; keeping the last state");
@@ -668,6 +698,24 @@ mod tests {
             bgp_peer: Some("tor".into()),
             reverse: false,
         }
+    }
+
+    #[test]
+    fn autodetect_poll_interval_as_calico_node() {
+        assert_eq!(
+            autodetect_poll_interval(None),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            autodetect_poll_interval(Some("5s")),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(autodetect_poll_interval(Some("0")), None);
+        assert_eq!(autodetect_poll_interval(Some("0s")), None);
+        assert_eq!(
+            autodetect_poll_interval(Some("soon")),
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]
