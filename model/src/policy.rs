@@ -545,7 +545,7 @@ impl Serialize for KubePortValue {
 
 /// A Kubernetes label selector (`matchLabels` AND `matchExpressions`). The empty selector
 /// matches everything; "no selector" is `Option::None` where it is allowed.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize)]
 pub struct LabelSelector {
     pub match_labels: BTreeMap<String, String>,
     pub match_expressions: Vec<LabelSelectorRequirement>,
@@ -566,7 +566,7 @@ impl LabelSelector {
 }
 
 /// One `matchExpressions` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct LabelSelectorRequirement {
     pub key: String,
     pub operator: LabelSelectorOperator,

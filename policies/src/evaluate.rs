@@ -1,0 +1,261 @@
+//! The evaluator: runs a [`Program`] on one flow, as the kernel rules rendered from the
+//! same program do, and says what decided. Egress is decided at the source endpoint (if
+//! it is a local workload), ingress at the destination; the flow passes when both allow.
+
+use crate::ir::{Action, Direction, PolicyId, Program};
+use crate::world::{Endpoint, World};
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// A flow: who talks to whom, on which protocol and destination port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IANA protocol number.
+    pub protocol: u8,
+    pub port: Option<u16>,
+}
+
+/// How one direction was decided.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Step {
+    /// That side is not a workload endpoint (a host or outside address): no policy here.
+    NotAnEndpoint,
+    /// No policy selects the endpoint for this direction: not isolated (allowed).
+    NotIsolated,
+    /// A rule decided.
+    Rule {
+        policy: PolicyId,
+        /// The rule's index in the policy's `ingress`/`egress` list.
+        rule: usize,
+        action: Action,
+    },
+    /// Policies select the endpoint and none allowed: the end of tier `tier` dropped it.
+    EndOfTier {
+        tier: String,
+        policies: Vec<PolicyId>,
+    },
+    /// Every tier passed: the profile allowed it.
+    Passed,
+}
+
+impl Step {
+    pub fn allows(&self) -> bool {
+        match self {
+            Step::NotAnEndpoint | Step::NotIsolated | Step::Passed => true,
+            Step::Rule { action, .. } => *action == Action::Allow,
+            Step::EndOfTier { .. } => false,
+        }
+    }
+}
+
+/// The verdict and both directions' reasons.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub allowed: bool,
+    pub egress: Step,
+    pub ingress: Step,
+}
+
+fn decide(
+    program: &Program,
+    world: &World,
+    at: &Endpoint,
+    d: Direction,
+    peer: IpAddr,
+    dst: Option<&Endpoint>,
+    flow: &Flow,
+) -> Step {
+    let mut tier: Option<&str> = None;
+    let mut selecting: Vec<PolicyId> = Vec::new();
+    let mut any_selected = false;
+    let mut skip_tier: Option<&str> = None;
+    for p in &program.policies {
+        if tier != Some(p.tier.as_str()) {
+            // Leaving a tier: if policies selected the endpoint and none decided or
+            // passed, its end drops.
+            if let Some(t) = tier {
+                if !selecting.is_empty() && skip_tier != Some(t) {
+                    return Step::EndOfTier {
+                        tier: t.to_string(),
+                        policies: selecting,
+                    };
+                }
+            }
+            tier = Some(p.tier.as_str());
+            selecting.clear();
+        }
+        if skip_tier == Some(p.tier.as_str()) || !p.applies_in(d) || !p.applies.selects(at) {
+            continue;
+        }
+        any_selected = true;
+        selecting.push(p.id.clone());
+        for r in p.rules(d) {
+            let peer_ok = match &r.matches.peer {
+                crate::ir::Peer::Any => true,
+                crate::ir::Peer::AnyOf(sets) => sets.iter().any(|s| s.contains(peer, world)),
+            };
+            let port_ok = r.matches.ports.is_empty()
+                || r.matches
+                    .ports
+                    .iter()
+                    .any(|m| m.matches(flow.protocol, flow.port, dst));
+            if !(peer_ok && port_ok) {
+                continue;
+            }
+            match r.action {
+                Action::Log => continue,
+                Action::Pass => {
+                    skip_tier = Some(p.tier.as_str());
+                    break;
+                }
+                action => {
+                    return Step::Rule {
+                        policy: p.id.clone(),
+                        rule: r.source_index,
+                        action,
+                    }
+                }
+            }
+        }
+    }
+    if let Some(t) = tier {
+        if !selecting.is_empty() && skip_tier != Some(t) {
+            return Step::EndOfTier {
+                tier: t.to_string(),
+                policies: selecting,
+            };
+        }
+    }
+    if any_selected {
+        Step::Passed
+    } else {
+        Step::NotIsolated
+    }
+}
+
+/// Evaluates one flow.
+pub fn evaluate(program: &Program, world: &World, flow: &Flow) -> Decision {
+    let src = world.endpoint_at(flow.src);
+    let dst = world.endpoint_at(flow.dst);
+    let egress = match src {
+        Some(s) => decide(program, world, s, Direction::Egress, flow.dst, dst, flow),
+        None => Step::NotAnEndpoint,
+    };
+    let ingress = match dst {
+        Some(d) => decide(program, world, d, Direction::Ingress, flow.src, dst, flow),
+        None => Step::NotAnEndpoint,
+    };
+    Decision {
+        allowed: egress.allows() && ingress.allows(),
+        egress,
+        ingress,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{Applies, Match, Peer, Policy, PolicyKind, PortMatch, Rule};
+    use brindle_model::policy::LabelSelector;
+
+    fn world() -> World {
+        let mut w = World::default();
+        for (name, ip) in [("a", "10.0.0.1"), ("b", "10.0.0.2")] {
+            w.add_endpoint(Endpoint {
+                namespace: "ns".into(),
+                name: name.into(),
+                labels: Default::default(),
+                ips: vec![ip.parse().unwrap()],
+                named_ports: vec![],
+            });
+        }
+        w
+    }
+
+    fn policy(name: &str, order: f64, rules: Vec<(Action, Option<u16>)>) -> Policy {
+        Policy {
+            id: PolicyId {
+                kind: PolicyKind::NetworkPolicy,
+                namespace: Some("ns".into()),
+                name: name.into(),
+            },
+            tier: "default".into(),
+            order: Some(order),
+            applies: Applies::KubePods {
+                namespace: "ns".into(),
+                pod_selector: LabelSelector::default(),
+            },
+            ingress_type: true,
+            egress_type: false,
+            ingress: rules
+                .into_iter()
+                .enumerate()
+                .map(|(i, (action, port))| Rule {
+                    matches: Match {
+                        peer: Peer::Any,
+                        ports: port
+                            .map(|p| {
+                                vec![PortMatch::Range {
+                                    protocol: 6,
+                                    first: p,
+                                    last: p,
+                                }]
+                            })
+                            .unwrap_or_default(),
+                    },
+                    action,
+                    source_index: i,
+                })
+                .collect(),
+            egress: vec![],
+        }
+    }
+
+    fn flow(port: u16) -> Flow {
+        Flow {
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            protocol: 6,
+            port: Some(port),
+        }
+    }
+
+    #[test]
+    fn order_deny_pass_and_log() {
+        let w = world();
+        // order 10 denies 22, logs everything; order 20 allows 22 and 80.
+        let p = Program::new(vec![
+            policy(
+                "late",
+                20.0,
+                vec![(Action::Allow, Some(22)), (Action::Allow, Some(80))],
+            ),
+            policy(
+                "early",
+                10.0,
+                vec![(Action::Log, None), (Action::Deny, Some(22))],
+            ),
+        ]);
+        let d = evaluate(&p, &w, &flow(22));
+        assert!(!d.allowed);
+        assert!(
+            matches!(&d.ingress, Step::Rule { policy, rule: 1, action: Action::Deny } if policy.name == "early"),
+            "{d:?}"
+        );
+        let d = evaluate(&p, &w, &flow(80));
+        assert!(d.allowed);
+        assert!(matches!(&d.ingress, Step::Rule { policy, rule: 1, .. } if policy.name == "late"));
+        assert!(!evaluate(&p, &w, &flow(443)).allowed, "end of tier");
+        // Pass skips the rest of the tier: the profile allows.
+        let p = Program::new(vec![
+            policy("pass", 1.0, vec![(Action::Pass, None)]),
+            policy("deny", 2.0, vec![(Action::Deny, None)]),
+        ]);
+        let d = evaluate(&p, &w, &flow(1));
+        assert!(d.allowed);
+        assert_eq!(d.ingress, Step::Passed);
+        assert_eq!(d.egress, Step::NotIsolated);
+    }
+}

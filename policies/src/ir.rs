@@ -1,0 +1,289 @@
+//! The backend-neutral program: what felix renders into iptables chains and ipsets, and
+//! what the evaluator runs.
+//!
+//! - A [`Policy`] applies to the endpoints its [`Applies`] selects, for the directions in
+//!   `types`; its rules are ordered, each a [`Match`] and an [`Action`].
+//! - Policies run in Calico's order: by tier (only `default` so far), then `order` (none
+//!   = last), then name. For one endpoint and direction: the first rule that matches in
+//!   the first policy that has one decides (Allow, Deny; Pass skips to the next tier; Log
+//!   logs and goes on); when policies select the endpoint but none decides, the end of
+//!   the tier drops (Felix's end-of-tier drop). An endpoint no policy selects for a
+//!   direction is not isolated in it (Calico's profile `kns.<namespace>` allows).
+//! - The other side of a flow is matched by [`Peer`] sets, defined by what selects their
+//!   members ([`SetDef`]), resolved against the [`crate::World`] by [`SetDef::contains`]
+//!   here and into ipset members by the renderer.
+
+use crate::world::{Endpoint, World};
+use brindle_model::policy::LabelSelector;
+use ipnetwork::IpNetwork;
+use serde::Serialize;
+use std::net::IpAddr;
+
+/// Which kind of object a policy came from, for names and explanations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum PolicyKind {
+    /// `networking.k8s.io/v1` NetworkPolicy (Calico's `knp.default.<name>`).
+    KubernetesNetworkPolicy,
+    NetworkPolicy,
+    GlobalNetworkPolicy,
+}
+
+/// A policy's identity.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PolicyId {
+    pub kind: PolicyKind,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl std::fmt::Display for PolicyId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            PolicyKind::KubernetesNetworkPolicy => "KubernetesNetworkPolicy",
+            PolicyKind::NetworkPolicy => "NetworkPolicy",
+            PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+        };
+        match &self.namespace {
+            Some(ns) => write!(f, "{kind} {ns}/{}", self.name),
+            None => write!(f, "{kind} {}", self.name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Action {
+    Allow,
+    Deny,
+    /// Skip the rest of this tier.
+    Pass,
+    /// Log and go on to the next rule.
+    Log,
+}
+
+/// The endpoints a policy applies to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Applies {
+    /// A Kubernetes `podSelector` in one namespace.
+    KubePods {
+        namespace: String,
+        pod_selector: LabelSelector,
+    },
+}
+
+impl Applies {
+    pub fn selects(&self, e: &Endpoint) -> bool {
+        match self {
+            Applies::KubePods {
+                namespace,
+                pod_selector,
+            } => &e.namespace == namespace && pod_selector.matches(&e.labels),
+        }
+    }
+}
+
+/// A set of addresses (the other side of a flow), by what selects its members.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum SetDef {
+    /// Kubernetes peer selectors: pods matching `pod_selector` (None: all pods) in
+    /// namespaces matching `namespace_selector` (None: only `namespace`, the policy's).
+    KubePods {
+        namespace: String,
+        pod_selector: Option<LabelSelector>,
+        namespace_selector: Option<LabelSelector>,
+    },
+    /// `ipBlock`: `cidr` minus `except`.
+    Nets {
+        cidr: IpNetwork,
+        except: Vec<IpNetwork>,
+    },
+}
+
+impl SetDef {
+    /// The endpoints of the world this set's selectors select (nothing for nets).
+    pub fn selects(&self, e: &Endpoint, world: &World) -> bool {
+        match self {
+            SetDef::KubePods {
+                namespace,
+                pod_selector,
+                namespace_selector,
+            } => {
+                let ns_ok = match namespace_selector {
+                    None => &e.namespace == namespace,
+                    Some(sel) => sel.matches(&world.namespace_labels(&e.namespace)),
+                };
+                ns_ok && pod_selector.as_ref().is_none_or(|s| s.matches(&e.labels))
+            }
+            SetDef::Nets { .. } => false,
+        }
+    }
+
+    /// Whether `ip` is a member.
+    pub fn contains(&self, ip: IpAddr, world: &World) -> bool {
+        match self {
+            SetDef::Nets { cidr, except } => {
+                cidr.contains(ip)
+                    && cidr.is_ipv4() == ip.is_ipv4()
+                    && !except.iter().any(|x| x.contains(ip))
+            }
+            _ => world
+                .endpoints
+                .iter()
+                .any(|e| e.ips.contains(&ip) && self.selects(e, world)),
+        }
+    }
+
+    /// The members as the renderer puts them in an ipset: host prefixes of the selected
+    /// endpoints, or the nets (an `except` is a second set, matched negatively).
+    pub fn members(&self, world: &World) -> Vec<IpNetwork> {
+        match self {
+            SetDef::Nets { cidr, .. } => vec![*cidr],
+            _ => {
+                let mut v: Vec<IpNetwork> = world
+                    .endpoints
+                    .iter()
+                    .filter(|e| self.selects(e, world))
+                    .flat_map(|e| e.ips.iter())
+                    .map(|ip| {
+                        IpNetwork::new(*ip, if ip.is_ipv4() { 32 } else { 128 })
+                            .expect("host prefix")
+                    })
+                    .collect();
+                v.sort();
+                v.dedup();
+                v
+            }
+        }
+    }
+}
+
+/// The other side of a flow: anyone, or a member of one of these sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Peer {
+    Any,
+    AnyOf(Vec<SetDef>),
+}
+
+/// Ports of the destination: a protocol and a numeric range, or a named port resolved on
+/// the destination endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum PortMatch {
+    /// Protocol only (every port).
+    Protocol(u8),
+    Range {
+        protocol: u8,
+        first: u16,
+        last: u16,
+    },
+    Named {
+        protocol: u8,
+        name: String,
+    },
+}
+
+impl PortMatch {
+    pub fn protocol(&self) -> u8 {
+        match self {
+            PortMatch::Protocol(p)
+            | PortMatch::Range { protocol: p, .. }
+            | PortMatch::Named { protocol: p, .. } => *p,
+        }
+    }
+
+    /// Whether `(protocol, port)` to `dst` (the destination endpoint, if known) matches.
+    pub fn matches(&self, protocol: u8, port: Option<u16>, dst: Option<&Endpoint>) -> bool {
+        if protocol != self.protocol() {
+            return false;
+        }
+        match self {
+            PortMatch::Protocol(_) => true,
+            PortMatch::Range { first, last, .. } => port.is_some_and(|p| *first <= p && p <= *last),
+            PortMatch::Named { protocol, name } => match (port, dst) {
+                (Some(p), Some(e)) => e
+                    .named_ports
+                    .iter()
+                    .any(|n| &n.name == name && n.protocol == *protocol && n.port == p),
+                _ => false,
+            },
+        }
+    }
+}
+
+/// What a rule matches. Empty `ports`: every protocol and port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Match {
+    /// Ingress: the source; egress: the destination.
+    pub peer: Peer,
+    /// Any of these (empty: everything).
+    pub ports: Vec<PortMatch>,
+}
+
+/// One rule, with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rule {
+    pub matches: Match,
+    pub action: Action,
+    /// Index of the rule in the source object's `ingress`/`egress` list (a Kubernetes
+    /// rule with several peers or ports stays one rule here).
+    pub source_index: usize,
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policy {
+    pub id: PolicyId,
+    pub tier: String,
+    pub order: Option<f64>,
+    pub applies: Applies,
+    pub ingress_type: bool,
+    pub egress_type: bool,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+}
+
+impl Policy {
+    pub fn applies_in(&self, d: Direction) -> bool {
+        match d {
+            Direction::Ingress => self.ingress_type,
+            Direction::Egress => self.egress_type,
+        }
+    }
+
+    pub fn rules(&self, d: Direction) -> &[Rule] {
+        match d {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+}
+
+/// Every policy, in evaluation order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Program {
+    pub policies: Vec<Policy>,
+}
+
+impl Program {
+    /// Sorts as Calico does within a tier: `order` (none last), then name; tiers by name
+    /// for now (only `default` exists until Calico tiers are compiled).
+    pub fn new(mut policies: Vec<Policy>) -> Program {
+        policies.sort_by(|a, b| {
+            a.tier
+                .cmp(&b.tier)
+                .then_with(|| {
+                    let oa = a.order.unwrap_or(f64::INFINITY);
+                    let ob = b.order.unwrap_or(f64::INFINITY);
+                    oa.partial_cmp(&ob).unwrap_or(std::cmp::Ordering::Equal)
+                })
+                .then_with(|| a.id.name.cmp(&b.id.name))
+                .then_with(|| a.id.namespace.cmp(&b.id.namespace))
+                .then_with(|| a.id.kind.cmp(&b.id.kind))
+        });
+        Program { policies }
+    }
+}

@@ -1,0 +1,102 @@
+//! What policy is about: workload endpoints (a pod's addresses, labels, named ports,
+//! namespace) and namespaces with their labels. Built from the resource model; the
+//! `kubernetes.io/metadata.name` label is set on every namespace, as the API server sets
+//! it (so file mode behaves the same).
+
+use brindle_model::kubernetes::{Namespace, Pod};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// The label the API server puts on every namespace.
+pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
+/// A container port with a name (a named port of its pod).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedPort {
+    pub name: String,
+    /// IANA protocol number (6 TCP, 17 UDP, 132 SCTP).
+    pub protocol: u8,
+    pub port: u16,
+}
+
+/// A workload endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub ips: Vec<IpAddr>,
+    pub named_ports: Vec<NamedPort>,
+}
+
+/// Endpoints and namespaces.
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub endpoints: Vec<Endpoint>,
+    /// Namespace name → labels (with [`NAMESPACE_NAME_LABEL`]).
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A protocol name of a container port as a number (`TCP` when empty or unknown).
+pub fn protocol_number(name: &str) -> u8 {
+    match name.to_ascii_uppercase().as_str() {
+        "UDP" => 17,
+        "SCTP" => 132,
+        _ => 6,
+    }
+}
+
+impl World {
+    /// From the model's pods (workloads only) and namespaces. A pod's namespace that has
+    /// no Namespace object still exists for policy, with only its name label.
+    pub fn from_model<'a>(
+        pods: impl IntoIterator<Item = &'a Pod>,
+        namespaces: impl IntoIterator<Item = &'a Namespace>,
+    ) -> World {
+        let mut w = World::default();
+        for n in namespaces {
+            w.add_namespace(&n.name, n.labels.clone());
+        }
+        for p in pods.into_iter().filter(|p| p.is_workload()) {
+            w.add_endpoint(Endpoint {
+                namespace: p.namespace.to_string(),
+                name: p.name.clone(),
+                labels: p.labels.as_ref().clone(),
+                ips: p.ips.clone(),
+                named_ports: p
+                    .ports
+                    .iter()
+                    .filter(|c| !c.name.is_empty())
+                    .map(|c| NamedPort {
+                        name: c.name.to_string(),
+                        protocol: protocol_number(&c.protocol),
+                        port: c.port,
+                    })
+                    .collect(),
+            });
+        }
+        w
+    }
+
+    pub fn add_namespace(&mut self, name: &str, mut labels: BTreeMap<String, String>) {
+        labels.insert(NAMESPACE_NAME_LABEL.into(), name.into());
+        self.namespaces.insert(name.into(), labels);
+    }
+
+    pub fn add_endpoint(&mut self, e: Endpoint) {
+        if !self.namespaces.contains_key(&e.namespace) {
+            self.add_namespace(&e.namespace.clone(), BTreeMap::new());
+        }
+        self.endpoints.push(e);
+    }
+
+    /// The labels of a namespace (empty if unknown).
+    pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
+        self.namespaces.get(ns).cloned().unwrap_or_default()
+    }
+
+    /// The endpoint holding `ip`.
+    pub fn endpoint_at(&self, ip: IpAddr) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.ips.contains(&ip))
+    }
+}
