@@ -63,7 +63,7 @@ fn decide(
     world: &World,
     at: &Endpoint,
     d: Direction,
-    peer: IpAddr,
+    src: Option<&Endpoint>,
     dst: Option<&Endpoint>,
     flow: &Flow,
 ) -> Step {
@@ -92,16 +92,23 @@ fn decide(
         any_selected = true;
         selecting.push(p.id.clone());
         for r in p.rules(d) {
-            let peer_ok = match &r.matches.peer {
-                crate::ir::Peer::Any => true,
-                crate::ir::Peer::AnyOf(sets) => sets.iter().any(|s| s.contains(peer, world)),
+            let m = &r.matches;
+            let icmp_ok = |want: &Option<(Option<u8>, Option<u8>)>| {
+                // The flow's ICMP type travels in `port` (type) for ICMP flows.
+                want.is_some_and(|(t, _)| {
+                    t.is_none()
+                        || (flow.protocol == 1 || flow.protocol == 58)
+                            && t == flow.port.map(|p| p as u8)
+                })
             };
-            let port_ok = r.matches.ports.is_empty()
-                || r.matches
-                    .ports
-                    .iter()
-                    .any(|m| m.matches(flow.protocol, flow.port, dst));
-            if !(peer_ok && port_ok) {
+            let ok = m.protocol.is_none_or(|p| p == flow.protocol)
+                && m.not_protocol != Some(flow.protocol)
+                && (m.icmp.is_none() || icmp_ok(&m.icmp))
+                && !(m.not_icmp.is_some() && icmp_ok(&m.not_icmp))
+                && m.source.matches(flow.src, src, flow.protocol, None, world)
+                && m.destination
+                    .matches(flow.dst, dst, flow.protocol, flow.port, world);
+            if !ok {
                 continue;
             }
             match r.action {
@@ -140,11 +147,11 @@ pub fn evaluate(program: &Program, world: &World, flow: &Flow) -> Decision {
     let src = world.endpoint_at(flow.src);
     let dst = world.endpoint_at(flow.dst);
     let egress = match src {
-        Some(s) => decide(program, world, s, Direction::Egress, flow.dst, dst, flow),
+        Some(s) => decide(program, world, s, Direction::Egress, src, dst, flow),
         None => Step::NotAnEndpoint,
     };
     let ingress = match dst {
-        Some(d) => decide(program, world, d, Direction::Ingress, flow.src, dst, flow),
+        Some(d) => decide(program, world, d, Direction::Ingress, src, dst, flow),
         None => Step::NotAnEndpoint,
     };
     Decision {
@@ -157,7 +164,7 @@ pub fn evaluate(program: &Program, world: &World, flow: &Flow) -> Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ir::{Applies, Match, Peer, Policy, PolicyKind, PortMatch, Rule};
+    use crate::ir::{Applies, Match, Policy, PolicyKind, PortMatch, Rule, Side};
     use brindle_model::policy::LabelSelector;
 
     fn world() -> World {
@@ -194,16 +201,19 @@ mod tests {
                 .enumerate()
                 .map(|(i, (action, port))| Rule {
                     matches: Match {
-                        peer: Peer::Any,
-                        ports: port
-                            .map(|p| {
-                                vec![PortMatch::Range {
-                                    protocol: 6,
-                                    first: p,
-                                    last: p,
-                                }]
-                            })
-                            .unwrap_or_default(),
+                        destination: Side {
+                            ports: port
+                                .map(|p| {
+                                    vec![PortMatch::Range {
+                                        protocol: 6,
+                                        first: p,
+                                        last: p,
+                                    }]
+                                })
+                                .unwrap_or_default(),
+                            ..Side::default()
+                        },
+                        ..Match::default()
                     },
                     action,
                     source_index: i,

@@ -162,15 +162,8 @@ impl SetDef {
     }
 }
 
-/// The other side of a flow: anyone, or a member of one of these sets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum Peer {
-    Any,
-    AnyOf(Vec<SetDef>),
-}
-
-/// Ports of the destination: a protocol and a numeric range, or a named port resolved on
-/// the destination endpoint.
+/// Ports: a protocol and a numeric range, or a named port resolved on the endpoint of
+/// that side.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub enum PortMatch {
     /// Protocol only (every port).
@@ -195,15 +188,15 @@ impl PortMatch {
         }
     }
 
-    /// Whether `(protocol, port)` to `dst` (the destination endpoint, if known) matches.
-    pub fn matches(&self, protocol: u8, port: Option<u16>, dst: Option<&Endpoint>) -> bool {
+    /// Whether `(protocol, port)` on the endpoint `ep` (if that side is one) matches.
+    pub fn matches(&self, protocol: u8, port: Option<u16>, ep: Option<&Endpoint>) -> bool {
         if protocol != self.protocol() {
             return false;
         }
         match self {
             PortMatch::Protocol(_) => true,
             PortMatch::Range { first, last, .. } => port.is_some_and(|p| *first <= p && p <= *last),
-            PortMatch::Named { protocol, name } => match (port, dst) {
+            PortMatch::Named { protocol, name } => match (port, ep) {
                 (Some(p), Some(e)) => e
                     .named_ports
                     .iter()
@@ -214,13 +207,60 @@ impl PortMatch {
     }
 }
 
-/// What a rule matches. Empty `ports`: every protocol and port.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Match {
-    /// Ingress: the source; egress: the destination.
-    pub peer: Peer,
-    /// Any of these (empty: everything).
+/// One side (source or destination) of a flow as a rule restricts it. Every criterion
+/// present must hold; an empty side matches everything.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Side {
+    /// A member of at least one of these (empty: no restriction).
+    pub sets: Vec<SetDef>,
+    /// A member of none of these.
+    pub not_sets: Vec<SetDef>,
+    /// In one of these nets (empty: no restriction).
+    pub nets: Vec<IpNetwork>,
+    pub not_nets: Vec<IpNetwork>,
+    /// On one of these ports (empty: no restriction); named ports resolve on this side's
+    /// endpoint.
     pub ports: Vec<PortMatch>,
+    pub not_ports: Vec<PortMatch>,
+}
+
+impl Side {
+    /// Whether `ip` (the endpoint `ep` if it is one) on `port` with `protocol` matches.
+    pub fn matches(
+        &self,
+        ip: IpAddr,
+        ep: Option<&Endpoint>,
+        protocol: u8,
+        port: Option<u16>,
+        world: &World,
+    ) -> bool {
+        (self.sets.is_empty() || self.sets.iter().any(|s| s.contains(ip, world)))
+            && !self.not_sets.iter().any(|s| s.contains(ip, world))
+            && (self.nets.is_empty()
+                || self
+                    .nets
+                    .iter()
+                    .any(|n| n.contains(ip) && n.is_ipv4() == ip.is_ipv4()))
+            && !self
+                .not_nets
+                .iter()
+                .any(|n| n.contains(ip) && n.is_ipv4() == ip.is_ipv4())
+            && (self.ports.is_empty() || self.ports.iter().any(|m| m.matches(protocol, port, ep)))
+            && !self.not_ports.iter().any(|m| m.matches(protocol, port, ep))
+    }
+}
+
+/// What a rule matches.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Match {
+    /// IANA protocol number (None: any).
+    pub protocol: Option<u8>,
+    pub not_protocol: Option<u8>,
+    /// ICMP type and code (`icmp`), and `notICMP`.
+    pub icmp: Option<(Option<u8>, Option<u8>)>,
+    pub not_icmp: Option<(Option<u8>, Option<u8>)>,
+    pub source: Side,
+    pub destination: Side,
 }
 
 /// One rule, with where it came from.

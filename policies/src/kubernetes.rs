@@ -14,36 +14,34 @@
 //! - `policyTypes` absent or empty: Ingress, plus Egress when there are egress rules.
 
 use crate::ir::{
-    Action, Applies, Match, Peer, Policy, PolicyId, PolicyKind, PortMatch, Rule, SetDef,
+    Action, Applies, Match, Policy, PolicyId, PolicyKind, PortMatch, Rule, SetDef, Side,
 };
 use brindle_model::policy::{KubeNetworkPolicy, KubePeer, KubePortValue, KubeRule};
 
 /// Calico's order for Kubernetes NetworkPolicies.
 pub const ORDER: f64 = 1000.0;
 
-fn rule(np: &KubeNetworkPolicy, r: &KubeRule, index: usize) -> Rule {
-    let peer = if r.all_peers() {
-        Peer::Any
+fn rule(np: &KubeNetworkPolicy, r: &KubeRule, index: usize, ingress: bool) -> Rule {
+    let sets: Vec<SetDef> = if r.all_peers() {
+        Vec::new()
     } else {
-        Peer::AnyOf(
-            r.peer_list()
-                .iter()
-                .map(|p| match p {
-                    KubePeer::Selectors {
-                        pod_selector,
-                        namespace_selector,
-                    } => SetDef::KubePods {
-                        namespace: np.namespace.clone(),
-                        pod_selector: pod_selector.clone(),
-                        namespace_selector: namespace_selector.clone(),
-                    },
-                    KubePeer::IpBlock(b) => SetDef::Nets {
-                        cidr: b.cidr,
-                        except: b.except.clone(),
-                    },
-                })
-                .collect(),
-        )
+        r.peer_list()
+            .iter()
+            .map(|p| match p {
+                KubePeer::Selectors {
+                    pod_selector,
+                    namespace_selector,
+                } => SetDef::KubePods {
+                    namespace: np.namespace.clone(),
+                    pod_selector: pod_selector.clone(),
+                    namespace_selector: namespace_selector.clone(),
+                },
+                KubePeer::IpBlock(b) => SetDef::Nets {
+                    cidr: b.cidr,
+                    except: b.except.clone(),
+                },
+            })
+            .collect()
     };
     let ports = if r.all_ports() {
         Vec::new()
@@ -67,8 +65,35 @@ fn rule(np: &KubeNetworkPolicy, r: &KubeRule, index: usize) -> Rule {
             })
             .collect()
     };
+    // The peer is the source of ingress and the destination of egress; the ports are the
+    // destination's.
+    let (source, destination) = if ingress {
+        (
+            Side {
+                sets,
+                ..Side::default()
+            },
+            Side {
+                ports,
+                ..Side::default()
+            },
+        )
+    } else {
+        (
+            Side::default(),
+            Side {
+                sets,
+                ports,
+                ..Side::default()
+            },
+        )
+    };
     Rule {
-        matches: Match { peer, ports },
+        matches: Match {
+            source,
+            destination,
+            ..Match::default()
+        },
         action: Action::Allow,
         source_index: index,
     }
@@ -95,13 +120,13 @@ pub fn compile(np: &KubeNetworkPolicy) -> Policy {
             .ingress_rules()
             .iter()
             .enumerate()
-            .map(|(i, r)| rule(np, r, i))
+            .map(|(i, r)| rule(np, r, i, true))
             .collect(),
         egress: np
             .egress_rules()
             .iter()
             .enumerate()
-            .map(|(i, r)| rule(np, r, i))
+            .map(|(i, r)| rule(np, r, i, false))
             .collect(),
     }
 }
