@@ -309,7 +309,7 @@ impl EntityRule {
 }
 
 /// An entity rule's `namespaceSelector`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NamespaceMatch {
     /// `global()`: non-namespaced endpoints only (host endpoints, global network sets).
     Global,

@@ -86,7 +86,10 @@ fn decide(
             tier = Some(p.tier.as_str());
             selecting.clear();
         }
-        if skip_tier == Some(p.tier.as_str()) || !p.applies_in(d) || !p.applies.selects(at) {
+        if skip_tier == Some(p.tier.as_str())
+            || !p.applies_in(d)
+            || !p.applies.selects_in(at, world)
+        {
             continue;
         }
         any_selected = true;
@@ -101,7 +104,9 @@ fn decide(
                             && t == flow.port.map(|p| p as u8)
                 })
             };
-            let ok = m.protocol.is_none_or(|p| p == flow.protocol)
+            let version = if flow.src.is_ipv4() { 4 } else { 6 };
+            let ok = m.ip_version.is_none_or(|v| v == version)
+                && m.protocol.is_none_or(|p| p == flow.protocol)
                 && m.not_protocol != Some(flow.protocol)
                 && (m.icmp.is_none() || icmp_ok(&m.icmp))
                 && !(m.not_icmp.is_some() && icmp_ok(&m.not_icmp))
@@ -176,6 +181,7 @@ mod tests {
                 labels: Default::default(),
                 ips: vec![ip.parse().unwrap()],
                 named_ports: vec![],
+                service_account: String::new(),
             });
         }
         w

@@ -14,7 +14,9 @@
 //!   here and into ipset members by the renderer.
 
 use crate::world::{Endpoint, World};
-use brindle_model::policy::LabelSelector;
+use brindle_model::policy::{LabelSelector, NamespaceMatch};
+use brindle_model::selector::Scope;
+use brindle_model::Selector;
 use ipnetwork::IpNetwork;
 use serde::Serialize;
 use std::net::IpAddr;
@@ -74,6 +76,14 @@ pub enum Applies {
         namespace: String,
         pod_selector: LabelSelector,
     },
+    /// A Calico policy's `selector` (in its namespace for a NetworkPolicy), restricted
+    /// by `namespaceSelector` (GlobalNetworkPolicy) and `serviceAccountSelector`.
+    Calico {
+        namespace: Option<String>,
+        selector: Selector,
+        namespace_selector: Option<Selector>,
+        service_account_selector: Option<Selector>,
+    },
 }
 
 impl Applies {
@@ -83,6 +93,32 @@ impl Applies {
                 namespace,
                 pod_selector,
             } => &e.namespace == namespace && pod_selector.matches(&e.labels),
+            Applies::Calico { .. } => false,
+        }
+    }
+
+    /// Whether the policy applies to `e` (Calico selectors need the world's labels).
+    pub fn selects_in(&self, e: &Endpoint, world: &World) -> bool {
+        match self {
+            Applies::Calico {
+                namespace,
+                selector,
+                namespace_selector,
+                service_account_selector,
+            } => {
+                let labels = world.calico_labels(e);
+                namespace.as_ref().is_none_or(|ns| &e.namespace == ns)
+                    && selector.matches_in(&labels, Scope::Namespaced)
+                    && namespace_selector.as_ref().is_none_or(|s| {
+                        s.with_label_prefix("pcns.")
+                            .matches_in(&labels, Scope::Namespaced)
+                    })
+                    && service_account_selector.as_ref().is_none_or(|s| {
+                        s.with_label_prefix("pcsa.")
+                            .matches_in(&labels, Scope::Namespaced)
+                    })
+            }
+            other => other.selects(e),
         }
     }
 }
@@ -96,6 +132,15 @@ pub enum SetDef {
         namespace: String,
         pod_selector: Option<LabelSelector>,
         namespace_selector: Option<LabelSelector>,
+    },
+    /// A Calico entity's `selector` and `namespaceSelector`: endpoints matching both;
+    /// without a `namespaceSelector`, those of `namespace` (the policy's, for a
+    /// NetworkPolicy; every namespace for a GlobalNetworkPolicy). No selector: every
+    /// endpoint of those namespaces.
+    Calico {
+        namespace: Option<String>,
+        selector: Option<Selector>,
+        namespace_selector: Option<NamespaceMatch>,
     },
     /// `ipBlock`: `cidr` minus `except`.
     Nets {
@@ -118,6 +163,25 @@ impl SetDef {
                     Some(sel) => sel.matches(&world.namespace_labels(&e.namespace)),
                 };
                 ns_ok && pod_selector.as_ref().is_none_or(|s| s.matches(&e.labels))
+            }
+            SetDef::Calico {
+                namespace,
+                selector,
+                namespace_selector,
+            } => {
+                let labels = world.calico_labels(e);
+                let ns_ok = match namespace_selector {
+                    // global(): host endpoints and network sets only, never a pod.
+                    Some(NamespaceMatch::Global) => false,
+                    Some(NamespaceMatch::Selector(s)) => s
+                        .with_label_prefix("pcns.")
+                        .matches_in(&labels, Scope::Namespaced),
+                    None => namespace.as_ref().is_none_or(|ns| &e.namespace == ns),
+                };
+                ns_ok
+                    && selector
+                        .as_ref()
+                        .is_none_or(|s| s.matches_in(&labels, Scope::Namespaced))
             }
             SetDef::Nets { .. } => false,
         }
@@ -253,6 +317,8 @@ impl Side {
 /// What a rule matches.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Match {
+    /// `ipVersion`: 4 or 6 (None: both).
+    pub ip_version: Option<u8>,
     /// IANA protocol number (None: any).
     pub protocol: Option<u8>,
     pub not_protocol: Option<u8>,

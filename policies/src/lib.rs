@@ -4,11 +4,13 @@
 //! the address and named-port sets they reference, defined by what selects their
 //! members), the endpoints and namespaces policy is about ([`world`]), and an evaluator
 //! ([`evaluate`]) that answers, on that same program, whether a flow is allowed and which
-//! policy and rule decided. Pure: no I/O, no kernel; felix renders the program into
-//! iptables and ipsets. Calico `NetworkPolicy`/`GlobalNetworkPolicy` compilation (tiers,
-//! Pass, Deny, Calico selectors) is next; the form already carries tiers, orders and
-//! every action.
+//! policy and rule decided. Calico `NetworkPolicy`/`GlobalNetworkPolicy` compile into
+//! the same form ([`calico`]: orders, Deny, Pass, Log, Calico selectors over the labels
+//! Felix gives an endpoint). Pure: no I/O, no kernel; felix renders the program into
+//! iptables and ipsets. Tiers other than `default` are ordered by name until Tier
+//! objects are read.
 
+pub mod calico;
 pub mod evaluate;
 pub mod ir;
 pub mod kubernetes;

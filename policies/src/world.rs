@@ -27,6 +27,8 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
     pub ips: Vec<IpAddr>,
     pub named_ports: Vec<NamedPort>,
+    /// `spec.serviceAccountName` (empty: none known).
+    pub service_account: String,
 }
 
 /// Endpoints and namespaces.
@@ -73,6 +75,7 @@ impl World {
                         port: c.port,
                     })
                     .collect(),
+                service_account: p.service_account.to_string(),
             });
         }
         w
@@ -93,6 +96,35 @@ impl World {
     /// The labels of a namespace (empty if unknown).
     pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
         self.namespaces.get(ns).cloned().unwrap_or_default()
+    }
+
+    /// The labels Calico selectors see on an endpoint (Felix's label inheritance): its
+    /// own, `projectcalico.org/namespace`, `orchestrator` and `serviceaccount`, and its
+    /// profiles' — the namespace's labels as `pcns.<key>` with `pcns.projectcalico.org/name`,
+    /// the service account's name as `pcsa.projectcalico.org/name`. The endpoint's own
+    /// labels win.
+    pub fn calico_labels(&self, e: &Endpoint) -> BTreeMap<String, String> {
+        let mut l = BTreeMap::new();
+        for (k, v) in self.namespace_labels(&e.namespace) {
+            l.insert(format!("pcns.{k}"), v);
+        }
+        l.insert("pcns.projectcalico.org/name".into(), e.namespace.clone());
+        if !e.service_account.is_empty() {
+            l.insert(
+                "pcsa.projectcalico.org/name".into(),
+                e.service_account.clone(),
+            );
+            l.insert(
+                "projectcalico.org/serviceaccount".into(),
+                e.service_account.clone(),
+            );
+        }
+        l.insert("projectcalico.org/namespace".into(), e.namespace.clone());
+        l.insert("projectcalico.org/orchestrator".into(), "k8s".into());
+        for (k, v) in &e.labels {
+            l.insert(k.clone(), v.clone());
+        }
+        l
     }
 
     /// The endpoint holding `ip`.

@@ -30,6 +30,7 @@ fn world() -> World {
         labels: labels(l),
         ips: vec![ip.parse().unwrap()],
         named_ports: ports,
+        service_account: "default".into(),
     };
     w.add_endpoint(ep(
         "default",
