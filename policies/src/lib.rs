@@ -19,3 +19,33 @@ pub mod world;
 pub use evaluate::{evaluate, Decision, Flow};
 pub use ir::{Action, Direction, PolicyId, Program};
 pub use world::{Endpoint, World};
+
+/// Every policy of a cluster compiled (Calico policies first as written, then the
+/// Kubernetes ones; [`Program::new`] orders them), with what is not enforced yet.
+pub fn program_of(cfg: &brindle_model::ClusterConfig) -> (Program, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut policies = Vec::new();
+    for p in cfg
+        .network_policies
+        .iter()
+        .chain(cfg.global_network_policies.iter())
+    {
+        let (pol, w) = calico::compile(p);
+        warnings.extend(w.into_iter().map(|w| format!("{}: {w}", pol.id)));
+        policies.push(pol);
+    }
+    policies.extend(
+        cfg.kubernetes_network_policies
+            .iter()
+            .map(kubernetes::compile),
+    );
+    (Program::new(policies), warnings)
+}
+
+/// The endpoints and namespaces of a cluster.
+pub fn world_of(cfg: &brindle_model::ClusterConfig) -> World {
+    World::from_model(
+        cfg.pods.iter().map(|p| &**p),
+        cfg.namespaces.iter().map(|n| &**n),
+    )
+}

@@ -46,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         command: IpamCommand,
     },
+    /// Network policy, like `calicoctl` would explain it: which policy and rule decide a flow.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Check the configuration file as brindle-node reads it: the file, then the BGP plan
     /// of every node in it (or of --node, shown in full). Fails when the agent would refuse it.
     Validate {
@@ -94,6 +99,27 @@ enum IpamCommand {
         ip: Vec<std::net::IpAddr>,
         #[command(flatten)]
         ds: DatastoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// The verdict on one flow and the policy and rule that decided it, from the
+    /// compiled program (the same the dataplane is given).
+    Explain {
+        /// NAMESPACE/POD or an IP address.
+        #[arg(long)]
+        from: String,
+        /// NAMESPACE/POD or an IP address.
+        #[arg(long)]
+        to: String,
+        /// PORT[/tcp|udp|sctp] or icmp[/TYPE].
+        #[arg(long)]
+        port: String,
+        #[command(flatten)]
+        ds: DatastoreArgs,
+        #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
+        output: StatusFormat,
     },
 }
 
@@ -379,6 +405,99 @@ fn main() -> ExitCode {
         } => get(*kind, names, config, *output),
         Command::Validate { config, node } => validate(config, node.as_deref()),
         Command::Ipam { command } => ipam(command),
+        Command::Policy { command } => policy(command),
+    }
+}
+
+/// The cluster's pods, namespaces and policies, from either datastore.
+async fn policy_cluster(ds: &DatastoreArgs) -> Result<brindle_model::ClusterConfig, String> {
+    let kube = match ds.datastore {
+        Some(DatastoreKind::Kubernetes) => true,
+        Some(DatastoreKind::File) => false,
+        None => ds.kubeconfig.is_some(),
+    };
+    if !kube {
+        return brindle::datastore::file::read(&ds.config)
+            .map_err(|e| format!("{}: {e}", ds.config.display()));
+    }
+    let client = brindle::datastore::kubernetes::client(ds.kubeconfig.as_deref())
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let group = brindle::datastore::kubernetes::detect_group(&client).await?;
+    let objects = brindle::datastore::kubernetes::list_objects(
+        &client,
+        group,
+        &[
+            Kind::Pod,
+            Kind::Namespace,
+            Kind::KubernetesNetworkPolicy,
+            Kind::NetworkPolicy,
+            Kind::GlobalNetworkPolicy,
+        ],
+    )
+    .await?;
+    let mut rejected = Vec::new();
+    let cfg =
+        brindle_model::ClusterConfig::from_objects_lenient("kubernetes", objects, &mut rejected);
+    for (what, e) in rejected {
+        eprintln!("warning: {what}: {e} (skipped)");
+    }
+    Ok(cfg)
+}
+
+fn policy(command: &PolicyCommand) -> ExitCode {
+    let PolicyCommand::Explain {
+        from,
+        to,
+        port,
+        ds,
+        output,
+    } = command;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cfg = match rt.block_on(policy_cluster(ds)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (program, warnings) = brindle_policies::program_of(&cfg);
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let world = brindle_policies::world_of(&cfg);
+    let flow = (|| {
+        let (protocol, port) = ctl::policy::parse_port(port)?;
+        Ok::<_, String>(brindle_policies::Flow {
+            src: ctl::policy::resolve(&world, from)?,
+            dst: ctl::policy::resolve(&world, to)?,
+            protocol,
+            port,
+        })
+    })();
+    let flow = match flow {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let d = brindle_policies::evaluate(&program, &world, &flow);
+    match output {
+        StatusFormat::Table => {
+            print!("{}", ctl::policy::render(&world, &flow, &d));
+            ExitCode::SUCCESS
+        }
+        o => print_ipam_doc(&d, *o),
     }
 }
 

@@ -7,6 +7,7 @@
 //! calicoctl's `resourcemgr/*.go`. `ipam` ([`ipam`]) follows calicoctl's `ipam` commands.
 
 pub mod ipam;
+pub mod policy;
 
 use crate::status::NodeStatus;
 use brindle_bgp::status::{PeerStatus, RoutesStatus, SessionState};

@@ -257,6 +257,40 @@ pub async fn detect_group(client: &Client) -> Result<CalicoGroup, String> {
 }
 
 /// Writes to the API.
+/// Every object of `kinds`, listed once and decoded as the watchers decode them (bad
+/// ones skipped with a warning): for one-shot tools (`brindlectl policy explain`).
+pub async fn list_objects(
+    client: &Client,
+    group: CalicoGroup,
+    kinds: &[Kind],
+) -> Result<Vec<brindle_model::Object>, String> {
+    let mut out = Vec::new();
+    for kind in kinds {
+        let ar = api_resource(*kind, group);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let mut lp = kube::api::ListParams::default().limit(500);
+        loop {
+            let page = api
+                .list(&lp)
+                .await
+                .map_err(|e| format!("listing {}: {e}", ar.plural))?;
+            for o in page.items {
+                let v = serde_json::to_value(&o).unwrap_or_default();
+                match decode(*kind, &ar, v) {
+                    Event::Apply(obj) => out.push(*obj),
+                    Event::Invalid { label, error, .. } => warn!("{label}: {error} (skipped)"),
+                    _ => {}
+                }
+            }
+            match page.metadata.continue_ {
+                Some(c) if !c.is_empty() => lp = lp.continue_token(&c),
+                _ => break,
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Every IPPool, decoded as the watchers decode it (a bad one is logged and skipped).
 pub async fn list_ip_pools(
     client: &Client,
