@@ -15,7 +15,7 @@
 # with it (PR_SET_PDEATHSIG).
 #
 # Options: --pods N (per phase, default 200) --concurrency C (default 8) --modes
-# file,kubernetes --no-floor --no-build --out FILE (default results.md in the work
+# file,kubernetes --no-floor --skip-cni (the floor alone) --no-build --out FILE (default results.md in the work
 # directory). BENCH_COMMIT=... names the code measured. Needs bird/birdc (bird2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,7 @@ ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --pods|--concurrency|--modes) ARGS+=("$1" "$2"); shift 2 ;;
+        --skip-cni) ARGS+=(--skip-cni); shift ;;
         --no-floor) FLOOR=(); shift ;;
         --no-build) BUILD=0; shift ;;
         --out) OUT="$2"; shift 2 ;;
