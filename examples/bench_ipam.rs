@@ -15,9 +15,11 @@
 //!   `n`-th write refused (`MemoryStore::inject_conflict_every`).
 //! - `memory, current-thread`: the same tasks on a current-thread runtime. `MemoryStore`
 //!   never suspends, so the tasks run one after another: no contention, the baseline.
-//! - `file`: [`FileStore`] (file mode: one JSON file per object, `flock`), one directory
-//!   shared by every worker, each worker an OS thread with its own store instance and
-//!   current-thread runtime (as concurrent CNI processes on nodes sharing a directory).
+//! - `file`: [`FileStore`] (file mode: one JSON file per object, `flock`, every write
+//!   `fsync`ed and renamed), one directory shared by every worker, each worker an OS
+//!   thread with its own store instance and current-thread runtime (as concurrent CNI
+//!   processes on nodes sharing a directory); the same number of allocations with 1
+//!   thread, with one thread per node, and with every worker.
 //!
 //! Reported per scenario: allocations/s (allocations only, wall time of the whole run
 //! including the releases), p50/p99/max per-allocation and per-release latency,
@@ -51,8 +53,9 @@ struct Cli {
     /// Allocations per worker (memory store).
     #[arg(long, default_value_t = 1000)]
     ops: usize,
-    /// Allocations per worker (file store).
-    #[arg(long, default_value_t = 100)]
+    /// Allocations per worker (file store; the same total again with 1 thread and with
+    /// one thread per node).
+    #[arg(long, default_value_t = 50)]
     file_ops: usize,
     /// Addresses a worker keeps before releasing its oldest.
     #[arg(long, default_value_t = 16)]
@@ -274,13 +277,13 @@ struct Outcome {
     hwm_kb: u64,
 }
 
-fn row(name: &str, cli: &Cli, ops: usize, outs: &[Outcome]) {
+fn row(name: &str, allocations: usize, outs: &[Outcome]) {
     // The repetition with the median wall time is shown; the allocation rate of every
     // repetition too.
     let mut idx: Vec<usize> = (0..outs.len()).collect();
     idx.sort_by_key(|&i| outs[i].wall);
     let o = &outs[idx[idx.len() / 2]];
-    let allocs = (cli.nodes * cli.workers * ops) as f64;
+    let allocs = allocations as f64;
     let rates: Vec<String> = outs
         .iter()
         .map(|o| format!("{:.0}", allocs / o.wall.as_secs_f64()))
@@ -373,7 +376,7 @@ fn run_memory(cli: &Cli, multi: bool, conflict_every: u64) -> Outcome {
     })
 }
 
-fn run_file(cli: &Cli, rep: usize) -> Outcome {
+fn run_file(cli: &Cli, nodes: usize, workers: usize, ops: usize, rep: usize) -> Outcome {
     let dir = cli
         .work
         .join(format!("bench-ipam-{}-{rep}", std::process::id()));
@@ -384,15 +387,15 @@ fn run_file(cli: &Cli, rep: usize) -> Outcome {
     let pools = vec![pool(&cli.pool, cli.block_size)];
     let t = Instant::now();
     let mut threads = Vec::new();
-    for n in 0..cli.nodes {
-        for w in 0..cli.workers {
+    for n in 0..nodes {
+        for w in 0..workers {
             let (holders, counters, pools, dir) = (
                 holders.clone(),
                 counters.clone(),
                 pools.clone(),
                 dir.clone(),
             );
-            let (ops, window) = (cli.file_ops, cli.window);
+            let window = cli.window;
             threads.push(std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .build()
@@ -447,7 +450,7 @@ fn main() {
         "{} nodes × {} workers; {} allocations per worker ({} with the file store), window {}; pool {} /{} blocks; {cpus} CPUs; {} repetitions (the median one shown; allocations/s of each in parentheses)\n",
         cli.nodes, cli.workers, cli.ops, cli.file_ops, cli.window, cli.pool, cli.block_size, cli.reps
     );
-    println!("| store, runtime | conflicts injected | allocations | allocations/s | allocation p50 / p99 / max | release p50 / p99 | store conflicts retried | writes per allocation | blocks | duplicates | left allocated | VmHWM (MiB) |");
+    println!("| store, runtime | conflicts injected | allocations | allocations/s | allocation p50 / p99 / max | release p50 / p99 | store conflicts retried | store writes per allocation (with its release) | blocks | duplicates | left allocated | VmHWM (MiB) |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut failed = false;
     let mut check = |outs: &[Outcome]| {
@@ -473,22 +476,34 @@ fn main() {
             } else {
                 format!("every {every}th write")
             };
-            row(&format!("{label} | {inj}"), &cli, cli.ops, &outs);
+            row(
+                &format!("{label} | {inj}"),
+                cli.nodes * cli.workers * cli.ops,
+                &outs,
+            );
             check(&outs);
         }
     }
     if !cli.no_file {
-        let outs: Vec<Outcome> = (0..cli.reps).map(|r| run_file(&cli, r)).collect();
-        row(
-            &format!(
-                "file (flock), {} threads, a store instance each | none",
-                cli.nodes * cli.workers
-            ),
-            &cli,
-            cli.file_ops,
-            &outs,
-        );
-        check(&outs);
+        // The same number of allocations with 1 thread, one per node, and all workers.
+        let total = cli.nodes * cli.workers * cli.file_ops;
+        let mut configs = vec![(1, 1), (cli.nodes, 1), (cli.nodes, cli.workers)];
+        configs.dedup();
+        for (nodes, workers) in configs {
+            let ops = total / (nodes * workers);
+            let outs: Vec<Outcome> = (0..cli.reps)
+                .map(|r| run_file(&cli, nodes, workers, ops, r))
+                .collect();
+            row(
+                &format!(
+                    "file (flock, fsync), {nodes} node(s) × {workers} = {} thread(s), a store instance each | none",
+                    nodes * workers
+                ),
+                nodes * workers * ops,
+                &outs,
+            );
+            check(&outs);
+        }
     }
     if failed {
         eprintln!("FAILED: duplicates or leaks (see the table)");

@@ -9,7 +9,7 @@
 #   ./scripts/bench-ipam.sh --nodes 2 --workers 2 --ops 200 --reps 1   # quick check
 #
 # Options are passed to the harness (examples/bench_ipam.rs): --nodes N --workers M
-# --ops K (allocations per worker, memory store) --file-ops K (file store) --window W
+# --ops K (allocations per worker, memory store) --file-ops K (file store, default 50) --window W
 # (addresses a worker keeps before releasing its oldest) --conflicts N,N (every N-th write
 # refused, besides 0) --pool CIDR --block-size B --reps R --no-file; and --no-build here.
 # No root needed; nothing leaves the process but the file store's directory under
