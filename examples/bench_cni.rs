@@ -29,7 +29,9 @@
 //! every millisecond from the LAN host (a raw socket opened inside its namespace) until
 //! the first reply. Reported: the call's duration, t0 → first reply ("reachable"), and
 //! the difference (call end → reachable: routes towards the pod, BGP included). A worker
-//! starts its next pod when its pod answered.
+//! starts its next pod when its pod answered. After each phase the pods are deleted
+//! (DEL, then their namespaces) and the harness waits `--settle` seconds, so that the
+//! kernel's background teardown of 200 namespaces does not overlap the next phase.
 //!
 //! Floor (`--floor`, in the file-mode topology): the same per pod with `ip -batch`
 //! instead of the plugin: `ip -n NODE -batch` (veth with the pod end in the pod's
@@ -85,6 +87,11 @@ struct Cli {
     /// Skip the plugin's phases (with --floor: the floor alone).
     #[arg(long)]
     skip_cni: bool,
+    /// Seconds to wait after a phase's namespaces are deleted (the kernel tears network
+    /// namespaces down in the background; without a pause that work overlaps the next
+    /// phase).
+    #[arg(long, default_value_t = 5.0)]
+    settle: f64,
     /// Calico CRD manifests for the stand-in.
     #[arg(long, default_value = "examples/kubernetes/crds")]
     crds: PathBuf,
@@ -1014,6 +1021,7 @@ fn run_mode(
             ms(t.elapsed())
         ));
         drop(pods);
+        std::thread::sleep(Duration::from_secs_f64(cli.settle));
     }
     if cli.floor && !kube {
         let node = &lab.nodes[0];
@@ -1072,6 +1080,7 @@ fn run_mode(
                     let _ = node.ip(&["link", "del", &format!("flr{i}")]);
                 }
                 drop(pods);
+                std::thread::sleep(Duration::from_secs_f64(cli.settle));
             }
         }
     }

@@ -15,7 +15,8 @@
 # with it (PR_SET_PDEATHSIG).
 #
 # Options: --pods N (per phase, default 200) --concurrency C (default 8) --modes
-# file,kubernetes --no-floor --skip-cni (the floor alone) --no-build --out FILE (default results.md in the work
+# file,kubernetes --settle S (pause after each phase, default 5) --no-floor --skip-cni (the
+# floors alone) --no-build --out FILE (default results.md in the work
 # directory). BENCH_COMMIT=... names the code measured. Needs bird/birdc (bird2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +26,7 @@ FLOOR=(--floor)
 ARGS=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --pods|--concurrency|--modes) ARGS+=("$1" "$2"); shift 2 ;;
+        --pods|--concurrency|--modes|--settle) ARGS+=("$1" "$2"); shift 2 ;;
         --skip-cni) ARGS+=(--skip-cni); shift ;;
         --no-floor) FLOOR=(); shift ;;
         --no-build) BUILD=0; shift ;;
