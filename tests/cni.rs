@@ -353,6 +353,9 @@ fn add_check_del_round_trip() {
     let routes = f.host.routes(false);
     let want = format!("10.66.0.0 dev {host_if} proto 80 scope link");
     assert!(routes.contains(&want), "{want:?} not in {routes:?}");
+    // The pod's permanent neighbour entry: the first packet needs no ARP.
+    let neigh = f.host.ip(&["neigh", "show", "dev", &host_if]);
+    assert!(neigh.contains("10.66.0.0 lladdr") && neigh.contains("PERMANENT"), "{neigh}");
     assert_eq!(
         f.host.sysctl(&format!("ipv4/conf/{host_if}/proxy_arp")),
         "1"

@@ -96,7 +96,12 @@ fn family(ip: IpAddr) -> AddressFamily {
     }
 }
 
-fn neigh_msg(ifindex: u32, ip: IpAddr, mac: Option<Mac>, protocol: u8) -> NeighbourMessage {
+pub(crate) fn neigh_msg(
+    ifindex: u32,
+    ip: IpAddr,
+    mac: Option<Mac>,
+    protocol: u8,
+) -> NeighbourMessage {
     let mut m = NeighbourMessage::default();
     m.header.family = family(ip);
     m.header.ifindex = ifindex;

@@ -299,6 +299,32 @@ impl Handle {
         Ok(link)
     }
 
+    /// The pod's permanent neighbour entries on the host veth, as the reconciler writes
+    /// them for a local endpoint: the first packet to the pod then needs no ARP (which
+    /// can miss on a veth just brought up and cost the kernel's 1 s retry).
+    pub async fn add_pod_neighbours(
+        &self,
+        host: &Link,
+        ips: &[IpAddr],
+        mac: crate::calc::Mac,
+    ) -> Result<()> {
+        let msgs = ips
+            .iter()
+            .map(|ip| {
+                (
+                    netlink_packet_route::RouteNetlinkMessage::NewNeighbour(
+                        crate::neigh::neigh_msg(host.index, *ip, Some(mac), ROUTE_PROTOCOL),
+                    ),
+                    crate::nl::NLM_F_CREATE | crate::nl::NLM_F_REPLACE,
+                )
+            })
+            .collect();
+        for (ip, r) in ips.iter().zip(self.nl.batch(msgs).await) {
+            r.map_err(failed(format!("neighbour {ip} on {}", host.name)))?;
+        }
+        Ok(())
+    }
+
     /// The host routes to a pod: `<ip>/32|/128 dev <host> scope link proto 80`, the route
     /// the reconciler wants for a local endpoint.
     pub async fn add_host_routes(&self, host: &Link, ips: &[IpAddr]) -> Result<()> {

@@ -244,8 +244,16 @@ fn configure(
         log.warn(&w.to_string());
     }
 
-    // Host routes to the pod.
+    // Host routes to the pod, and its neighbour entries (the agent writes them too).
     with_netlink(|h| async move { h.add_host_routes(host, ips).await })?;
+    if let Some(mac) = brindle_felix::calc::Mac::parse(&pod_mac) {
+        if let Err(e) = with_netlink(|h| async move { h.add_pod_neighbours(host, ips, mac).await })
+        {
+            log.warn(&format!(
+                "writing the pod's neighbour entries (the agent will): {e}"
+            ));
+        }
+    }
     Ok(Built { pod_mac })
 }
 
