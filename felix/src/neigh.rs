@@ -243,6 +243,9 @@ pub(crate) async fn reconcile(
     for ((_, ip, mac), r) in p.put.iter().zip(nl.batch(puts).await) {
         match r {
             Ok(()) => out.added += 1,
+            // The interface went away between reading the links and writing (a pod
+            // being deleted): nothing to do, the next apply no longer wants it.
+            Err(e) if errno(&e) == Some(libc::ENODEV) => {}
             Err(e) => out.errors.push(format!("neighbour {ip} lladdr {mac}: {e}")),
         }
     }
