@@ -355,7 +355,10 @@ fn add_check_del_round_trip() {
     assert!(routes.contains(&want), "{want:?} not in {routes:?}");
     // The pod's permanent neighbour entry: the first packet needs no ARP.
     let neigh = f.host.ip(&["neigh", "show", "dev", &host_if]);
-    assert!(neigh.contains("10.66.0.0 lladdr") && neigh.contains("PERMANENT"), "{neigh}");
+    assert!(
+        neigh.contains("10.66.0.0 lladdr") && neigh.contains("PERMANENT"),
+        "{neigh}"
+    );
     assert_eq!(
         f.host.sysctl(&format!("ipv4/conf/{host_if}/proxy_arp")),
         "1"

@@ -12,7 +12,9 @@
 //! route) with the same netlink plumbing (strict checking, a timeout on every request)
 //! and message builders, [`netns`] runs it inside the pod's network namespace, and
 //! [`sysctl`] tables the sysctls of both ends of a pod's veth. [`endpoint`] holds the
-//! records the CNI plugin hands to the agent.
+//! records the CNI plugin hands to the agent. [`policy_render`] renders a resolved policy
+//! program (from `brindle-policies`) into iptables chains and ipsets in Felix's structure
+//! (not applied to the kernel yet).
 
 pub mod calc;
 pub mod dataplane;
@@ -23,6 +25,7 @@ pub mod neigh;
 pub mod netns;
 mod nl;
 pub mod podnet;
+pub mod policy_render;
 pub mod routes;
 pub mod sysctl;
 

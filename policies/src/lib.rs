@@ -4,7 +4,8 @@
 //! the address and named-port sets they reference, defined by what selects their
 //! members), the endpoints and namespaces policy is about ([`world`]), and an evaluator
 //! ([`evaluate`]) that answers, on that same program, whether a flow is allowed and which
-//! policy and rule decided. Calico `NetworkPolicy`/`GlobalNetworkPolicy` compile into
+//! policy and rule decided; [`resolve`] turns it, for one node's endpoints, into named
+//! sets with members and per-endpoint tiers of policies, which felix renders. Calico `NetworkPolicy`/`GlobalNetworkPolicy` compile into
 //! the same form ([`calico`]: orders, Deny, Pass, Log, Calico selectors over the labels
 //! Felix gives an endpoint). Pure: no I/O, no kernel; felix renders the program into
 //! iptables and ipsets. Tiers other than `default` are ordered by name until Tier
@@ -14,6 +15,7 @@ pub mod calico;
 pub mod evaluate;
 pub mod ir;
 pub mod kubernetes;
+pub mod resolve;
 pub mod world;
 
 pub use evaluate::{evaluate, Decision, Flow};

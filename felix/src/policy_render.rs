@@ -1,0 +1,641 @@
+//! Policy as iptables chains and ipsets: renders a resolved policy program
+//! ([`brindle_policies::resolve::Resolved`]) into `iptables-restore` text for the
+//! `filter` table and `ipset` definitions, per address family, in Felix's structure
+//! (`felix/rules/static.go`, `dispatch.go`, `endpoints.go`, `policy.go`) under Brindle's
+//! own names (`brl-`). Pure: applying (`iptables-restore --noflush`, ipset swaps, the
+//! jumps from the kernel chains, drift repair) is the applier's.
+//!
+//! ```text
+//! FORWARD → brl-FORWARD: clear marks; -i cali+ → brl-from-wl-dispatch; -o cali+ →
+//!           brl-to-wl-dispatch; accept mark → ACCEPT
+//! INPUT   → brl-INPUT:   -i cali+ → brl-from-wl-dispatch; accept mark → ACCEPT
+//! brl-{from,to}-wl-dispatch: per interface goto brl-fw-<if> / brl-tw-<if>; else DROP
+//! brl-tw-<if> (ingress) / brl-fw-<if> (egress): ESTABLISHED accept, INVALID drop,
+//!   clear marks; per tier: clear pass, jump each policy while no pass, RETURN on accept,
+//!   DROP at the end of the tier unless passed; then the profile: accept (RETURN)
+//! brl-pi-<policy> / brl-po-<policy>: the rules; Allow = set accept + RETURN, Deny =
+//!   DROP, Pass = set pass + RETURN, Log = LOG and go on
+//! ```
+//! Marks as Felix's: accept 0x10000, pass 0x20000 (mask 0x30000).
+
+use brindle_policies::ir::Action;
+use brindle_policies::resolve::{Members, RRule, RSide, Resolved};
+use ipnetwork::IpNetwork;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+pub const MARK_ACCEPT: u32 = 0x10000;
+pub const MARK_PASS: u32 = 0x20000;
+/// iptables' limit on chain names.
+pub const MAX_CHAIN: usize = 28;
+/// `multiport` takes at most 15 ports (a range counts twice).
+const MULTIPORT_MAX: usize = 15;
+
+/// IPv4 or IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// One ipset to create (members replaced atomically by the applier).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpsetDef {
+    pub name: String,
+    /// `hash:net` or `hash:ip,port`.
+    pub kind: &'static str,
+    pub members: Vec<String>,
+}
+
+/// What to program for one family.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Rendered {
+    /// `iptables-restore --noflush` input for the filter table (only `brl-` chains,
+    /// each declared and so flushed).
+    pub filter: String,
+    pub ipsets: Vec<IpsetDef>,
+    /// The jumps the applier keeps at the top of the kernel chains.
+    pub hooks: Vec<(String, String)>,
+}
+
+fn fnv(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// A chain name within iptables' limit: `prefix + key`, or `prefix + _ + hash`.
+pub fn chain_name(prefix: &str, key: &str) -> String {
+    let name = format!("{prefix}{key}");
+    if name.len() <= MAX_CHAIN && !key.contains(char::is_whitespace) {
+        name
+    } else {
+        format!(
+            "{prefix}_{}",
+            &fnv(key)[..(MAX_CHAIN - prefix.len() - 1).min(16)]
+        )
+    }
+}
+
+/// The ipset name of a resolved set in a family (`brl4-s:…`, at most 31 characters).
+pub fn ipset_name(family: Family, set: &str) -> String {
+    let p = if family == Family::V4 {
+        "brl4-"
+    } else {
+        "brl6-"
+    };
+    let name = format!("{p}{set}");
+    if name.len() <= 31 {
+        name
+    } else {
+        format!("{p}{}", &fnv(set)[..16])
+    }
+}
+
+fn in_family(family: Family, ip: &IpAddr) -> bool {
+    ip.is_ipv4() == (family == Family::V4)
+}
+
+fn net_in_family(family: Family, n: &IpNetwork) -> bool {
+    n.is_ipv4() == (family == Family::V4)
+}
+
+fn proto_name(family: Family, p: u8) -> String {
+    match p {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        132 => "sctp".into(),
+        1 if family == Family::V4 => "icmp".into(),
+        58 => "ipv6-icmp".into(),
+        n => n.to_string(),
+    }
+}
+
+struct Ctx<'a> {
+    family: Family,
+    resolved: &'a Resolved,
+    /// Extra sets for multi-net sides.
+    extra: BTreeMap<String, Vec<IpNetwork>>,
+}
+
+impl Ctx<'_> {
+    fn set_match(&self, set: &str, dir: &str, negate: bool) -> String {
+        format!(
+            "-m set {}--match-set {} {dir}",
+            if negate { "! " } else { "" },
+            ipset_name(self.family, set)
+        )
+    }
+
+    fn nets_match(
+        &mut self,
+        nets: &[IpNetwork],
+        flag: &str,
+        dir: &str,
+        negate: bool,
+    ) -> Option<String> {
+        let nets: Vec<IpNetwork> = nets
+            .iter()
+            .copied()
+            .filter(|n| net_in_family(self.family, n))
+            .collect();
+        match nets.len() {
+            0 => None,
+            1 => Some(format!(
+                "{}{flag} {}",
+                if negate { "! " } else { "" },
+                nets[0]
+            )),
+            _ => {
+                let key = format!("x:{}", &fnv(&format!("{nets:?}"))[..16]);
+                self.extra.insert(key.clone(), nets);
+                Some(self.set_match(&key, dir, negate))
+            }
+        }
+    }
+
+    /// The match fragments of a side that every expansion shares, or None when the side
+    /// cannot match in this family (its only nets are of the other one).
+    fn side_common(&mut self, s: &RSide, src: bool) -> Option<Vec<String>> {
+        let (flag, dir) = if src { ("-s", "src") } else { ("-d", "dst") };
+        let mut out = Vec::new();
+        if !s.nets.is_empty() {
+            out.push(self.nets_match(&s.nets, flag, dir, false)?);
+        }
+        if let Some(m) = self.nets_match(&s.not_nets, flag, dir, true) {
+            out.push(m);
+        }
+        for n in &s.not_sets {
+            out.push(self.set_match(n, dir, true));
+        }
+        Some(out)
+    }
+}
+
+/// The `-p` / port fragments of a side's ports: one entry per alternative.
+fn port_alternatives(
+    family: Family,
+    s: &RSide,
+    dst: bool,
+    ipset: &dyn Fn(&str) -> String,
+    rule_protocol: Option<u8>,
+) -> Vec<String> {
+    // iptables takes one `-p`: the rule's, when it has one.
+    let proto = |p: u8| {
+        if rule_protocol == Some(p) {
+            String::new()
+        } else {
+            format!("-p {} ", proto_name(family, p))
+        }
+    };
+    let flag = if dst { "--dports" } else { "--sports" };
+    let dir = if dst { "dst,dst" } else { "src,src" };
+    let mut out = Vec::new();
+    let mut by_proto: BTreeMap<u8, Vec<String>> = BTreeMap::new();
+    for (p, a, b) in &s.ports {
+        by_proto.entry(*p).or_default().push(if a == b {
+            a.to_string()
+        } else {
+            format!("{a}:{b}")
+        });
+    }
+    for (p, ports) in by_proto {
+        let mut chunk: Vec<String> = Vec::new();
+        let mut weight = 0;
+        for port in ports {
+            let w = if port.contains(':') { 2 } else { 1 };
+            if weight + w > MULTIPORT_MAX {
+                out.push(format!(
+                    "{}-m multiport {flag} {}",
+                    proto(p),
+                    chunk.join(",")
+                ));
+                chunk.clear();
+                weight = 0;
+            }
+            chunk.push(port);
+            weight += w;
+        }
+        if !chunk.is_empty() {
+            out.push(format!(
+                "{}-m multiport {flag} {}",
+                proto(p),
+                chunk.join(",")
+            ));
+        }
+    }
+    for n in &s.named_ports {
+        out.push(format!("-m set --match-set {} {dir}", ipset(n)));
+    }
+    for p in &s.protocols {
+        out.push(proto(*p).trim_end().to_string());
+    }
+    out
+}
+
+fn action_lines(a: Action, origin: &str) -> Vec<String> {
+    match a {
+        Action::Allow => vec![
+            format!("-j MARK --set-xmark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}"),
+            format!("-m mark --mark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x} -j RETURN"),
+        ],
+        Action::Deny => vec!["-j DROP".into()],
+        Action::Pass => vec![
+            format!("-j MARK --set-xmark {MARK_PASS:#x}/{MARK_PASS:#x}"),
+            format!("-m mark --mark {MARK_PASS:#x}/{MARK_PASS:#x} -j RETURN"),
+        ],
+        Action::Log => {
+            let mut prefix: String = format!("brl {origin}")
+                .chars()
+                .filter(|c| *c != '"')
+                .take(28)
+                .collect();
+            prefix.push(' ');
+            vec![format!("-j LOG --log-prefix \"{prefix}\"")]
+        }
+    }
+}
+
+fn comment(text: &str) -> String {
+    let t: String = text.chars().filter(|c| *c != '"').take(200).collect();
+    format!("-m comment --comment \"{t}\"")
+}
+
+/// The iptables rules (without `-A chain`) of one resolved rule in a family.
+fn rule_lines(ctx: &mut Ctx, r: &RRule) -> Vec<String> {
+    let family = ctx.family;
+    if let Some(v) = r.ip_version {
+        if (v == 4) != (family == Family::V4) {
+            return Vec::new();
+        }
+    }
+    let mut common = Vec::new();
+    if let Some(p) = r.protocol {
+        common.push(format!("-p {}", proto_name(family, p)));
+    }
+    if let Some(p) = r.not_protocol {
+        common.push(format!("! -p {}", proto_name(family, p)));
+    }
+    let icmp = |t: &(Option<u8>, Option<u8>), negate: bool| -> Option<String> {
+        let ty = t.0?;
+        let v = match t.1 {
+            Some(c) => format!("{ty}/{c}"),
+            None => ty.to_string(),
+        };
+        let neg = if negate { "! " } else { "" };
+        Some(if family == Family::V4 {
+            format!("-m icmp {neg}--icmp-type {v}")
+        } else {
+            format!("-m icmp6 {neg}--icmpv6-type {v}")
+        })
+    };
+    if let Some(m) = r.icmp.as_ref().and_then(|t| icmp(t, false)) {
+        common.push(m);
+    }
+    if let Some(m) = r.not_icmp.as_ref().and_then(|t| icmp(t, true)) {
+        common.push(m);
+    }
+    let Some(src_common) = ctx.side_common(&r.source, true) else {
+        return Vec::new();
+    };
+    let Some(dst_common) = ctx.side_common(&r.destination, false) else {
+        return Vec::new();
+    };
+    common.extend(src_common);
+    common.extend(dst_common);
+    let ipset = |n: &str| ipset_name(family, n);
+    // not-ports: one negated fragment each (all must hold).
+    for (p, a, b) in &r.destination.not_ports {
+        let port = if a == b {
+            a.to_string()
+        } else {
+            format!("{a}:{b}")
+        };
+        let proto = if r.protocol == Some(*p) {
+            String::new()
+        } else {
+            format!("-p {} ", proto_name(family, *p))
+        };
+        common.push(format!("{proto}-m multiport ! --dports {port}"));
+    }
+    for n in &r.destination.not_named_ports {
+        common.push(format!("-m set ! --match-set {} dst,dst", ipset(n)));
+    }
+    let alts = |s: &RSide, dir: &str| -> Vec<String> {
+        if s.sets.is_empty() {
+            return vec![String::new()];
+        }
+        s.sets
+            .iter()
+            .map(|a| {
+                let mut m = format!("-m set --match-set {} {dir}", ipset(&a.set));
+                if let Some(e) = &a.except {
+                    m.push_str(&format!(" -m set ! --match-set {} {dir}", ipset(e)));
+                }
+                m
+            })
+            .collect()
+    };
+    let src_alts = alts(&r.source, "src");
+    let dst_alts = alts(&r.destination, "dst");
+    let mut port_alts = port_alternatives(family, &r.destination, true, &ipset, r.protocol);
+    if port_alts.is_empty() {
+        port_alts.push(String::new());
+    }
+    let mut out = Vec::new();
+    for s in &src_alts {
+        for d in &dst_alts {
+            for p in &port_alts {
+                let mut m: Vec<&str> = common.iter().map(String::as_str).collect();
+                for x in [s.as_str(), d.as_str(), p.as_str()] {
+                    if !x.is_empty() {
+                        m.push(x);
+                    }
+                }
+                let head = m.join(" ");
+                for a in action_lines(r.action, &r.origin) {
+                    let line = [comment(&r.origin), head.clone(), a]
+                        .iter()
+                        .filter(|x| !x.is_empty())
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    out.push(line);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Renders the filter table and ipsets for one family.
+pub fn render(resolved: &Resolved, family: Family) -> Rendered {
+    let mut ctx = Ctx {
+        family,
+        resolved,
+        extra: BTreeMap::new(),
+    };
+    let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let clear = format!("-j MARK --set-xmark 0x0/{:#x}", MARK_ACCEPT | MARK_PASS);
+    let accepted = format!("-m mark --mark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}");
+    chains.insert(
+        "brl-FORWARD".into(),
+        vec![
+            clear.clone(),
+            "-i cali+ -j brl-from-wl-dispatch".into(),
+            "-o cali+ -j brl-to-wl-dispatch".into(),
+            format!("{accepted} -j ACCEPT"),
+        ],
+    );
+    chains.insert(
+        "brl-INPUT".into(),
+        vec![
+            clear.clone(),
+            "-i cali+ -j brl-from-wl-dispatch".into(),
+            format!("-i cali+ {accepted} -j ACCEPT"),
+        ],
+    );
+    let mut from = Vec::new();
+    let mut to = Vec::new();
+    for (key, p) in &ctx.resolved.policies.clone() {
+        for (prefix, rules) in [("brl-pi-", &p.ingress), ("brl-po-", &p.egress)] {
+            let mut lines = Vec::new();
+            for r in rules {
+                lines.extend(rule_lines(&mut ctx, r));
+            }
+            chains.insert(chain_name(prefix, key), lines);
+        }
+    }
+    for ep in &ctx.resolved.endpoints.clone() {
+        let fw = chain_name("brl-fw-", &ep.iface);
+        let tw = chain_name("brl-tw-", &ep.iface);
+        from.push(format!("-i {} -g {fw}", ep.iface));
+        to.push(format!("-o {} -g {tw}", ep.iface));
+        for (chain, tiers, prefix) in [(&tw, &ep.ingress, "brl-pi-"), (&fw, &ep.egress, "brl-po-")]
+        {
+            let mut l = vec![
+                "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string(),
+                "-m conntrack --ctstate INVALID -j DROP".to_string(),
+                clear.clone(),
+            ];
+            for t in tiers {
+                l.push(format!("-j MARK --set-xmark 0x0/{MARK_PASS:#x}"));
+                for p in &t.policies {
+                    l.push(format!(
+                        "-m mark --mark 0x0/{MARK_PASS:#x} -j {}",
+                        chain_name(prefix, p)
+                    ));
+                    l.push(format!("{accepted} -j RETURN"));
+                }
+                l.push(format!(
+                    "-m mark --mark 0x0/{MARK_PASS:#x} {} -j DROP",
+                    comment(&format!("end of tier {}", t.name))
+                ));
+            }
+            // The namespace's profile: allow.
+            l.push(format!(
+                "-j MARK --set-xmark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}"
+            ));
+            l.push("-j RETURN".into());
+            chains.insert(chain.clone(), l);
+        }
+    }
+    from.push(format!("{} -j DROP", comment("unknown interface")));
+    to.push(format!("{} -j DROP", comment("unknown interface")));
+    chains.insert("brl-from-wl-dispatch".into(), from);
+    chains.insert("brl-to-wl-dispatch".into(), to);
+
+    let mut filter = String::from("*filter\n");
+    for name in chains.keys() {
+        let _ = writeln!(filter, ":{name} - [0:0]");
+    }
+    for (name, lines) in &chains {
+        for l in lines {
+            let _ = writeln!(filter, "-A {name} {l}");
+        }
+    }
+    filter.push_str("COMMIT\n");
+
+    let mut ipsets = Vec::new();
+    for (name, m) in &resolved.sets {
+        match m {
+            Members::Nets(nets) => ipsets.push(IpsetDef {
+                name: ipset_name(family, name),
+                kind: "hash:net",
+                members: nets
+                    .iter()
+                    .filter(|n| net_in_family(family, n))
+                    .map(|n| n.to_string())
+                    .collect(),
+            }),
+            Members::IpPorts(v) => ipsets.push(IpsetDef {
+                name: ipset_name(family, name),
+                kind: "hash:ip,port",
+                members: v
+                    .iter()
+                    .filter(|(ip, _, _)| in_family(family, ip))
+                    .map(|(ip, p, port)| format!("{ip},{}:{port}", proto_name(family, *p)))
+                    .collect(),
+            }),
+        }
+    }
+    for (name, nets) in &ctx.extra {
+        ipsets.push(IpsetDef {
+            name: ipset_name(family, name),
+            kind: "hash:net",
+            members: nets.iter().map(|n| n.to_string()).collect(),
+        });
+    }
+    Rendered {
+        filter,
+        ipsets,
+        hooks: vec![
+            ("FORWARD".into(), "brl-FORWARD".into()),
+            ("INPUT".into(), "brl-INPUT".into()),
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brindle_policies::resolve::resolve;
+    use brindle_policies::world::NamedPort;
+    use brindle_policies::{Endpoint, Program, World};
+
+    fn world() -> World {
+        let mut w = World::default();
+        for (name, app, ip) in [("web", "web", "10.1.0.1"), ("db", "db", "10.1.0.2")] {
+            w.add_endpoint(Endpoint {
+                namespace: "shop".into(),
+                name: name.into(),
+                labels: [("app".to_string(), app.to_string())].into(),
+                ips: vec![ip.parse().unwrap()],
+                named_ports: vec![NamedPort {
+                    name: "pg".into(),
+                    protocol: 6,
+                    port: 5432,
+                }],
+                service_account: String::new(),
+            });
+        }
+        w
+    }
+
+    fn program(yaml: &str) -> Program {
+        let cfg = brindle_model::parse("p.yaml", yaml).unwrap();
+        brindle_policies::program_of(&cfg).0
+    }
+
+    #[test]
+    fn felix_structure_for_a_kubernetes_policy() {
+        let p = program(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: db}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}, {port: 6000, endPort: 6010}]}]\n",
+        );
+        let w = world();
+        let r = resolve(
+            &p,
+            &w,
+            &[
+                ("caliaaa".into(), "10.1.0.1".parse().unwrap()),
+                ("calibbb".into(), "10.1.0.2".parse().unwrap()),
+            ],
+        );
+        let out = render(&r, Family::V4);
+        let f = &out.filter;
+        assert!(f.starts_with("*filter\n:brl-FORWARD - [0:0]\n"), "{f}");
+        assert!(f.ends_with("COMMIT\n"));
+        assert!(
+            f.contains("-A brl-to-wl-dispatch -o calibbb -g brl-tw-calibbb\n"),
+            "{f}"
+        );
+        assert!(f.contains(
+            "-A brl-to-wl-dispatch -m comment --comment \"unknown interface\" -j DROP\n"
+        ));
+        // db's ingress: the policy, then the end-of-tier drop, then the profile.
+        let tw: Vec<&str> = f
+            .lines()
+            .filter(|l| l.starts_with("-A brl-tw-calibbb "))
+            .collect();
+        assert_eq!(
+            tw[0],
+            "-A brl-tw-calibbb -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
+        );
+        assert!(
+            tw.contains(&"-A brl-tw-calibbb -m mark --mark 0x0/0x20000 -j brl-pi-knp/shop/db"),
+            "{tw:?}"
+        );
+        assert!(tw
+            .iter()
+            .any(|l| l.contains("end of tier default") && l.ends_with("-j DROP")));
+        // web has no policy: straight to the profile.
+        let web: Vec<&str> = f
+            .lines()
+            .filter(|l| l.starts_with("-A brl-tw-caliaaa "))
+            .collect();
+        assert_eq!(web.len(), 5, "{web:?}");
+        // The policy chain: source set, one multiport for both ports, accept + RETURN.
+        let pi: Vec<&str> = f
+            .lines()
+            .filter(|l| l.starts_with("-A brl-pi-knp/shop/db "))
+            .collect();
+        assert_eq!(pi.len(), 2, "{pi:?}");
+        assert!(pi[0].contains("-m set --match-set brl4-s:") && pi[0].contains(" src -p tcp -m multiport --dports 5432,6000:6010 -j MARK --set-xmark 0x10000/0x10000"), "{}", pi[0]);
+        assert!(pi[0].contains("--comment \"KubernetesNetworkPolicy shop/db ingress rule 0\""));
+        let set = out.ipsets.iter().find(|s| s.kind == "hash:net").unwrap();
+        assert_eq!(set.members, vec!["10.1.0.1/32"]);
+        assert!(set.name.len() <= 31);
+        // No IPv6 endpoint address: the v6 set is empty but the structure is the same.
+        let v6 = render(&r, Family::V6);
+        assert!(v6.ipsets.iter().all(|s| s.members.is_empty()));
+    }
+
+    #[test]
+    fn calico_actions_negations_and_long_names() {
+        let p = program(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: a-rather-long-policy-name-for-iptables}\nspec:\n  selector: all()\n  ingress:\n\
+             \x20   - {action: Log}\n    - {action: Deny, protocol: TCP, source: {nets: [10.9.0.0/16, 10.8.0.0/16]}, destination: {notPorts: [22]}}\n    - {action: Pass, protocol: ICMP, icmp: {type: 8}}\n    - {action: Allow, protocol: UDP, destination: {ports: [pg]}}\n",
+        );
+        let w = world();
+        let r = resolve(&p, &w, &[("calibbb".into(), "10.1.0.2".parse().unwrap())]);
+        let f = render(&r, Family::V4).filter;
+        let name = chain_name("brl-pi-", "gnp/a-rather-long-policy-name-for-iptables");
+        assert!(
+            name.len() <= MAX_CHAIN && name.starts_with("brl-pi-_"),
+            "{name}"
+        );
+        let pi: Vec<&str> = f
+            .lines()
+            .filter(|l| l.starts_with(&format!("-A {name} ")))
+            .collect();
+        assert!(pi[0].contains("-j LOG --log-prefix"), "{pi:?}");
+        assert!(
+            pi[1].contains("-p tcp -m set --match-set brl4-x:")
+                && pi[1].contains(" -m multiport ! --dports 22")
+                && pi[1].ends_with("-j DROP"),
+            "{}",
+            pi[1]
+        );
+        assert_eq!(
+            pi[1].matches(" -p ").count(),
+            1,
+            "one -p per rule: {}",
+            pi[1]
+        );
+        assert!(
+            pi[2].contains("-p icmp -m icmp --icmp-type 8")
+                && pi[2].contains("--set-xmark 0x20000/0x20000"),
+            "{}",
+            pi[2]
+        );
+        assert!(
+            pi.iter()
+                .any(|l| l.contains("-p udp -m set --match-set brl4-n:") && l.contains("dst,dst")),
+            "{pi:?}"
+        );
+    }
+}
