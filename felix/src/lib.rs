@@ -14,7 +14,8 @@
 //! [`sysctl`] tables the sysctls of both ends of a pod's veth. [`endpoint`] holds the
 //! records the CNI plugin hands to the agent. [`policy_render`] renders a resolved policy
 //! program (from `brindle-policies`) into iptables chains and ipsets in Felix's structure
-//! (not applied to the kernel yet).
+//! and [`policy_apply`] applies it (ipset swaps, one `iptables-restore` per table, the
+//! jumps from the kernel chains, drift repair by `brl:` rule hashes).
 
 pub mod calc;
 pub mod dataplane;
@@ -25,6 +26,7 @@ pub mod neigh;
 pub mod netns;
 mod nl;
 pub mod podnet;
+pub mod policy_apply;
 pub mod policy_render;
 pub mod routes;
 pub mod sysctl;

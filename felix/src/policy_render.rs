@@ -54,6 +54,8 @@ pub struct Rendered {
     /// `iptables-restore --noflush` input for the filter table (only `brl-` chains,
     /// each declared and so flushed).
     pub filter: String,
+    /// Per chain, the `brl:` hashes of its rules in order (what read-back must find).
+    pub chains: BTreeMap<String, Vec<String>>,
     pub ipsets: Vec<IpsetDef>,
     /// The jumps the applier keeps at the top of the kernel chains.
     pub hooks: Vec<(String, String)>,
@@ -449,14 +451,24 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
     chains.insert("brl-from-wl-dispatch".into(), from);
     chains.insert("brl-to-wl-dispatch".into(), to);
 
+    // Every rule carries `brl:<hash>` first, chained from the chain's name and the rules
+    // before it (as Felix's `cali:` hashes): read back, the hashes show whether a chain
+    // is exactly what was written.
     let mut filter = String::from("*filter\n");
     for name in chains.keys() {
         let _ = writeln!(filter, ":{name} - [0:0]");
     }
+    let mut expected = BTreeMap::new();
     for (name, lines) in &chains {
+        let mut prev = name.clone();
+        let mut hashes = Vec::new();
         for l in lines {
-            let _ = writeln!(filter, "-A {name} {l}");
+            let h = fnv(&format!("{prev}\n{l}"))[..16].to_string();
+            let _ = writeln!(filter, "-A {name} -m comment --comment \"brl:{h}\" {l}");
+            hashes.push(h.clone());
+            prev = h;
         }
+        expected.insert(name.clone(), hashes);
     }
     filter.push_str("COMMIT\n");
 
@@ -492,6 +504,7 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
     }
     Rendered {
         filter,
+        chains: expected,
         ipsets,
         hooks: vec![
             ("FORWARD".into(), "brl-FORWARD".into()),
@@ -531,6 +544,18 @@ mod tests {
         brindle_policies::program_of(&cfg).0
     }
 
+    /// The text without the `brl:` hash comments.
+    fn plain(f: &str) -> String {
+        f.lines()
+            .map(|l| match l.find("-m comment --comment \"brl:") {
+                Some(i) => format!("{}{}", &l[..i], &l[i + 44..]),
+                None => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    }
+
     #[test]
     fn felix_structure_for_a_kubernetes_policy() {
         let p = program(
@@ -546,7 +571,15 @@ mod tests {
             ],
         );
         let out = render(&r, Family::V4);
-        let f = &out.filter;
+        let f = &plain(&out.filter);
+        // Every rule is hashed, and the hashes are listed per chain.
+        let rules = out.filter.lines().filter(|l| l.starts_with("-A ")).count();
+        assert_eq!(out.chains.values().map(Vec::len).sum::<usize>(), rules);
+        assert!(out
+            .filter
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .all(|l| l.contains("--comment \"brl:")));
         assert!(f.starts_with("*filter\n:brl-FORWARD - [0:0]\n"), "{f}");
         assert!(f.ends_with("COMMIT\n"));
         assert!(
@@ -602,7 +635,7 @@ mod tests {
         );
         let w = world();
         let r = resolve(&p, &w, &[("calibbb".into(), "10.1.0.2".parse().unwrap())]);
-        let f = render(&r, Family::V4).filter;
+        let f = plain(&render(&r, Family::V4).filter);
         let name = chain_name("brl-pi-", "gnp/a-rather-long-policy-name-for-iptables");
         assert!(
             name.len() <= MAX_CHAIN && name.starts_with("brl-pi-_"),

@@ -1,15 +1,25 @@
 //! The rendered policy chains and ipsets applied to a real kernel (in a network
 //! namespace this test creates): `iptables-restore` and `ipset` accept them, and they
 //! enforce. Node namespace with three pods (web, db, other) on `cali*` veths; a Calico
-//! GlobalNetworkPolicy lets only web ping db. (The applier with drift repair is not
-//! written yet; this test applies the text itself.)
+//! GlobalNetworkPolicy lets only web ping db. Applied by the applier: unchanged
+//! re-applies write nothing, drift (a rule deleted, a foreign rule) is repaired, the jump is
+//! kept first, and removal leaves nothing.
 
 mod common;
 
-use brindle_felix::policy_render::{render, Family};
+use brindle_felix::policy_apply::{PolicyApplier, PolicyReport};
+use brindle_felix::policy_render::{render, Family, Rendered};
 use brindle_policies::resolve::resolve;
 use brindle_policies::{program_of, world_of};
 use common::*;
+
+fn apply_in(node: &Netns, mut a: PolicyApplier, out: &Rendered) -> (PolicyApplier, PolicyReport) {
+    let out = out.clone();
+    in_ns(node, move || async move {
+        let r = a.apply(Family::V4, &out, true);
+        (a, r)
+    })
+}
 
 #[test]
 fn rendered_rules_apply_and_enforce() {
@@ -41,21 +51,12 @@ fn rendered_rules_apply_and_enforce() {
         .map(|p| (p.host_iface.clone(), p.ip.parse().unwrap()))
         .collect();
     let out = render(&resolve(&program, &world, &local), Family::V4);
-    for s in &out.ipsets {
-        node.sh_ok(&format!("ipset create {} {} family inet", s.name, s.kind));
-        for m in &s.members {
-            node.sh_ok(&format!("ipset add {} {m}", s.name));
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("filter.rules");
-    std::fs::write(&file, &out.filter).unwrap();
-    node.sh_ok(&format!("iptables-restore --noflush < {}", file.display()));
-    // Before the hooks everything passes.
+    // Before anything is applied everything passes.
     assert!(pods[2].ns.ping("10.1.0.2"));
-    for (chain, target) in &out.hooks {
-        node.sh_ok(&format!("iptables -I {chain} 1 -j {target}"));
-    }
+    let applier = PolicyApplier::new();
+    let (applier, r) = apply_in(&node, applier, &out);
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert_eq!(r.tables_written, 1);
     assert!(pods[0].ns.ping("10.1.0.2"), "web may ping db");
     assert!(!pods[2].ns.ping("10.1.0.2"), "other may not");
     assert!(pods[2].ns.ping("10.1.0.1"), "web is not isolated");
@@ -63,7 +64,38 @@ fn rendered_rules_apply_and_enforce() {
         pods[1].ns.ping("10.1.0.3"),
         "db's egress is not isolated; the reply returns"
     );
-    // The rules counted: the policy chain's accept matched.
-    let (_, counters) = node.sh("iptables -L -v -n -x");
-    assert!(counters.contains("brl-"), "{counters}");
+    // Applied again unchanged: nothing written.
+    let (applier, r) = apply_in(&node, applier, &out);
+    assert_eq!((r.tables_written, r.sets_written > 0), (0, true), "{r:?}");
+    // Drift: a foreign rule inserted into a Brindle chain is removed...
+    node.sh_ok("iptables -I brl-tw-calidb 1 -j ACCEPT");
+    assert!(pods[2].ns.ping("10.1.0.2"), "the foreign rule opened db");
+    let (applier, r) = apply_in(&node, applier, &out);
+    assert!(r.drift_repaired && r.errors.is_empty(), "{r:?}");
+    assert!(!pods[2].ns.ping("10.1.0.2"), "closed again");
+    // ... and a rule deleted by hand comes back (db's dispatch: its replies are dropped
+    // as from an unknown interface meanwhile).
+    node.sh_ok(
+        "iptables -S brl-from-wl-dispatch | grep -- '-i calidb' | sed 's/^-A/iptables -D/' | sh",
+    );
+    assert!(!pods[0].ns.ping("10.1.0.2"), "db cannot answer");
+    let (applier, r) = apply_in(&node, applier, &out);
+    assert!(r.drift_repaired && r.errors.is_empty(), "{r:?}");
+    assert!(pods[0].ns.ping("10.1.0.2"), "web reaches db again");
+    // The hook moved down by another rule goes back to the top.
+    node.sh_ok("iptables -I FORWARD 1 -j ACCEPT");
+    let (applier, _) = apply_in(&node, applier, &out);
+    let fwd = node.sh_ok("iptables -S FORWARD");
+    assert!(
+        fwd.lines().nth(1) == Some("-A FORWARD -j brl-FORWARD"),
+        "{fwd}"
+    );
+    node.sh_ok("iptables -D FORWARD -j ACCEPT");
+    // Removing takes every chain, jump and set away; traffic flows again.
+    let mut applier = applier;
+    let r = in_ns(&node, move || async move { applier.remove(Family::V4) });
+    assert!(r.errors.is_empty() && r.chains_removed > 5, "{r:?}");
+    assert!(!node.sh_ok("iptables-save -t filter").contains("brl-"));
+    assert!(!node.sh_ok("ipset list -n").contains("brl4-"));
+    assert!(pods[2].ns.ping("10.1.0.2"));
 }

@@ -1,0 +1,295 @@
+//! Applies rendered policy ([`crate::policy_render`]) to the kernel of the calling
+//! thread's network namespace, with the host's own tools (`ipset`, `iptables-restore`,
+//! `iptables-save`; `ip6tables-*` for IPv6), as Felix does:
+//!
+//! 1. ipsets whose members changed are filled under a temporary name and swapped in
+//!    (`ipset restore`), so a set is never seen half-filled;
+//! 2. the `brl-` chains go in one `iptables-restore --noflush` (atomic per table), only
+//!    when they changed or read-back shows drift; chains no longer wanted are deleted;
+//! 3. the jumps from `FORWARD` and `INPUT` are kept first in those chains;
+//! 4. ipsets no longer referenced are destroyed.
+//!
+//! Drift: every rule carries a `brl:<hash>` comment; [`PolicyApplier::apply`] with
+//! `check` reads the table back and rewrites a chain whose hashes differ (a rule deleted
+//! by hand, a foreign rule inserted). Nothing outside the `brl-` chains, the two jumps
+//! and the `brl4-`/`brl6-` sets is touched. [`PolicyApplier::remove`] takes it all away.
+
+use crate::policy_render::{Family, Rendered};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn tools(f: Family) -> (&'static str, &'static str, &'static str, &'static str) {
+    match f {
+        Family::V4 => ("iptables", "iptables-restore", "iptables-save", "inet"),
+        Family::V6 => ("ip6tables", "ip6tables-restore", "ip6tables-save", "inet6"),
+    }
+}
+
+fn prefix(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "brl4-",
+        Family::V6 => "brl6-",
+    }
+}
+
+fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+    let mut c = Command::new(prog);
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        c.stdin(Stdio::piped());
+    }
+    let mut child = c.spawn().map_err(|e| format!("cannot run {prog}: {e}"))?;
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(text.as_bytes())
+            .map_err(|e| format!("{prog}: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{prog}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{prog} {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The `brl:` hashes per `brl-` chain in an `iptables-save` text, and the rules of other
+/// chains that jump to `brl-` chains.
+pub fn read_back(save: &str) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+    let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut jumps = Vec::new();
+    let mut table = "";
+    for line in save.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            table = if t == "filter" { "filter" } else { "" };
+            continue;
+        }
+        if table != "filter" {
+            continue;
+        }
+        if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().unwrap_or("");
+            if name.starts_with("brl-") {
+                chains.entry(name.to_string()).or_default();
+            }
+        } else if let Some(rule) = line.strip_prefix("-A ") {
+            let chain = rule.split_whitespace().next().unwrap_or("");
+            if chain.starts_with("brl-") {
+                let hash = rule
+                    .split("--comment ")
+                    .skip(1)
+                    .filter_map(|c| c.trim_start_matches('"').strip_prefix("brl:"))
+                    .map(|h| {
+                        h.chars()
+                            .take_while(char::is_ascii_hexdigit)
+                            .collect::<String>()
+                    })
+                    .next()
+                    .unwrap_or_else(|| "foreign".into());
+                chains.entry(chain.to_string()).or_default().push(hash);
+            } else if rule.contains("-j brl-") {
+                jumps.push(rule.to_string());
+            }
+        }
+    }
+    (chains, jumps)
+}
+
+/// What one apply did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyReport {
+    pub sets_written: usize,
+    pub tables_written: usize,
+    pub chains_removed: usize,
+    pub drift_repaired: bool,
+    pub errors: Vec<String>,
+}
+
+/// Remembers what was last applied per family, to write only changes.
+#[derive(Debug, Default)]
+pub struct PolicyApplier {
+    applied: BTreeMap<&'static str, Rendered>,
+}
+
+fn family_key(f: Family) -> &'static str {
+    match f {
+        Family::V4 => "v4",
+        Family::V6 => "v6",
+    }
+}
+
+impl PolicyApplier {
+    pub fn new() -> PolicyApplier {
+        PolicyApplier::default()
+    }
+
+    /// Brings one family to `want`; `check` reads the table back first (drift repair).
+    pub fn apply(&mut self, family: Family, want: &Rendered, check: bool) -> PolicyReport {
+        let mut r = PolicyReport::default();
+        if let Err(e) = self.apply_inner(family, want, check, &mut r) {
+            r.errors.push(e);
+        }
+        r
+    }
+
+    fn apply_inner(
+        &mut self,
+        family: Family,
+        want: &Rendered,
+        check: bool,
+        r: &mut PolicyReport,
+    ) -> Result<(), String> {
+        let (ipt, restore, save, fam) = tools(family);
+        let last = self.applied.get(family_key(family));
+        // 1. sets
+        let old_sets: BTreeMap<&str, &Vec<String>> = last
+            .map(|l| {
+                l.ipsets
+                    .iter()
+                    .map(|s| (s.name.as_str(), &s.members))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut script = String::new();
+        for s in &want.ipsets {
+            if !check && old_sets.get(s.name.as_str()) == Some(&&s.members) {
+                continue;
+            }
+            // brl4-… → brlt-… (same length; created and destroyed within the script).
+            let tmp = format!("brlt{}", s.name.get(4..).unwrap_or(&s.name));
+            script.push_str(&format!("create {} {} family {fam}\n", s.name, s.kind));
+            script.push_str(&format!(
+                "create {tmp} {} family {fam}\nflush {tmp}\n",
+                s.kind
+            ));
+            for m in &s.members {
+                script.push_str(&format!("add {tmp} {m}\n"));
+            }
+            script.push_str(&format!("swap {tmp} {}\ndestroy {tmp}\n", s.name));
+            r.sets_written += 1;
+        }
+        if !script.is_empty() {
+            run("ipset", &["restore", "-exist"], Some(&script))?;
+        }
+        // 2. chains
+        let current = run(save, &["-t", "filter"], None)?;
+        let (have, jumps) = read_back(&current);
+        let drift = want.chains.iter().any(|(c, h)| have.get(c) != Some(h));
+        let changed = last.is_none_or(|l| l.filter != want.filter);
+        if changed || drift {
+            run(restore, &["--noflush"], Some(&want.filter))?;
+            r.tables_written += 1;
+            r.drift_repaired = drift && !changed;
+        }
+        let stale: Vec<&String> = have
+            .keys()
+            .filter(|c| !want.chains.contains_key(*c))
+            .collect();
+        if !stale.is_empty() {
+            let mut t = String::from("*filter\n");
+            for c in &stale {
+                t.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for c in &stale {
+                t.push_str(&format!("-X {c}\n"));
+            }
+            t.push_str("COMMIT\n");
+            run(restore, &["--noflush"], Some(&t))?;
+            r.chains_removed += stale.len();
+        }
+        // 3. hooks first in their chains
+        for (chain, target) in &want.hooks {
+            let rules = run(ipt, &["-S", chain], None)?;
+            let first = rules.lines().find(|l| l.starts_with("-A "));
+            if first != Some(&format!("-A {chain} -j {target}")) {
+                for j in jumps.iter().filter(|j| {
+                    j.starts_with(&format!("{chain} ")) && j.ends_with(&format!("-j {target}"))
+                }) {
+                    let args: Vec<&str> =
+                        std::iter::once("-D").chain(j.split_whitespace()).collect();
+                    let _ = run(ipt, &args, None);
+                }
+                run(ipt, &["-I", chain, "1", "-j", target], None)?;
+            }
+        }
+        // 4. sets no longer wanted
+        let wanted: BTreeSet<&str> = want.ipsets.iter().map(|s| s.name.as_str()).collect();
+        let names = run("ipset", &["list", "-n"], None)?;
+        for n in names
+            .lines()
+            .filter(|n| n.starts_with(prefix(family)) && !wanted.contains(n))
+        {
+            let _ = run("ipset", &["destroy", n], None);
+        }
+        self.applied.insert(family_key(family), want.clone());
+        Ok(())
+    }
+
+    /// Removes the jumps, every `brl-` chain and every `brl4-`/`brl6-` set of a family.
+    pub fn remove(&mut self, family: Family) -> PolicyReport {
+        let mut r = PolicyReport::default();
+        let (ipt, restore, save, _) = tools(family);
+        self.applied.remove(family_key(family));
+        let result = (|| -> Result<(), String> {
+            let current = run(save, &["-t", "filter"], None)?;
+            let (have, jumps) = read_back(&current);
+            for j in &jumps {
+                let args: Vec<&str> = std::iter::once("-D").chain(j.split_whitespace()).collect();
+                run(ipt, &args, None)?;
+            }
+            if !have.is_empty() {
+                let mut t = String::from("*filter\n");
+                for c in have.keys() {
+                    t.push_str(&format!(":{c} - [0:0]\n"));
+                }
+                for c in have.keys() {
+                    t.push_str(&format!("-X {c}\n"));
+                }
+                t.push_str("COMMIT\n");
+                run(restore, &["--noflush"], Some(&t))?;
+                r.chains_removed = have.len();
+            }
+            let names = run("ipset", &["list", "-n"], None)?;
+            for n in names.lines().filter(|n| n.starts_with(prefix(family))) {
+                let _ = run("ipset", &["destroy", n], None);
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            r.errors.push(e);
+        }
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_back_finds_hashes_foreign_rules_and_jumps() {
+        let save = "*nat\n:brl-X - [0:0]\n-A brl-X -j ACCEPT\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:brl-INPUT - [0:0]\n:brl-empty - [0:0]\n\
+                    -A INPUT -j brl-INPUT\n-A brl-INPUT -m comment --comment \"brl:0123456789abcdef\" -m comment --comment \"x y\" -j ACCEPT\n\
+                    -A brl-INPUT -j DROP\nCOMMIT\n";
+        let (chains, jumps) = read_back(save);
+        assert_eq!(
+            chains["brl-INPUT"],
+            vec!["0123456789abcdef".to_string(), "foreign".to_string()]
+        );
+        assert!(chains["brl-empty"].is_empty());
+        assert!(
+            !chains.contains_key("brl-X"),
+            "other tables are not ours to read here"
+        );
+        assert_eq!(jumps, vec!["INPUT -j brl-INPUT".to_string()]);
+    }
+}
