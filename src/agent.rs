@@ -498,6 +498,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         learned: BTreeMap::new(),
         kernel_reject: plan.services.kernel_reject.clone(),
         routes_incomplete: true,
+        policy: crate::dataplane::policy_source(&cfg),
     };
     // the first snapshot is not kept: the cache holds the objects (memory, measured in
     // BENCHMARKS.md)
@@ -532,9 +533,10 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                     }
                     None => break,
                 },
-                Some((b, reject)) = base_rx.recv() => {
+                Some((b, reject, policy)) = base_rx.recv() => {
                     asm.base = b;
                     asm.kernel_reject = reject;
+                    asm.policy = policy;
                 }
                 _ = tick.tick(), if asm.routes_incomplete => {
                     if started.elapsed() > STARTUP_GRACE || sync_speaker.synced().await {
@@ -632,6 +634,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                         let _ = base_tx.send((
                             crate::dataplane::base_model(&cfg, &new),
                             new.services.kernel_reject.clone(),
+                            crate::dataplane::policy_source(&cfg),
                         ));
                         if new == plan {
                             continue;

@@ -94,6 +94,7 @@ pub fn base_model(cfg: &ClusterConfig, plan: &NodePlan) -> Model {
         remote_nodes,
         learned: BTreeMap::new(),
         routes_incomplete: false,
+        policy: None,
     }
 }
 
@@ -251,8 +252,36 @@ pub fn spawn(
 }
 
 /// Assembles the model from its three sources and publishes it when it changes.
+/// The cluster's compiled policy and the endpoints and namespaces it is about (None in
+/// [`ModelAssembler`]: the cluster has no policy).
+#[derive(Debug)]
+pub struct PolicySource {
+    pub program: brindle_policies::Program,
+    pub world: brindle_policies::World,
+}
+
+/// The policy of a snapshot, if it has any; what is not enforced yet is logged.
+pub fn policy_source(cfg: &ClusterConfig) -> Option<std::sync::Arc<PolicySource>> {
+    if cfg.kubernetes_network_policies.is_empty()
+        && cfg.network_policies.is_empty()
+        && cfg.global_network_policies.is_empty()
+    {
+        return None;
+    }
+    let (program, warnings) = brindle_policies::program_of(cfg);
+    for w in warnings {
+        tracing::debug!("policy: {w}");
+    }
+    Some(std::sync::Arc::new(PolicySource {
+        program,
+        world: brindle_policies::world_of(cfg),
+    }))
+}
+
 pub struct ModelAssembler {
     pub base: Model,
+    /// The policy to resolve for the local endpoints (None: no policy).
+    pub policy: Option<std::sync::Arc<PolicySource>>,
     pub endpoints: Vec<LocalEndpoint>,
     pub learned: BTreeMap<IpNetwork, Vec<IpAddr>>,
     /// Learned routes inside these service ranges are not programmed (BIRD's
@@ -275,6 +304,17 @@ impl ModelAssembler {
             eps.insert(e.iface.clone(), e.clone());
         }
         m.endpoints = eps.into_values().collect();
+        m.policy = self.policy.as_ref().map(|p| {
+            let local: Vec<(String, IpAddr)> = m
+                .endpoints
+                .iter()
+                .filter_map(|e| {
+                    let ip = e.ips.iter().find(|n| n.is_ipv4()).or(e.ips.first())?;
+                    Some((e.iface.clone(), ip.ip()))
+                })
+                .collect();
+            brindle_policies::resolve::resolve(&p.program, &p.world, &local)
+        });
         m.learned = self
             .learned
             .iter()
@@ -344,6 +384,7 @@ spec: {node: b, cidr: 10.65.0.64/26}
             learned: BTreeMap::new(),
             kernel_reject: vec![n("10.96.0.0/12"), n("fd00:96::/108")],
             routes_incomplete: false,
+            policy: None,
         };
         for p in [
             "10.96.0.0/12",
@@ -388,6 +429,7 @@ spec: {node: b, cidr: 10.65.0.64/26}
             learned: BTreeMap::new(),
             kernel_reject: Vec::new(),
             routes_incomplete: false,
+            policy: None,
         };
         let m = asm.model();
         assert_eq!(m.endpoints.len(), 2);

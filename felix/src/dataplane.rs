@@ -85,6 +85,8 @@ pub struct ApplyReport {
     pub fdb_removed: usize,
     pub links_changed: usize,
     pub sysctls_written: usize,
+    /// ipsets and iptables tables written for policy.
+    pub policy_writes: usize,
     /// Items waiting for an interface that does not exist (or is not up) yet.
     pub pending: usize,
     pub local_endpoints: usize,
@@ -109,6 +111,7 @@ impl ApplyReport {
             + self.fdb_removed
             + self.links_changed
             + self.sysctls_written
+            + self.policy_writes
     }
 }
 
@@ -128,6 +131,9 @@ pub struct Dataplane {
     logged_warnings: BTreeSet<String>,
     /// Pod-interface routes no endpoint claims, and since when.
     unclaimed_seen: HashMap<ipnetwork::IpNetwork, Instant>,
+    policy: crate::policy_apply::PolicyApplier,
+    /// Policy chains are installed (removed when the model has no policy any more).
+    policy_on: bool,
 }
 
 impl Dataplane {
@@ -139,6 +145,8 @@ impl Dataplane {
             nl,
             logged_warnings: BTreeSet::new(),
             unclaimed_seen: HashMap::new(),
+            policy: crate::policy_apply::PolicyApplier::new(),
+            policy_on: false,
         })
     }
 
@@ -158,9 +166,43 @@ impl Dataplane {
         if let Err(e) = self.reconcile(&d, &mut r).await {
             r.errors.push(format!("netlink: {e}"));
         }
+        self.apply_policy(model, &mut r);
         r.duration = start.elapsed();
         self.log(&r);
         r
+    }
+
+    /// Policy chains and sets for both families (read back each time: drift repair).
+    fn apply_policy(&mut self, model: &Model, r: &mut ApplyReport) {
+        use crate::policy_render::{render, Family};
+        match &model.policy {
+            Some(resolved) => {
+                for family in [Family::V4, Family::V6] {
+                    let out = render(resolved, family);
+                    let rep = self.policy.apply(family, &out, true);
+                    r.policy_writes += rep.tables_written + rep.sets_written;
+                    if rep.drift_repaired {
+                        warn!(
+                            ?family,
+                            "policy chains had drifted (changed outside Brindle): rewritten"
+                        );
+                    }
+                    r.errors
+                        .extend(rep.errors.into_iter().map(|e| format!("policy: {e}")));
+                }
+                self.policy_on = true;
+            }
+            None if self.policy_on => {
+                for family in [Family::V4, Family::V6] {
+                    let rep = self.policy.remove(family);
+                    r.errors
+                        .extend(rep.errors.into_iter().map(|e| format!("policy: {e}")));
+                }
+                self.policy_on = false;
+                info!("no network policy any more: policy chains removed");
+            }
+            None => {}
+        }
     }
 
     fn log(&mut self, r: &ApplyReport) {
@@ -363,6 +405,13 @@ async fn cleanup_with(nl: &Netlink, protocol: u8) -> io::Result<CleanupReport> {
     r.routes_removed = routes::cleanup(nl, protocol, &mut r.errors).await?;
     r.neighbours_removed = neigh::cleanup(nl, protocol, &mut r.errors).await?;
     r.links_changed = links::cleanup(nl, &mut r.errors).await?;
+    let mut policy = crate::policy_apply::PolicyApplier::new();
+    for family in [
+        crate::policy_render::Family::V4,
+        crate::policy_render::Family::V6,
+    ] {
+        r.errors.extend(policy.remove(family).errors);
+    }
     info!(
         routes = r.routes_removed,
         neighbours = r.neighbours_removed,

@@ -73,4 +73,8 @@ pub struct Model {
     /// a restart): Brindle's routes that the model lacks are kept rather than removed.
     #[serde(default)]
     pub routes_incomplete: bool,
+    /// Network policy resolved for this node's endpoints (None: no policy in the
+    /// cluster; then no policy chains are installed).
+    #[serde(skip)]
+    pub policy: Option<brindle_policies::resolve::Resolved>,
 }
