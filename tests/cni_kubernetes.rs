@@ -333,6 +333,56 @@ fn ninety_pods_on_three_nodes_get_distinct_routable_addresses() {
         std::thread::sleep(Duration::from_millis(500));
     }
 
+    // Network policy from the API: only p1-1 may reach p2-0 (on node-2). Pods carry no
+    // labels here, so the policy selects by name through a label the test adds.
+    let p20 = pods.iter().find(|p| p.name == "p2-0").unwrap();
+    let p11 = pods.iter().find(|p| p.name == "p1-1").unwrap();
+    let p12 = pods.iter().find(|p| p.name == "p1-2").unwrap();
+    for (name, app) in [("p2-0", "db"), ("p1-1", "web")] {
+        api.patch(
+            "v1",
+            "Pod",
+            Some("default"),
+            name,
+            brindle_kube_standin::PatchType::Merge,
+            &json!({"metadata": {"labels": {"app": app}}}),
+        )
+        .unwrap();
+    }
+    api.create(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {"podSelector": {"matchLabels": {"app": "db"}},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}]}]}}),
+    )
+    .unwrap();
+    let db_ip = p20.ip.clone().unwrap();
+    let t_pol = Instant::now();
+    wait_until(
+        "p1-2 is cut off from p2-0",
+        Duration::from_secs(15),
+        &dumps,
+        || !ping(&p12.ns, &db_ip),
+    );
+    eprintln!(
+        "figure: NetworkPolicy from the API enforced {:?} after it was created",
+        t_pol.elapsed()
+    );
+    assert!(ping(&p11.ns, &db_ip), "p1-1 (app=web) is allowed");
+    api.delete(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        Some("default"),
+        "db",
+    )
+    .unwrap();
+    wait_until(
+        "p1-2 reaches p2-0 again",
+        Duration::from_secs(15),
+        &dumps,
+        || ping(&p12.ns, &db_ip),
+    );
+
     // A pod deleted from the API without a CNI DEL (a lost kubelet call): its node's
     // agent finds the leak and releases the address after the grace period.
     let leaked = pods.iter().find(|p| p.name == "p3-5").unwrap();
