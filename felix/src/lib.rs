@@ -2,19 +2,21 @@
 //! node agent and the CNI plugin alike.
 //!
 //! [`calc::desired`] turns the [`model::Model`] (local endpoints, IP pools, own blocks,
-//! remote nodes, learned BGP routes) into the desired kernel state, purely. The
+//! remote nodes, learned BGP routes, resolved network policy) into the desired kernel
+//! state, purely. The
 //! reconcilers ([`links`], [`sysctl`], [`neigh`], [`routes`]) diff it against the kernel
 //! over netlink and `/proc/sys` and apply the difference in batches, touching only what
 //! is Brindle's (route protocol [`calc::ROUTE_PROTOCOL`], `cali*`, `tunl0`,
-//! `vxlan.brindle`). [`dataplane::Dataplane`] ties them together: `apply` once, or `run`
+//! `vxlan.brindle`, the `brl-` iptables chains and `brl4-`/`brl6-` ipsets). [`dataplane::Dataplane`] ties them together: `apply` once, or `run`
 //! to re-apply on model changes, kernel events and a periodic resync. [`podnet`] is what
 //! the CNI plugin builds for one pod (veth pair, the pod's addresses and routes, the host
 //! route) with the same netlink plumbing (strict checking, a timeout on every request)
 //! and message builders, [`netns`] runs it inside the pod's network namespace, and
 //! [`sysctl`] tables the sysctls of both ends of a pod's veth. [`endpoint`] holds the
 //! records the CNI plugin hands to the agent. [`policy_render`] renders a resolved policy
-//! program (from `brindle-policies`) into iptables chains and ipsets in Felix's structure
-//! and [`policy_apply`] applies it (ipset swaps, one `iptables-restore` per table, the
+//! program (from `brindle-policies`, which knows Kubernetes and Calico so that felix does
+//! not) into iptables chains and ipsets in Felix's structure and [`policy_apply`] applies
+//! it in the reconcile loop (ipset swaps, one `iptables-restore` per table, the
 //! jumps from the kernel chains, drift repair by `brl:` rule hashes).
 
 pub mod calc;
