@@ -240,6 +240,32 @@ check "a 1400-byte ping LAN -> pod pb2 (no fragmentation)" "ip netns exec brl-la
 if [ "$MODE" = vxlan ]; then
   check "node-a routes node-b's block through vxlan.brindle" 'ip -n brl-node-a route show 10.65.0.64/26 | grep -q vxlan.brindle'
 fi
+
+# --- network policy: only pa2 may reach pb1 ------------------------------------------
+# The pods as Pod documents (their labels) and a Kubernetes NetworkPolicy, added to the
+# cluster file both agents read; then the file as it was.
+section "network policy: a NetworkPolicy that lets only pod pa2 reach pod pb1"
+cp "$CLUSTER" "$RUN/cluster-before-policy.yaml"
+{
+  cat "$RUN/cluster-before-policy.yaml"
+  for p in pa1 pa2 pb1 pb2; do
+    node=a; case $p in pb*) node=b;; esac
+    printf -- '---\napiVersion: v1\nkind: Pod\nmetadata: {name: %s, namespace: lab, labels: {app: %s}}\nspec: {nodeName: node-%s}\nstatus: {phase: Running, podIP: %s}\n' \
+      "$p" "$p" "$node" "$(pod_ip "$p")"
+  done
+  printf -- '---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: only-pa2, namespace: lab}\nspec:\n  podSelector: {matchLabels: {app: pb1}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: pa2}}}]}]\n'
+} > "$RUN/cluster-policy.yaml.tmp"
+mv "$RUN/cluster-policy.yaml.tmp" "$CLUSTER"
+tail -n 5 "$CLUSTER"
+for _ in $(seq 40); do ping1 brl-pa1 "$(pod_ip pb1)" >/dev/null 2>&1 || break; sleep 0.25; done
+"$BIN/brindlectl" policy explain --config "$CLUSTER" --from lab/pa1 --to lab/pb1 --port icmp/8 || true
+"$BIN/brindlectl" policy explain --config "$CLUSTER" --from lab/pa2 --to lab/pb1 --port icmp/8 || true
+check "policy: pod pa1 -> pod pb1 is denied" "! ping1 brl-pa1 $(pod_ip pb1)"
+check "policy: pod pa2 -> pod pb1 is allowed" "ping1 brl-pa2 $(pod_ip pb1)"
+check "policy: node-b has its policy chain" "ip netns exec brl-node-b iptables-save -t filter | grep -q 'brl-pi-knp/lab/only-pa2'"
+cp "$RUN/cluster-before-policy.yaml" "$RUN/cluster-policy.yaml.tmp" && mv "$RUN/cluster-policy.yaml.tmp" "$CLUSTER"
+for _ in $(seq 40); do ping1 brl-pa1 "$(pod_ip pb1)" >/dev/null 2>&1 && break; sleep 0.25; done
+check "policy removed: pod pa1 -> pod pb1 again, no policy chains left" "ping1 brl-pa1 $(pod_ip pb1) && ! ip netns exec brl-node-b iptables-save -t filter | grep -q brl-"
 echo
 if [ "$fail" = 0 ]; then echo "lab: all checks passed"; else echo "lab: some checks failed; logs in $RUN (run with --keep to inspect)"; fi
 if [ "$KEEP" = 1 ]; then
