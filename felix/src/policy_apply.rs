@@ -240,7 +240,11 @@ impl PolicyApplier {
         let (ipt, restore, save, _) = tools(family);
         self.applied.remove(family_key(family));
         let result = (|| -> Result<(), String> {
-            let current = run(save, &["-t", "filter"], None)?;
+            // No usable iptables (no such tool, or a kernel without its backend): there
+            // can be no Brindle chains to remove.
+            let Ok(current) = run(save, &["-t", "filter"], None) else {
+                return Ok(());
+            };
             let (have, jumps) = read_back(&current);
             for j in &jumps {
                 let args: Vec<&str> = std::iter::once("-D").chain(j.split_whitespace()).collect();
@@ -258,9 +262,10 @@ impl PolicyApplier {
                 run(restore, &["--noflush"], Some(&t))?;
                 r.chains_removed = have.len();
             }
-            let names = run("ipset", &["list", "-n"], None)?;
-            for n in names.lines().filter(|n| n.starts_with(prefix(family))) {
-                let _ = run("ipset", &["destroy", n], None);
+            if let Ok(names) = run("ipset", &["list", "-n"], None) {
+                for n in names.lines().filter(|n| n.starts_with(prefix(family))) {
+                    let _ = run("ipset", &["destroy", n], None);
+                }
             }
             Ok(())
         })();
