@@ -134,6 +134,8 @@ pub struct Dataplane {
     policy: crate::policy_apply::PolicyApplier,
     /// Policy chains are installed (removed when the model has no policy any more).
     policy_on: bool,
+    /// natOutgoing chains are installed, per family.
+    nat_on: [bool; 2],
 }
 
 impl Dataplane {
@@ -147,6 +149,7 @@ impl Dataplane {
             unclaimed_seen: HashMap::new(),
             policy: crate::policy_apply::PolicyApplier::new(),
             policy_on: false,
+            nat_on: [false; 2],
         })
     }
 
@@ -202,6 +205,24 @@ impl Dataplane {
                 info!("no network policy any more: policy chains removed");
             }
             None => {}
+        }
+        for (i, family) in [Family::V4, Family::V6].into_iter().enumerate() {
+            match crate::nat_outgoing::render(&model.pools, family) {
+                Some(out) => {
+                    let rep = self.policy.apply(family, &out, true);
+                    r.policy_writes += rep.tables_written + rep.sets_written;
+                    r.errors
+                        .extend(rep.errors.into_iter().map(|e| format!("natOutgoing: {e}")));
+                    self.nat_on[i] = true;
+                }
+                None if self.nat_on[i] => {
+                    let rep = self.policy.remove_table(family, "nat", &["nat-"]);
+                    r.errors
+                        .extend(rep.errors.into_iter().map(|e| format!("natOutgoing: {e}")));
+                    self.nat_on[i] = false;
+                }
+                None => {}
+            }
         }
     }
 

@@ -17,13 +17,15 @@
 //! program (from `brindle-policies`, which knows Kubernetes and Calico so that felix does
 //! not) into iptables chains and ipsets in Felix's structure and [`policy_apply`] applies
 //! it in the reconcile loop (ipset swaps, one `iptables-restore` per table, the
-//! jumps from the kernel chains, drift repair by `brl:` rule hashes).
+//! jumps from the kernel chains, drift repair by `brl:` rule hashes). [`nat_outgoing`]
+//! masquerades `natOutgoing` pools' traffic leaving the pools, applied the same way.
 
 pub mod calc;
 pub mod dataplane;
 pub mod endpoint;
 pub mod links;
 pub mod model;
+pub mod nat_outgoing;
 pub mod neigh;
 pub mod netns;
 mod nl;

@@ -64,16 +64,16 @@ fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String>
 
 /// The `brl:` hashes per `brl-` chain in an `iptables-save` text, and the rules of other
 /// chains that jump to `brl-` chains.
-pub fn read_back(save: &str) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
+pub fn read_back(save: &str, want_table: &str) -> (BTreeMap<String, Vec<String>>, Vec<String>) {
     let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut jumps = Vec::new();
     let mut table = "";
     for line in save.lines() {
         if let Some(t) = line.strip_prefix('*') {
-            table = if t == "filter" { "filter" } else { "" };
+            table = if t == want_table { want_table } else { "" };
             continue;
         }
-        if table != "filter" {
+        if table.is_empty() {
             continue;
         }
         if let Some(decl) = line.strip_prefix(':') {
@@ -117,7 +117,7 @@ pub struct PolicyReport {
 /// Remembers what was last applied per family, to write only changes.
 #[derive(Debug, Default)]
 pub struct PolicyApplier {
-    applied: BTreeMap<&'static str, Rendered>,
+    applied: BTreeMap<(&'static str, &'static str), Rendered>,
 }
 
 fn family_key(f: Family) -> &'static str {
@@ -125,6 +125,11 @@ fn family_key(f: Family) -> &'static str {
         Family::V4 => "v4",
         Family::V6 => "v6",
     }
+}
+
+fn owned(family: Family, name: &str, prefixes: &[&str]) -> bool {
+    name.strip_prefix(prefix(family))
+        .is_some_and(|rest| prefixes.iter().any(|p| rest.starts_with(p)))
 }
 
 impl PolicyApplier {
@@ -149,7 +154,8 @@ impl PolicyApplier {
         r: &mut PolicyReport,
     ) -> Result<(), String> {
         let (ipt, restore, save, fam) = tools(family);
-        let last = self.applied.get(family_key(family));
+        let table = want.table;
+        let last = self.applied.get(&(family_key(family), table));
         // 1. sets
         let old_sets: BTreeMap<&str, &Vec<String>> = last
             .map(|l| {
@@ -181,8 +187,8 @@ impl PolicyApplier {
             run("ipset", &["restore", "-exist"], Some(&script))?;
         }
         // 2. chains
-        let current = run(save, &["-t", "filter"], None)?;
-        let (have, jumps) = read_back(&current);
+        let current = run(save, &["-t", table], None)?;
+        let (have, jumps) = read_back(&current, table);
         let drift = want.chains.iter().any(|(c, h)| have.get(c) != Some(h));
         let changed = last.is_none_or(|l| l.filter != want.filter);
         if changed || drift {
@@ -195,7 +201,7 @@ impl PolicyApplier {
             .filter(|c| !want.chains.contains_key(*c))
             .collect();
         if !stale.is_empty() {
-            let mut t = String::from("*filter\n");
+            let mut t = format!("*{table}\n");
             for c in &stale {
                 t.push_str(&format!(":{c} - [0:0]\n"));
             }
@@ -206,11 +212,18 @@ impl PolicyApplier {
             run(restore, &["--noflush"], Some(&t))?;
             r.chains_removed += stale.len();
         }
-        // 3. hooks first in their chains
+        // 3. hooks first in their chains (or anywhere, appended)
         for (chain, target) in &want.hooks {
-            let rules = run(ipt, &["-S", chain], None)?;
+            let rules = run(ipt, &["-t", table, "-S", chain], None)?;
+            let jump = format!("-A {chain} -j {target}");
+            if want.hooks_last {
+                if !rules.lines().any(|l| l == jump) {
+                    run(ipt, &["-t", table, "-A", chain, "-j", target], None)?;
+                }
+                continue;
+            }
             let first = rules.lines().find(|l| l.starts_with("-A "));
-            if first != Some(&format!("-A {chain} -j {target}")) {
+            if first != Some(&jump) {
                 for j in jumps.iter().filter(|j| {
                     j.starts_with(&format!("{chain} ")) && j.ends_with(&format!("-j {target}"))
                 }) {
@@ -226,32 +239,47 @@ impl PolicyApplier {
         let names = run("ipset", &["list", "-n"], None)?;
         for n in names
             .lines()
-            .filter(|n| n.starts_with(prefix(family)) && !wanted.contains(n))
+            .filter(|n| owned(family, n, &want.set_prefixes) && !wanted.contains(n))
         {
             let _ = run("ipset", &["destroy", n], None);
         }
-        self.applied.insert(family_key(family), want.clone());
+        self.applied
+            .insert((family_key(family), table), want.clone());
         Ok(())
     }
 
-    /// Removes the jumps, every `brl-` chain and every `brl4-`/`brl6-` set of a family.
+    /// Removes the policy (filter table) of a family: [`PolicyApplier::remove_table`].
     pub fn remove(&mut self, family: Family) -> PolicyReport {
+        self.remove_table(family, "filter", &["s:", "n:", "x:"])
+    }
+
+    /// Removes the jumps to `brl-` chains, every `brl-` chain of `table`, and the sets
+    /// whose names (after `brl4-`/`brl6-`) start with one of `set_prefixes`.
+    pub fn remove_table(
+        &mut self,
+        family: Family,
+        table: &'static str,
+        set_prefixes: &[&str],
+    ) -> PolicyReport {
         let mut r = PolicyReport::default();
         let (ipt, restore, save, _) = tools(family);
-        self.applied.remove(family_key(family));
+        self.applied.remove(&(family_key(family), table));
         let result = (|| -> Result<(), String> {
             // No usable iptables (no such tool, or a kernel without its backend): there
             // can be no Brindle chains to remove.
-            let Ok(current) = run(save, &["-t", "filter"], None) else {
+            let Ok(current) = run(save, &["-t", table], None) else {
                 return Ok(());
             };
-            let (have, jumps) = read_back(&current);
+            let (have, jumps) = read_back(&current, table);
             for j in &jumps {
-                let args: Vec<&str> = std::iter::once("-D").chain(j.split_whitespace()).collect();
+                let args: Vec<&str> = ["-t", table, "-D"]
+                    .into_iter()
+                    .chain(j.split_whitespace())
+                    .collect();
                 run(ipt, &args, None)?;
             }
             if !have.is_empty() {
-                let mut t = String::from("*filter\n");
+                let mut t = format!("*{table}\n");
                 for c in have.keys() {
                     t.push_str(&format!(":{c} - [0:0]\n"));
                 }
@@ -263,7 +291,7 @@ impl PolicyApplier {
                 r.chains_removed = have.len();
             }
             if let Ok(names) = run("ipset", &["list", "-n"], None) {
-                for n in names.lines().filter(|n| n.starts_with(prefix(family))) {
+                for n in names.lines().filter(|n| owned(family, n, set_prefixes)) {
                     let _ = run("ipset", &["destroy", n], None);
                 }
             }
@@ -285,7 +313,7 @@ mod tests {
         let save = "*nat\n:brl-X - [0:0]\n-A brl-X -j ACCEPT\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:brl-INPUT - [0:0]\n:brl-empty - [0:0]\n\
                     -A INPUT -j brl-INPUT\n-A brl-INPUT -m comment --comment \"brl:0123456789abcdef\" -m comment --comment \"x y\" -j ACCEPT\n\
                     -A brl-INPUT -j DROP\nCOMMIT\n";
-        let (chains, jumps) = read_back(save);
+        let (chains, jumps) = read_back(save, "filter");
         assert_eq!(
             chains["brl-INPUT"],
             vec!["0123456789abcdef".to_string(), "foreign".to_string()]

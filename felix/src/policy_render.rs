@@ -48,17 +48,24 @@ pub struct IpsetDef {
     pub members: Vec<String>,
 }
 
-/// What to program for one family.
+/// What to program for one family in one table.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Rendered {
-    /// `iptables-restore --noflush` input for the filter table (only `brl-` chains,
-    /// each declared and so flushed).
+    /// `filter`, `nat`, ...
+    pub table: &'static str,
+    /// `iptables-restore --noflush` input for the table (only `brl-` chains, each
+    /// declared and so flushed).
     pub filter: String,
     /// Per chain, the `brl:` hashes of its rules in order (what read-back must find).
     pub chains: BTreeMap<String, Vec<String>>,
     pub ipsets: Vec<IpsetDef>,
-    /// The jumps the applier keeps at the top of the kernel chains.
+    /// The jumps the applier keeps in the kernel chains: first, or (`hooks_last`)
+    /// anywhere, appended when missing (nat POSTROUTING goes after kube-proxy's).
     pub hooks: Vec<(String, String)>,
+    pub hooks_last: bool,
+    /// The ipset names (after `brl4-`/`brl6-`) this table's sets start with: the sets
+    /// the applier may destroy when unwanted.
+    pub set_prefixes: Vec<&'static str>,
 }
 
 fn fnv(text: &str) -> String {
@@ -503,6 +510,9 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
         });
     }
     Rendered {
+        table: "filter",
+        hooks_last: false,
+        set_prefixes: vec!["s:", "n:", "x:"],
         filter,
         chains: expected,
         ipsets,

@@ -99,3 +99,43 @@ fn rendered_rules_apply_and_enforce() {
     assert!(!node.sh_ok("ipset list -n").contains("brl4-"));
     assert!(pods[2].ns.ping("10.1.0.2"));
 }
+
+/// natOutgoing: a pod in a `natOutgoing` pool reaches a host outside every pool that has
+/// no route back to the pool (so it only works masqueraded); pod → pod in the pools keeps
+/// its source; removed, the outside host is unreachable again.
+#[test]
+fn nat_outgoing_masquerades_traffic_leaving_the_pools() {
+    use brindle_felix::model::{EncapMode, Pool};
+    let node = Netns::new();
+    node.set_sysctl("net/ipv4/ip_forward", "1");
+    let world = add_uplink(&node, "192.0.2.1", "192.0.2.254");
+    let pod = add_pod(&node, "calinat", "10.65.0.5");
+    node.ip("route add 10.65.0.5/32 dev calinat scope link");
+    node.set_sysctl("net/ipv4/conf/calinat/proxy_arp", "1");
+    assert!(
+        !pod.ns.ping("192.0.2.254"),
+        "the outside host has no route back to the pool"
+    );
+    let pools = vec![Pool {
+        cidr: "10.65.0.0/16".parse().unwrap(),
+        block_size: 26,
+        ipip_mode: EncapMode::Never,
+        vxlan_mode: EncapMode::Never,
+        nat_outgoing: true,
+        disabled: false,
+    }];
+    let out = brindle_felix::nat_outgoing::render(&pools, Family::V4).unwrap();
+    let (applier, r) = apply_in(&node, PolicyApplier::new(), &out);
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert!(pod.ns.ping("192.0.2.254"), "masqueraded");
+    let nat = node.sh_ok("iptables -t nat -S POSTROUTING");
+    assert!(nat.contains("-A POSTROUTING -j brl-POSTROUTING"), "{nat}");
+    let _ = world;
+    let mut applier = applier;
+    let r = in_ns(&node, move || async move {
+        applier.remove_table(Family::V4, "nat", &["nat-"])
+    });
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert!(!node.sh_ok("iptables-save -t nat").contains("brl-"));
+    assert!(!pod.ns.ping("192.0.2.254"), "no NAT any more");
+}
