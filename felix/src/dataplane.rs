@@ -136,6 +136,8 @@ pub struct Dataplane {
     policy_on: bool,
     /// natOutgoing chains are installed, per family.
     nat_on: [bool; 2],
+    /// A replaced calico-node's chains and sets were looked for.
+    calico_leftovers_checked: bool,
 }
 
 impl Dataplane {
@@ -150,6 +152,7 @@ impl Dataplane {
             policy: crate::policy_apply::PolicyApplier::new(),
             policy_on: false,
             nat_on: [false; 2],
+            calico_leftovers_checked: false,
         })
     }
 
@@ -205,6 +208,22 @@ impl Dataplane {
                 info!("no network policy any more: policy chains removed");
             }
             None => {}
+        }
+        if !self.calico_leftovers_checked {
+            // Once, after Brindle's own chains are in place: a calico-node this agent
+            // replaced must not go on enforcing its last policy.
+            self.calico_leftovers_checked = true;
+            for family in [Family::V4, Family::V6] {
+                match crate::policy_apply::remove_calico_leftovers(family) {
+                    Ok(0) => {}
+                    Ok(n) => warn!(
+                        ?family,
+                        chains = n,
+                        "removed the cali- chains and sets a replaced calico-node left behind"
+                    ),
+                    Err(e) => r.errors.push(format!("calico-node leftovers: {e}")),
+                }
+            }
         }
         for (i, family) in [Family::V4, Family::V6].into_iter().enumerate() {
             match crate::nat_outgoing::render(&model.pools, family) {

@@ -304,6 +304,70 @@ impl PolicyApplier {
     }
 }
 
+/// Removes what a replaced calico-node left behind in one family: the jumps to `cali-`
+/// chains from the kernel's chains, every `cali-` chain (filter, nat, mangle, raw) and
+/// the `cali40`/`cali60` ipsets, so that a migrated node never enforces stale policy.
+/// Returns how many chains were removed.
+pub fn remove_calico_leftovers(family: Family) -> Result<usize, String> {
+    let (ipt, restore, save, _) = tools(family);
+    let mut removed = 0;
+    for table in ["filter", "nat", "mangle", "raw"] {
+        let Ok(current) = run(save, &["-t", table], None) else {
+            continue;
+        };
+        let mut chains = Vec::new();
+        let mut jumps = Vec::new();
+        let mut in_table = false;
+        for line in current.lines() {
+            if let Some(t) = line.strip_prefix('*') {
+                in_table = t == table;
+            } else if !in_table {
+            } else if let Some(decl) = line.strip_prefix(':') {
+                let name = decl.split_whitespace().next().unwrap_or("");
+                if name.starts_with("cali-") {
+                    chains.push(name.to_string());
+                }
+            } else if let Some(rule) = line.strip_prefix("-A ") {
+                let chain = rule.split_whitespace().next().unwrap_or("");
+                if !chain.starts_with("cali-")
+                    && (rule.contains("-j cali-") || rule.contains("-g cali-"))
+                {
+                    jumps.push(rule.to_string());
+                }
+            }
+        }
+        for j in &jumps {
+            let args: Vec<&str> = ["-t", table, "-D"]
+                .into_iter()
+                .chain(j.split_whitespace())
+                .collect();
+            run(ipt, &args, None)?;
+        }
+        if !chains.is_empty() {
+            let mut t = format!("*{table}\n");
+            for c in &chains {
+                t.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for c in &chains {
+                t.push_str(&format!("-X {c}\n"));
+            }
+            t.push_str("COMMIT\n");
+            run(restore, &["--noflush"], Some(&t))?;
+            removed += chains.len();
+        }
+    }
+    let p = match family {
+        Family::V4 => "cali40",
+        Family::V6 => "cali60",
+    };
+    if let Ok(names) = run("ipset", &["list", "-n"], None) {
+        for n in names.lines().filter(|n| n.starts_with(p)) {
+            let _ = run("ipset", &["destroy", n], None);
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,3 +139,37 @@ fn nat_outgoing_masquerades_traffic_leaving_the_pools() {
     assert!(!node.sh_ok("iptables-save -t nat").contains("brl-"));
     assert!(!pod.ns.ping("192.0.2.254"), "no NAT any more");
 }
+
+/// A replaced calico-node's chains and sets (a stale deny) are removed; others' rules stay.
+#[test]
+fn calico_node_leftovers_are_removed() {
+    let node = Netns::new();
+    node.set_sysctl("net/ipv4/ip_forward", "1");
+    let _world = add_uplink(&node, "192.0.2.1", "192.0.2.254");
+    let a = add_pod(&node, "calia", "10.1.0.1");
+    let _b = add_pod(&node, "calib", "10.1.0.2");
+    for (i, ip) in [("calia", "10.1.0.1"), ("calib", "10.1.0.2")] {
+        node.ip(&format!("route add {ip}/32 dev {i} scope link"));
+        node.set_sysctl(&format!("net/ipv4/conf/{i}/proxy_arp"), "1");
+    }
+    node.sh_ok(
+        "ipset create cali40s:stale hash:net family inet && ipset add cali40s:stale 10.1.0.1",
+    );
+    node.sh_ok("iptables -N cali-FORWARD && iptables -N cali-fw-calia && iptables -A cali-FORWARD -j cali-fw-calia && iptables -A cali-fw-calia -m set --match-set cali40s:stale src -j DROP && iptables -I FORWARD 1 -j cali-FORWARD");
+    node.sh_ok("iptables -t nat -N cali-nat-outgoing && iptables -t nat -A POSTROUTING -j cali-nat-outgoing");
+    node.sh_ok("iptables -A FORWARD -s 10.9.9.9 -j DROP"); // someone else's
+    assert!(!a.ns.ping("10.1.0.2"), "the stale calico policy drops");
+    let n = in_ns(&node, || async {
+        brindle_felix::policy_apply::remove_calico_leftovers(Family::V4)
+    })
+    .unwrap();
+    assert_eq!(n, 3);
+    assert!(a.ns.ping("10.1.0.2"));
+    let all = node.sh_ok("iptables-save");
+    assert!(!all.contains("cali-"), "{all}");
+    assert!(
+        all.contains("-A FORWARD -s 10.9.9.9/32 -j DROP"),
+        "other rules stay: {all}"
+    );
+    assert!(!node.sh_ok("ipset list -n").contains("cali40"));
+}
