@@ -29,7 +29,8 @@ enum Command {
     },
     /// List resources from the configuration file, like `calicoctl get`.
     Get {
-        /// bgppeers, nodes, ippools, ipamconfigurations, blockaffinities or bgpconfigurations.
+        /// bgppeers, nodes, ippools, ipamconfigurations, blockaffinities, bgpconfigurations,
+        /// networkpolicies or globalnetworkpolicies.
         kind: GetKind,
         /// Only these resources.
         names: Vec<String>,
@@ -192,6 +193,10 @@ enum GetKind {
     Blockaffinities,
     #[value(alias = "bgpconfiguration", alias = "bgpconfig")]
     Bgpconfigurations,
+    #[value(alias = "networkpolicy", alias = "netpol", alias = "np")]
+    Networkpolicies,
+    #[value(alias = "globalnetworkpolicy", alias = "gnp")]
+    Globalnetworkpolicies,
 }
 
 impl GetKind {
@@ -203,6 +208,8 @@ impl GetKind {
             GetKind::Ipamconfigurations => Kind::IpamConfig,
             GetKind::Blockaffinities => Kind::BlockAffinity,
             GetKind::Bgpconfigurations => Kind::BgpConfiguration,
+            GetKind::Networkpolicies => Kind::NetworkPolicy,
+            GetKind::Globalnetworkpolicies => Kind::GlobalNetworkPolicy,
         }
     }
 }

@@ -764,6 +764,38 @@ pub fn render_get_table(
                 .collect();
             (vec!["NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"], rows)
         }
+        // resourcemgr/networkpolicy.go, globalnetworkpolicy.go (NAMESPACE as with -A)
+        Kind::NetworkPolicy | Kind::GlobalNetworkPolicy => {
+            let global = kind == Kind::GlobalNetworkPolicy;
+            let list = if global {
+                &cfg.global_network_policies
+            } else {
+                &cfg.network_policies
+            };
+            let rows = list
+                .iter()
+                .filter(|p| wanted(&p.name))
+                .map(|p| {
+                    let mut row = Vec::new();
+                    if !global {
+                        row.push(p.namespace.clone().unwrap_or_default());
+                    }
+                    row.push(p.name.clone());
+                    row.push(p.tier.clone());
+                    if wide {
+                        row.push(p.order.map(|o| o.to_string()).unwrap_or_default());
+                        row.push(p.selector.as_str().to_string());
+                    }
+                    row
+                })
+                .collect();
+            let mut headers = if global { vec![] } else { vec!["NAMESPACE"] };
+            headers.extend(["NAME", "TIER"]);
+            if wide {
+                headers.extend(["ORDER", "SELECTOR"]);
+            }
+            (headers, rows)
+        }
         other => {
             let rows = cfg
                 .resources
@@ -1201,6 +1233,25 @@ IPv4 BGP status
             "NAME     \nnode-a   \nnode-b   \n\n"
         );
         assert_eq!(tabwriter(&["A"], &[vec!["".into()]]), "A    \n     \n");
+    }
+
+    #[test]
+    fn get_policies_with_calicoctls_columns() {
+        let cfg = brindle_model::parse(
+            "p.yaml",
+            "apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: allow-web, namespace: shop}\nspec: {order: 100, selector: app == 'db', ingress: [{action: Allow}]}\n---\n\
+             apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: deny-all}\nspec: {selector: all(), types: [Ingress]}\n",
+        )
+        .unwrap();
+        let get = |k, l| trimmed(&render_get_table(&cfg, k, &[], l));
+        assert_eq!(
+            get(Kind::NetworkPolicy, Layout::Narrow),
+            "NAMESPACE   NAME        TIER\nshop        allow-web   default\n\n"
+        );
+        assert_eq!(
+            get(Kind::GlobalNetworkPolicy, Layout::Wide),
+            "NAME       TIER      ORDER   SELECTOR\ndeny-all   default           all()\n\n"
+        );
     }
 
     #[test]
