@@ -39,6 +39,19 @@ pub fn render(pools: &[Pool], family: Family) -> Option<Rendered> {
             ("brl-POSTROUTING".to_string(), vec!["natjump".to_string()]),
             ("brl-nat-outgoing".to_string(), vec!["natout".to_string()]),
         ]),
+        rules: BTreeMap::from([
+            (
+                "brl-POSTROUTING".to_string(),
+                vec![
+                    "-A brl-POSTROUTING -m comment --comment \"brl:natjump\" -j brl-nat-outgoing"
+                        .to_string(),
+                ],
+            ),
+            (
+                "brl-nat-outgoing".to_string(),
+                vec![format!("-A brl-nat-outgoing {rule}")],
+            ),
+        ]),
         ipsets: vec![
             IpsetDef {
                 name: m,

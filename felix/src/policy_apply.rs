@@ -109,6 +109,7 @@ pub fn read_back(save: &str, want_table: &str) -> (BTreeMap<String, Vec<String>>
 pub struct PolicyReport {
     pub sets_written: usize,
     pub tables_written: usize,
+    pub chains_written: usize,
     pub chains_removed: usize,
     pub drift_repaired: bool,
     pub errors: Vec<String>,
@@ -189,12 +190,36 @@ impl PolicyApplier {
         // 2. chains
         let current = run(save, &["-t", table], None)?;
         let (have, jumps) = read_back(&current, table);
-        let drift = want.chains.iter().any(|(c, h)| have.get(c) != Some(h));
-        let changed = last.is_none_or(|l| l.filter != want.filter);
-        if changed || drift {
-            run(restore, &["--noflush"], Some(&want.filter))?;
+        // Only the chains whose rules differ from the kernel's are written: a change
+        // (or a drift) costs what it touches. A new chain is declared before any chain
+        // that jumps to it is written, all in one atomic restore.
+        let differ: Vec<&String> = want
+            .chains
+            .iter()
+            .filter(|(c, h)| have.get(*c) != Some(*h))
+            .map(|(c, _)| c)
+            .collect();
+        if !differ.is_empty() {
+            let mut t = format!("*{table}\n");
+            for c in &differ {
+                t.push_str(&format!(":{c} - [0:0]\n"));
+            }
+            for c in &differ {
+                for l in want.rules.get(*c).map(Vec::as_slice).unwrap_or_default() {
+                    t.push_str(l);
+                    t.push('\n');
+                }
+            }
+            t.push_str("COMMIT\n");
+            run(restore, &["--noflush"], Some(&t))?;
             r.tables_written += 1;
-            r.drift_repaired = drift && !changed;
+            r.chains_written += differ.len();
+            let expected_change = last.is_none_or(|l| {
+                differ
+                    .iter()
+                    .any(|c| l.chains.get(*c) != want.chains.get(*c))
+            });
+            r.drift_repaired = !expected_change;
         }
         let stale: Vec<&String> = have
             .keys()

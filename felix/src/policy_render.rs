@@ -58,6 +58,8 @@ pub struct Rendered {
     pub filter: String,
     /// Per chain, the `brl:` hashes of its rules in order (what read-back must find).
     pub chains: BTreeMap<String, Vec<String>>,
+    /// Per chain, its `-A` lines (the applier rewrites only the chains that differ).
+    pub rules: BTreeMap<String, Vec<String>>,
     pub ipsets: Vec<IpsetDef>,
     /// The jumps the applier keeps in the kernel chains: first, or (`hooks_last`)
     /// anywhere, appended when missing (nat POSTROUTING goes after kube-proxy's).
@@ -466,16 +468,21 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
         let _ = writeln!(filter, ":{name} - [0:0]");
     }
     let mut expected = BTreeMap::new();
+    let mut rules = BTreeMap::new();
     for (name, lines) in &chains {
         let mut prev = name.clone();
         let mut hashes = Vec::new();
+        let mut full = Vec::new();
         for l in lines {
             let h = fnv(&format!("{prev}\n{l}"))[..16].to_string();
-            let _ = writeln!(filter, "-A {name} -m comment --comment \"brl:{h}\" {l}");
+            let line = format!("-A {name} -m comment --comment \"brl:{h}\" {l}");
+            let _ = writeln!(filter, "{line}");
+            full.push(line);
             hashes.push(h.clone());
             prev = h;
         }
         expected.insert(name.clone(), hashes);
+        rules.insert(name.clone(), full);
     }
     filter.push_str("COMMIT\n");
 
@@ -514,6 +521,7 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
         hooks_last: false,
         set_prefixes: vec!["s:", "n:", "x:"],
         filter,
+        rules,
         chains: expected,
         ipsets,
         hooks: vec![
