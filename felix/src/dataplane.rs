@@ -185,7 +185,7 @@ impl Dataplane {
             Some(resolved) => {
                 for family in [Family::V4, Family::V6] {
                     let out = render(resolved, family);
-                    let rep = self.policy.apply(family, &out, true);
+                    let rep = self.policy.apply(family, &out, false);
                     r.policy_writes += rep.tables_written + rep.sets_written;
                     if rep.drift_repaired {
                         warn!(
@@ -228,7 +228,7 @@ impl Dataplane {
         for (i, family) in [Family::V4, Family::V6].into_iter().enumerate() {
             match crate::nat_outgoing::render(&model.pools, family) {
                 Some(out) => {
-                    let rep = self.policy.apply(family, &out, true);
+                    let rep = self.policy.apply(family, &out, false);
                     r.policy_writes += rep.tables_written + rep.sets_written;
                     r.errors
                         .extend(rep.errors.into_iter().map(|e| format!("natOutgoing: {e}")));

@@ -119,7 +119,11 @@ pub struct PolicyReport {
 #[derive(Debug, Default)]
 pub struct PolicyApplier {
     applied: BTreeMap<(&'static str, &'static str), Rendered>,
+    last_read: BTreeMap<(&'static str, &'static str), std::time::Instant>,
 }
+
+/// The longest a table goes without being read back (drift repair within this).
+pub const READ_BACK_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn family_key(f: Family) -> &'static str {
     match f {
@@ -188,8 +192,26 @@ impl PolicyApplier {
             run("ipset", &["restore", "-exist"], Some(&script))?;
         }
         // 2. chains
-        let current = run(save, &["-t", table], None)?;
-        let (have, jumps) = read_back(&current, table);
+        // Read back on request, at least every READ_BACK_EVERY, and when nothing was
+        // applied yet; otherwise trust what was last written (a change then costs only
+        // what it touches, not a dump of the table).
+        let key = (family_key(family), table);
+        let read = check
+            || last.is_none()
+            || self
+                .last_read
+                .get(&key)
+                .is_none_or(|t| t.elapsed() >= READ_BACK_EVERY);
+        let (have, jumps) = if read {
+            let current = run(save, &["-t", table], None)?;
+            self.last_read.insert(key, std::time::Instant::now());
+            read_back(&current, table)
+        } else {
+            (
+                last.map(|l| l.chains.clone()).unwrap_or_default(),
+                Vec::new(),
+            )
+        };
         // Only the chains whose rules differ from the kernel's are written: a change
         // (or a drift) costs what it touches. A new chain is declared before any chain
         // that jumps to it is written, all in one atomic restore.
@@ -237,8 +259,8 @@ impl PolicyApplier {
             run(restore, &["--noflush"], Some(&t))?;
             r.chains_removed += stale.len();
         }
-        // 3. hooks first in their chains (or anywhere, appended)
-        for (chain, target) in &want.hooks {
+        // 3. hooks first in their chains (or anywhere, appended); checked on read-back
+        for (chain, target) in want.hooks.iter().filter(|_| read) {
             let rules = run(ipt, &["-t", table, "-S", chain], None)?;
             let jump = format!("-A {chain} -j {target}");
             if want.hooks_last {
@@ -252,15 +274,24 @@ impl PolicyApplier {
                 for j in jumps.iter().filter(|j| {
                     j.starts_with(&format!("{chain} ")) && j.ends_with(&format!("-j {target}"))
                 }) {
-                    let args: Vec<&str> =
-                        std::iter::once("-D").chain(j.split_whitespace()).collect();
+                    let args: Vec<&str> = ["-t", table, "-D"]
+                        .into_iter()
+                        .chain(j.split_whitespace())
+                        .collect();
                     let _ = run(ipt, &args, None);
                 }
-                run(ipt, &["-I", chain, "1", "-j", target], None)?;
+                run(ipt, &["-t", table, "-I", chain, "1", "-j", target], None)?;
             }
         }
-        // 4. sets no longer wanted
+        // 4. sets no longer wanted (on read-back, or when the set list changed)
         let wanted: BTreeSet<&str> = want.ipsets.iter().map(|s| s.name.as_str()).collect();
+        let had: BTreeSet<&str> = last
+            .map(|l| l.ipsets.iter().map(|s| s.name.as_str()).collect())
+            .unwrap_or_default();
+        if !read && had == wanted {
+            self.applied.insert(key, want.clone());
+            return Ok(());
+        }
         let names = run("ipset", &["list", "-n"], None)?;
         for n in names
             .lines()

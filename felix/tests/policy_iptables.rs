@@ -72,7 +72,10 @@ fn rendered_rules_apply_and_enforce() {
     assert!(pods[2].ns.ping("10.1.0.2"), "the foreign rule opened db");
     let (applier, r) = apply_in(&node, applier, &out);
     assert!(r.drift_repaired && r.errors.is_empty(), "{r:?}");
-    assert_eq!(r.chains_written, 1, "only the drifted chain is rewritten: {r:?}");
+    assert_eq!(
+        r.chains_written, 1,
+        "only the drifted chain is rewritten: {r:?}"
+    );
     assert!(!pods[2].ns.ping("10.1.0.2"), "closed again");
     // ... and a rule deleted by hand comes back (db's dispatch: its replies are dropped
     // as from an unknown interface meanwhile).
