@@ -14,7 +14,6 @@
 use brindle_felix::policy_apply::PolicyApplier;
 use brindle_felix::policy_render::{render, Family};
 use brindle_policies::resolve::resolve;
-use std::fmt::Write as _;
 use std::os::fd::AsRawFd;
 
 use std::process::Command;
@@ -29,35 +28,36 @@ fn arg(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn cluster(endpoints: usize, policies: usize, extra_label: Option<usize>) -> String {
-    let mut y = String::new();
+fn cluster(
+    endpoints: usize,
+    policies: usize,
+    extra_label: Option<usize>,
+) -> Vec<serde_json::Value> {
+    use serde_json::json;
+    let mut v = Vec::new();
     for i in 0..endpoints {
-        let ns = i % 50;
         let role = if extra_label == Some(i) {
             "changed"
         } else {
             ["web", "api", "db", "cache"][i % 4]
         };
-        let _ = write!(
-            y,
-            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: ns{ns}, labels: {{role: {role}, shard: s{}}}}}\nspec: {{nodeName: n1, containers: [{{name: c, ports: [{{name: http, containerPort: 8080}}]}}]}}\nstatus: {{phase: Running, podIP: 10.{}.{}.{}}}\n",
-            i % 20,
-            64 + i / 65536,
-            (i / 256) % 256,
-            i % 256
-        );
+        v.push(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("p{i}"), "namespace": format!("ns{}", i % 50),
+                         "labels": {"role": role, "shard": format!("s{}", i % 20)}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"phase": "Running", "podIP": format!("10.{}.{}.{}", 64 + i / 65536, (i / 256) % 256, i % 256)}}));
     }
     for j in 0..policies {
         let ns = j % 50;
-        let _ = write!(
-            y,
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: np{j}, namespace: ns{ns}}}\nspec:\n  podSelector: {{matchLabels: {{role: {}}}}}\n  ingress:\n    - from: [{{podSelector: {{matchLabels: {{role: web}}}}}}, {{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: ns{}}}}}}}]\n      ports: [{{port: {}}}, {{port: http}}]\n",
-            ["api", "db", "cache"][j % 3],
-            (ns + 1) % 50,
-            5000 + j
-        );
+        let target = ["api", "db", "cache"][j % 3];
+        v.push(json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": format!("np{j}"), "namespace": format!("ns{ns}")},
+            "spec": {"podSelector": {"matchLabels": {"role": target}},
+                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "web"}}},
+                                           {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": format!("ns{}", (ns + 1) % 50)}}}],
+                                  "ports": [{"port": 5000 + j}, {"port": "http"}]}]}}));
     }
-    y
+    v
 }
 
 struct Run {
@@ -66,9 +66,17 @@ struct Run {
     chains: usize,
 }
 
-fn program_for(yaml: &str, endpoints: usize) -> (brindle_felix::policy_render::Rendered, Duration) {
+fn program_for(
+    objects: &[serde_json::Value],
+    endpoints: usize,
+) -> (brindle_felix::policy_render::Rendered, Duration) {
     let t = Instant::now();
-    let cfg = brindle_model::parse("bench.yaml", yaml).expect("bench yaml parses");
+    let decoded: Vec<brindle_model::Object> = objects
+        .iter()
+        .filter_map(|o| brindle_model::decode_json("bench", o).expect("bench object decodes"))
+        .collect();
+    let cfg = brindle_model::ClusterConfig::from_objects("bench", decoded)
+        .expect("bench cluster is valid");
     let (program, _) = brindle_policies::program_of(&cfg);
     let world = brindle_policies::world_of(&cfg);
     let local: Vec<(String, std::net::IpAddr)> = world
@@ -82,8 +90,8 @@ fn program_for(yaml: &str, endpoints: usize) -> (brindle_felix::policy_render::R
     (out, t.elapsed())
 }
 
-fn apply(a: &mut PolicyApplier, yaml: &str, endpoints: usize) -> Run {
-    let (out, compile) = program_for(yaml, endpoints);
+fn apply(a: &mut PolicyApplier, objects: &[serde_json::Value], endpoints: usize) -> Run {
+    let (out, compile) = program_for(objects, endpoints);
     let t = Instant::now();
     let r = a.apply(Family::V4, &out, false);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
@@ -162,9 +170,10 @@ fn bench(endpoints: usize, policies: usize) {
         same.chains
     );
     // One pod added.
-    let added = format!(
-        "{base}---\napiVersion: v1\nkind: Pod\nmetadata: {{name: extra, namespace: ns0, labels: {{role: db}}}}\nspec: {{nodeName: n1}}\nstatus: {{phase: Running, podIP: 10.99.0.1}}\n"
-    );
+    let mut added = base.clone();
+    added.push(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "extra", "namespace": "ns0", "labels": {"role": "db"}},
+        "spec": {"nodeName": "n1"}, "status": {"phase": "Running", "podIP": "10.99.0.1"}}));
     let r = apply(&mut a, &added, endpoints + 1);
     println!(
         "one pod added: compile {:.1} ms + apply {:.1} ms, {} chains written",
@@ -173,7 +182,12 @@ fn bench(endpoints: usize, policies: usize) {
         r.chains
     );
     // One policy changed (a port).
-    let changed = base.replacen("ports: [{port: 5000}", "ports: [{port: 4999}", 1);
+    let mut changed = base.clone();
+    let np0 = changed
+        .iter_mut()
+        .find(|o| o["kind"] == "NetworkPolicy")
+        .unwrap();
+    np0["spec"]["ingress"][0]["ports"][0]["port"] = serde_json::json!(4999);
     let r = apply(&mut a, &changed, endpoints);
     println!(
         "one policy changed: compile {:.1} ms + apply {:.1} ms, {} chains written",
