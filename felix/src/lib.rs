@@ -18,11 +18,13 @@
 //! not) into iptables chains and ipsets in Felix's structure and [`policy_apply`] applies
 //! it in the reconcile loop (ipset swaps, one `iptables-restore` per table, the
 //! jumps from the kernel chains, drift repair by `brl:` rule hashes). [`nat_outgoing`]
-//! masquerades `natOutgoing` pools' traffic leaving the pools, applied the same way.
+//! masquerades `natOutgoing` pools' traffic leaving the pools, applied the same way, with
+//! the iptables backend (legacy or nf_tables) [`iptables_backend`] detects as Felix does.
 
 pub mod calc;
 pub mod dataplane;
 pub mod endpoint;
+pub mod iptables_backend;
 pub mod links;
 pub mod model;
 pub mod nat_outgoing;

@@ -19,11 +19,24 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+/// The iptables tools of the backend the host uses (detected once per process).
 fn tools(f: Family) -> (&'static str, &'static str, &'static str, &'static str) {
-    match f {
-        Family::V4 => ("iptables", "iptables-restore", "iptables-save", "inet"),
-        Family::V6 => ("ip6tables", "ip6tables-restore", "ip6tables-save", "inet6"),
-    }
+    static TOOLS: std::sync::OnceLock<[(String, String, String); 2]> = std::sync::OnceLock::new();
+    let t = TOOLS.get_or_init(|| {
+        let b = crate::iptables_backend::detect();
+        if let Some(b) = b {
+            tracing::info!(backend = ?b, "iptables backend");
+        }
+        [
+            crate::iptables_backend::tools(b, false),
+            crate::iptables_backend::tools(b, true),
+        ]
+    });
+    let (i, fam) = match f {
+        Family::V4 => (0, "inet"),
+        Family::V6 => (1, "inet6"),
+    };
+    (t[i].0.as_str(), t[i].1.as_str(), t[i].2.as_str(), fam)
 }
 
 fn prefix(f: Family) -> &'static str {
