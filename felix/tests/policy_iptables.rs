@@ -177,3 +177,42 @@ fn calico_node_leftovers_are_removed() {
     );
     assert!(!node.sh_ok("ipset list -n").contains("cali40"));
 }
+
+/// IPv6: the rendered chains and sets for an IPv6 endpoint are accepted by ip6tables and
+/// ipset (ICMPv6, nets, named ports), applied and removed.
+#[test]
+fn ipv6_rules_are_accepted() {
+    let node = Netns::new();
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\nspec: {nodeName: n, containers: [{name: c, ports: [{name: http, containerPort: 8080}]}]}\nstatus: {phase: Running, podIPs: [{ip: 10.1.0.1}, {ip: 'fd00::1'}]}\n---\n\
+        apiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop, labels: {app: db}}\nspec: {nodeName: n}\nstatus: {phase: Running, podIPs: [{ip: 10.1.0.2}, {ip: 'fd00::2'}]}\n---\n\
+        apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: v6}\nspec:\n  selector: app == 'web'\n  ingress:\n    - {action: Allow, protocol: ICMPv6, icmp: {type: 128}}\n    - {action: Allow, protocol: TCP, source: {nets: ['fd00::/64'], notNets: ['fd00::ff/128']}, destination: {ports: [http]}}\n    - {action: Deny, ipVersion: 6, source: {selector: app == 'db'}}\n";
+    let cfg = brindle_model::parse("p.yaml", yaml).unwrap();
+    let (program, _) = program_of(&cfg);
+    let world = world_of(&cfg);
+    let local = vec![
+        ("caliweb".to_string(), "10.1.0.1".parse().unwrap()),
+        ("calidb".to_string(), "10.1.0.2".parse().unwrap()),
+    ];
+    let out = render(&resolve(&program, &world, &local), Family::V6);
+    assert!(
+        out.filter
+            .contains("-p ipv6-icmp -m icmp6 --icmpv6-type 128"),
+        "{}",
+        out.filter
+    );
+    let out2 = out.clone();
+    let (applier, r) = in_ns(&node, move || async move {
+        let mut a = PolicyApplier::new();
+        let r = a.apply(Family::V6, &out2, true);
+        (a, r)
+    });
+    assert!(r.errors.is_empty(), "{r:?}\n{}", out.filter);
+    let rules = node.sh_ok("ip6tables-save -t filter");
+    assert!(rules.contains("brl-pi-gnp/v6"), "{rules}");
+    let sets = node.sh_ok("ipset list -n");
+    assert!(sets.contains("brl6-"), "{sets}");
+    let mut applier = applier;
+    let r = in_ns(&node, move || async move { applier.remove(Family::V6) });
+    assert!(r.errors.is_empty(), "{r:?}");
+    assert!(!node.sh_ok("ip6tables-save -t filter").contains("brl-"));
+}
