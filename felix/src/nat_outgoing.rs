@@ -52,6 +52,7 @@ pub fn render(pools: &[Pool], family: Family) -> Option<Rendered> {
                 vec![format!("-A brl-nat-outgoing {rule}")],
             ),
         ]),
+        origins: BTreeMap::new(),
         ipsets: vec![
             IpsetDef {
                 name: m,

@@ -117,6 +117,39 @@ pub fn read_back(save: &str, want_table: &str) -> (BTreeMap<String, Vec<String>>
     (chains, jumps)
 }
 
+/// The kernel's packet and byte counters of each policy rule (by origin, summed over
+/// the rule's iptables lines), from `iptables-save -c`.
+pub fn counters(family: Family, want: &Rendered) -> Result<BTreeMap<String, (u64, u64)>, String> {
+    let (_, _, save, _) = tools(family);
+    let text = run(save, &["-c", "-t", want.table], None)?;
+    let mut out: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for line in text.lines() {
+        // [packets:bytes] -A chain ... --comment "brl:<hash>" ...
+        let Some(rest) = line.strip_prefix('[') else {
+            continue;
+        };
+        let Some((pb, rule)) = rest.split_once("] ") else {
+            continue;
+        };
+        let Some((p, b)) = pb.split_once(':') else {
+            continue;
+        };
+        let Some(h) = rule.split("brl:").nth(1).map(|x| {
+            x.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .collect::<String>()
+        }) else {
+            continue;
+        };
+        if let Some(origin) = want.origins.get(&h) {
+            let e = out.entry(origin.clone()).or_default();
+            e.0 += p.parse::<u64>().unwrap_or(0);
+            e.1 += b.parse::<u64>().unwrap_or(0);
+        }
+    }
+    Ok(out)
+}
+
 /// What one apply did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyReport {

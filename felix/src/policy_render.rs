@@ -60,6 +60,9 @@ pub struct Rendered {
     pub chains: BTreeMap<String, Vec<String>>,
     /// Per chain, its `-A` lines (the applier rewrites only the chains that differ).
     pub rules: BTreeMap<String, Vec<String>>,
+    /// `brl:` hash of each policy rule's counted line → where the rule came from
+    /// (`<policy> <direction> rule <n>`), for per-rule packet counters.
+    pub origins: BTreeMap<String, String>,
     pub ipsets: Vec<IpsetDef>,
     /// The jumps the applier keeps in the kernel chains: first, or (`hooks_last`)
     /// anywhere, appended when missing (nat POSTROUTING goes after kube-proxy's).
@@ -283,7 +286,9 @@ fn comment(text: &str) -> String {
 }
 
 /// The iptables rules (without `-A chain`) of one resolved rule in a family.
-fn rule_lines(ctx: &mut Ctx, r: &RRule) -> Vec<String> {
+/// The iptables rules of one resolved rule, each with whether it is the rule's counted
+/// line (the first of its action's lines: what the packet counters report).
+fn rule_lines(ctx: &mut Ctx, r: &RRule) -> Vec<(String, bool)> {
     let family = ctx.family;
     if let Some(v) = r.ip_version {
         if (v == 4) != (family == Family::V4) {
@@ -374,14 +379,14 @@ fn rule_lines(ctx: &mut Ctx, r: &RRule) -> Vec<String> {
                     }
                 }
                 let head = m.join(" ");
-                for a in action_lines(r.action, &r.origin) {
+                for (k, a) in action_lines(r.action, &r.origin).into_iter().enumerate() {
                     let line = [comment(&r.origin), head.clone(), a]
                         .iter()
                         .filter(|x| !x.is_empty())
                         .cloned()
                         .collect::<Vec<_>>()
                         .join(" ");
-                    out.push(line);
+                    out.push((line, k == 0));
                 }
             }
         }
@@ -418,13 +423,20 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
     );
     let mut from = Vec::new();
     let mut to = Vec::new();
+    let mut counted: BTreeMap<(String, usize), String> = BTreeMap::new();
     for (key, p) in &ctx.resolved.policies.clone() {
         for (prefix, rules) in [("brl-pi-", &p.ingress), ("brl-po-", &p.egress)] {
+            let chain = chain_name(prefix, key);
             let mut lines = Vec::new();
             for r in rules {
-                lines.extend(rule_lines(&mut ctx, r));
+                for (l, count) in rule_lines(&mut ctx, r) {
+                    if count {
+                        counted.insert((chain.clone(), lines.len()), r.origin.clone());
+                    }
+                    lines.push(l);
+                }
             }
-            chains.insert(chain_name(prefix, key), lines);
+            chains.insert(chain, lines);
         }
     }
     for ep in &ctx.resolved.endpoints.clone() {
@@ -475,12 +487,16 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
     }
     let mut expected = BTreeMap::new();
     let mut rules = BTreeMap::new();
+    let mut origins = BTreeMap::new();
     for (name, lines) in &chains {
         let mut prev = name.clone();
         let mut hashes = Vec::new();
         let mut full = Vec::new();
-        for l in lines {
+        for (i, l) in lines.iter().enumerate() {
             let h = fnv(&format!("{prev}\n{l}"))[..16].to_string();
+            if let Some(o) = counted.get(&(name.clone(), i)) {
+                origins.insert(h.clone(), o.clone());
+            }
             let line = format!("-A {name} -m comment --comment \"brl:{h}\" {l}");
             let _ = writeln!(filter, "{line}");
             full.push(line);
@@ -528,6 +544,7 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
         set_prefixes: vec!["s:", "n:", "x:"],
         filter,
         rules,
+        origins,
         chains: expected,
         ipsets,
         hooks: vec![
