@@ -140,12 +140,15 @@ impl Ctx<'_> {
         )
     }
 
+    /// `as_set`: always an ipset match, even for one net (iptables takes one `-s`/`-d`
+    /// per rule, so a side's second nets match cannot be a flag too).
     fn nets_match(
         &mut self,
         nets: &[IpNetwork],
         flag: &str,
         dir: &str,
         negate: bool,
+        as_set: bool,
     ) -> Option<String> {
         let nets: Vec<IpNetwork> = nets
             .iter()
@@ -154,7 +157,7 @@ impl Ctx<'_> {
             .collect();
         match nets.len() {
             0 => None,
-            1 => Some(format!(
+            1 if !as_set => Some(format!(
                 "{}{flag} {}",
                 if negate { "! " } else { "" },
                 nets[0]
@@ -172,10 +175,13 @@ impl Ctx<'_> {
     fn side_common(&mut self, s: &RSide, src: bool) -> Option<Vec<String>> {
         let (flag, dir) = if src { ("-s", "src") } else { ("-d", "dst") };
         let mut out = Vec::new();
+        let mut flag_used = false;
         if !s.nets.is_empty() {
-            out.push(self.nets_match(&s.nets, flag, dir, false)?);
+            let m = self.nets_match(&s.nets, flag, dir, false, false)?;
+            flag_used = m.starts_with(flag) || m.starts_with(&format!("! {flag}"));
+            out.push(m);
         }
-        if let Some(m) = self.nets_match(&s.not_nets, flag, dir, true) {
+        if let Some(m) = self.nets_match(&s.not_nets, flag, dir, true, flag_used) {
             out.push(m);
         }
         for n in &s.not_sets {
@@ -635,6 +641,40 @@ mod tests {
         // No IPv6 endpoint address: the v6 set is empty but the structure is the same.
         let v6 = render(&r, Family::V6);
         assert!(v6.ipsets.iter().all(|s| s.members.is_empty()));
+    }
+
+    #[test]
+    fn one_net_and_one_not_net_give_one_address_flag() {
+        // `-s A ! -s B` is refused by iptables (one -s per rule): the whole restore failed.
+        let p = program(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: nets}\nspec:\n  selector: all()\n  ingress:\n\
+             \x20   - {action: Allow, source: {nets: [10.1.0.0/26], notNets: [10.1.0.3/32]}, destination: {nets: [10.1.0.0/16], notNets: [10.1.0.9/32]}}\n",
+        );
+        let w = world();
+        let r = resolve(&p, &w, &[("calibbb".into(), "10.1.0.2".parse().unwrap())]);
+        let out = render(&r, Family::V4);
+        let f = plain(&out.filter);
+        let name = chain_name("brl-pi-", "gnp/nets");
+        let pi: Vec<&str> = f
+            .lines()
+            .filter(|l| l.starts_with(&format!("-A {name} ")))
+            .collect();
+        assert!(!pi.is_empty(), "{f}");
+        for l in &pi {
+            assert!(l.matches(" -s ").count() <= 1, "{l}");
+            assert!(l.matches(" -d ").count() <= 1, "{l}");
+        }
+        assert!(
+            pi[0].contains("-s 10.1.0.0/26 -m set ! --match-set brl4-x:")
+                && pi[0].contains(" src")
+                && pi[0].contains("-d 10.1.0.0/16 -m set ! --match-set brl4-x:"),
+            "{}",
+            pi[0]
+        );
+        assert!(out
+            .ipsets
+            .iter()
+            .any(|s| s.members == vec!["10.1.0.3/32".to_string()]));
     }
 
     #[test]
