@@ -1315,6 +1315,29 @@ fn policy_sets(pods: &[PodInfo]) -> Vec<(&'static str, Vec<Pol>)> {
         vec![Pol::C(ns_gnp)],
     ));
 
+    // Labels change under unchanged policies (the test writes the relabelled Namespace
+    // and Pod documents for titles starting with "relabelled:").
+    let mut red_data = cnp(None, "red-to-data", Some(10.0), CSel::Eq("tier", "data"));
+    red_data.types = vec![In];
+    red_data.ingress = vec![csel_src(Act::Allow, None, Some(CSel::Eq("team", "red")))];
+    let mut back_only = knp("back-only", "b", ls(&[("app", "db")]), &[In]);
+    back_only.ingress = Some(vec![KRule {
+        peers: Some(vec![kpod(
+            Some(ls(&[("tier", "back")])),
+            Some(Ls::default()),
+        )]),
+        ports: None,
+    }]);
+    let relabel = vec![Pol::C(red_data), Pol::K(back_only)];
+    sets.push((
+        "namespace- and pod-label policies (red namespaces to data pods, back pods to b's db)",
+        relabel.clone(),
+    ));
+    sets.push((
+        "relabelled: namespace c blue, pod b1 a back pod (same policies)",
+        relabel.clone(),
+    ));
+    sets.push(("labels restored (same policies)", relabel));
     sets.push(("no policy at all again", vec![]));
     sets
 }
@@ -1520,18 +1543,18 @@ fn policy_truth_table() {
     });
     eprintln!("lab ready after {:?}", started.elapsed());
 
-    let oracle = Oracle {
-        nss: &nss,
-        pods: &infos,
+    // The relabelled world of the "relabelled:" sets: namespace c turns blue, b1 turns
+    // from a front into a back pod (labels only: the same pods and addresses).
+    let (nss_re, infos_re) = {
+        let mut n = ns_infos();
+        n[2].labels.insert("team".into(), "blue".into());
+        let mut p = infos.clone();
+        p[3].labels.insert("tier".into(), "back".into());
+        (n, p)
     };
+    let base_re = format!("{}\n{}", yaml.trim_end(), pod_docs(&nss_re, &infos_re));
     let sets = policy_sets(&infos);
     assert!(sets.len() >= 30, "{} sets", sets.len());
-    let cell = |k: &Key| Cell {
-        src: &oracle.pods[k.0],
-        dst: &oracle.pods[k.1],
-        port: k.2,
-        proto: k.3,
-    };
     let mut prev: Vec<bool> = vec![true; cells.len()];
     let mut report: Vec<String> = Vec::new();
     let (mut total_cells, mut first_pass_mismatches) = (0usize, 0usize);
@@ -1539,7 +1562,29 @@ fn policy_truth_table() {
     let mut failures: Vec<String> = Vec::new();
     for (i, (title, pols)) in sets.iter().enumerate() {
         let t_set = Instant::now();
-        let mut text = base.clone();
+        let relabelled = title.starts_with("relabelled:");
+        let oracle = if relabelled {
+            Oracle {
+                nss: &nss_re,
+                pods: &infos_re,
+            }
+        } else {
+            Oracle {
+                nss: &nss,
+                pods: &infos,
+            }
+        };
+        let cell = |k: &Key| Cell {
+            src: &oracle.pods[k.0],
+            dst: &oracle.pods[k.1],
+            port: k.2,
+            proto: k.3,
+        };
+        let mut text = if relabelled {
+            base_re.clone()
+        } else {
+            base.clone()
+        };
         for p in pols {
             text.push_str(&format!("---\n{}\n", pol_json(p)));
         }
