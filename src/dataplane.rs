@@ -158,6 +158,10 @@ pub fn record_report(
     m.errors.fetch_add(r.errors.len() as u64, Relaxed);
     m.last_apply_micros
         .store(r.duration.as_micros() as u64, Relaxed);
+    if let Some(c) = &r.policy_counters {
+        *m.policy_counters.lock().unwrap_or_else(|e| e.into_inner()) =
+            c.iter().map(|(o, p, b)| (o.clone(), (*p, *b))).collect();
+    }
     let s = crate::status::DataplaneStatus {
         routes_programmed: r.routes_programmed as u64,
         local_endpoints: r.local_endpoints as u64,

@@ -47,6 +47,22 @@ pub struct DataplaneMetrics {
     pub last_apply_micros: AtomicU64,
     /// The dataplane thread stopped with an error (liveness fails).
     pub stopped: std::sync::atomic::AtomicBool,
+    /// Per policy rule (`<policy> <direction> rule <n>`): the kernel's packets and bytes.
+    pub policy_counters: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+}
+
+/// `<policy> <direction> rule <n>` → the metric labels.
+fn policy_labels(origin: &str) -> Vec<(String, String)> {
+    for dir in ["ingress", "egress"] {
+        if let Some((policy, rule)) = origin.split_once(&format!(" {dir} rule ")) {
+            return vec![
+                ("policy".into(), policy.to_string()),
+                ("direction".into(), dir.to_string()),
+                ("rule".into(), rule.to_string()),
+            ];
+        }
+    }
+    vec![("policy".into(), origin.to_string())]
 }
 
 /// What the endpoints read. The server starts before the datastore is in sync, so the
@@ -197,6 +213,28 @@ pub fn render(status: &SpeakerStatus, dp: &DataplaneMetrics) -> String {
         c(&dp.resyncs),
     );
     reg.register("brindle_felix_errors", "Dataplane errors", c(&dp.errors));
+    let packets = Family::<Vec<(String, String)>, Counter>::default();
+    let bytes = Family::<Vec<(String, String)>, Counter>::default();
+    for (origin, (p, b)) in dp
+        .policy_counters
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+    {
+        let l = policy_labels(origin);
+        packets.get_or_create(&l).inc_by(*p);
+        bytes.get_or_create(&l).inc_by(*b);
+    }
+    reg.register(
+        "brindle_policy_packets",
+        "Packets matched by each network policy rule (the kernel's counters, read every 10 s)",
+        packets,
+    );
+    reg.register(
+        "brindle_policy_bytes",
+        "Bytes matched by each network policy rule",
+        bytes,
+    );
     let secs = Gauge::<f64, AtomicU64>::default();
     secs.set(dp.last_apply_micros.load(Ordering::Relaxed) as f64 / 1e6);
     reg.register(
@@ -491,6 +529,22 @@ pub async fn serve_on(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn policy_rule_counters_as_metrics() {
+        let dp = DataplaneMetrics::default();
+        dp.policy_counters.lock().unwrap().insert(
+            "KubernetesNetworkPolicy shop/db ingress rule 0".into(),
+            (7, 420),
+        );
+        let text = render(&SpeakerStatus::default(), &dp);
+        assert!(
+            text.contains("brindle_policy_packets_total{policy=\"KubernetesNetworkPolicy shop/db\",direction=\"ingress\",rule=\"0\"} 7"),
+            "{text}"
+        );
+        assert!(text.contains("brindle_policy_bytes_total{"), "{text}");
+    }
+
     use super::*;
     use brindle_bgp::status::{PeerStatus, PeerType};
 

@@ -87,6 +87,9 @@ pub struct ApplyReport {
     pub sysctls_written: usize,
     /// ipsets and iptables tables written for policy.
     pub policy_writes: usize,
+    /// The kernel's per-rule policy counters, `(origin, packets, bytes)`, when they were
+    /// read in this apply (at most every 10 s; `Some([])` once policy is gone).
+    pub policy_counters: Option<Vec<(String, u64, u64)>>,
     /// Items waiting for an interface that does not exist (or is not up) yet.
     pub pending: usize,
     pub local_endpoints: usize,
@@ -138,6 +141,8 @@ pub struct Dataplane {
     nat_on: [bool; 2],
     /// A replaced calico-node's chains and sets were looked for.
     calico_leftovers_checked: bool,
+    /// When the policy counters were last read.
+    counters_read: Option<Instant>,
 }
 
 impl Dataplane {
@@ -153,6 +158,7 @@ impl Dataplane {
             policy_on: false,
             nat_on: [false; 2],
             calico_leftovers_checked: false,
+            counters_read: None,
         })
     }
 
@@ -183,9 +189,19 @@ impl Dataplane {
         use crate::policy_render::{render, Family};
         match &model.policy {
             Some(resolved) => {
+                let read_counters = self
+                    .counters_read
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+                let mut counters = Vec::new();
                 for family in [Family::V4, Family::V6] {
                     let out = render(resolved, family);
                     let rep = self.policy.apply(family, &out, false);
+                    if read_counters && rep.errors.is_empty() {
+                        match crate::policy_apply::counters(family, &out) {
+                            Ok(c) => counters.extend(c.into_iter().map(|(o, (p, b))| (o, p, b))),
+                            Err(e) => r.errors.push(format!("policy counters: {e}")),
+                        }
+                    }
                     r.policy_writes += rep.tables_written + rep.sets_written;
                     if rep.drift_repaired {
                         warn!(
@@ -205,6 +221,7 @@ impl Dataplane {
                         .extend(rep.errors.into_iter().map(|e| format!("policy: {e}")));
                 }
                 self.policy_on = false;
+                r.policy_counters = Some(Vec::new());
                 info!("no network policy any more: policy chains removed");
             }
             None => {}

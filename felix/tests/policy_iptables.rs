@@ -58,6 +58,14 @@ fn rendered_rules_apply_and_enforce() {
     assert!(r.errors.is_empty(), "{r:?}");
     assert_eq!(r.tables_written, 1);
     assert!(pods[0].ns.ping("10.1.0.2"), "web may ping db");
+    // The allow rule counted that ping (the kernel's counters, by rule origin).
+    let out_c = out.clone();
+    let c = in_ns(&node, move || async move {
+        brindle_felix::policy_apply::counters(Family::V4, &out_c)
+    })
+    .unwrap();
+    let (packets, _) = c["GlobalNetworkPolicy db-ping ingress rule 0"];
+    assert!(packets >= 1, "{c:?}");
     assert!(!pods[2].ns.ping("10.1.0.2"), "other may not");
     assert!(pods[2].ns.ping("10.1.0.1"), "web is not isolated");
     assert!(
