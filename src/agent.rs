@@ -499,6 +499,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         kernel_reject: plan.services.kernel_reject.clone(),
         routes_incomplete: true,
         policy: crate::dataplane::policy_source(&cfg),
+        policy_cache: Default::default(),
     };
     // the first snapshot is not kept: the cache holds the objects (memory, measured in
     // BENCHMARKS.md)

@@ -282,10 +282,25 @@ pub fn policy_source(cfg: &ClusterConfig) -> Option<std::sync::Arc<PolicySource>
     }))
 }
 
+/// See [`ModelAssembler::policy_cache`]. Holding the source's `Arc` keeps its identity
+/// (compared with `Arc::ptr_eq`) from being reused by a newer source.
+#[derive(Default)]
+pub struct PolicyCache(std::cell::RefCell<Option<CachedResolution>>);
+
+/// A policy source, the local endpoints it was resolved for, and the result.
+type CachedResolution = (
+    std::sync::Arc<PolicySource>,
+    Vec<(String, IpAddr)>,
+    brindle_policies::resolve::Resolved,
+);
+
 pub struct ModelAssembler {
     pub base: Model,
     /// The policy to resolve for the local endpoints (None: no policy).
     pub policy: Option<std::sync::Arc<PolicySource>>,
+    /// The last resolution (by policy source and local endpoints): a learned-route change
+    /// must not re-resolve policy, which costs ~1 s at 5,000 endpoints.
+    pub policy_cache: PolicyCache,
     pub endpoints: Vec<LocalEndpoint>,
     pub learned: BTreeMap<IpNetwork, Vec<IpAddr>>,
     /// Learned routes inside these service ranges are not programmed (BIRD's
@@ -317,7 +332,15 @@ impl ModelAssembler {
                     Some((e.iface.clone(), ip.ip()))
                 })
                 .collect();
-            brindle_policies::resolve::resolve(&p.program, &p.world, &local)
+            let mut cache = self.policy_cache.0.borrow_mut();
+            if let Some((k, l, r)) = cache.as_ref() {
+                if std::sync::Arc::ptr_eq(k, p) && *l == local {
+                    return r.clone();
+                }
+            }
+            let r = brindle_policies::resolve::resolve(&p.program, &p.world, &local);
+            *cache = Some((p.clone(), local, r.clone()));
+            r
         });
         m.learned = self
             .learned
@@ -389,6 +412,7 @@ spec: {node: b, cidr: 10.65.0.64/26}
             kernel_reject: vec![n("10.96.0.0/12"), n("fd00:96::/108")],
             routes_incomplete: false,
             policy: None,
+            policy_cache: Default::default(),
         };
         for p in [
             "10.96.0.0/12",
@@ -434,6 +458,7 @@ spec: {node: b, cidr: 10.65.0.64/26}
             kernel_reject: Vec::new(),
             routes_incomplete: false,
             policy: None,
+            policy_cache: Default::default(),
         };
         let m = asm.model();
         assert_eq!(m.endpoints.len(), 2);

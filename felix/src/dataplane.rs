@@ -143,6 +143,12 @@ pub struct Dataplane {
     calico_leftovers_checked: bool,
     /// When the policy counters were last read.
     counters_read: Option<Instant>,
+    /// The last rendering, reused while the resolved policy is the same (a route change
+    /// must not re-render 100k rules).
+    rendered: Option<(
+        brindle_policies::resolve::Resolved,
+        [crate::policy_render::Rendered; 2],
+    )>,
 }
 
 impl Dataplane {
@@ -159,6 +165,7 @@ impl Dataplane {
             nat_on: [false; 2],
             calico_leftovers_checked: false,
             counters_read: None,
+            rendered: None,
         })
     }
 
@@ -193,11 +200,17 @@ impl Dataplane {
                     .counters_read
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
                 let mut counters = Vec::new();
-                for family in [Family::V4, Family::V6] {
-                    let out = render(resolved, family);
-                    let rep = self.policy.apply(family, &out, false);
+                if self.rendered.as_ref().is_none_or(|(r, _)| r != resolved) {
+                    self.rendered = Some((
+                        resolved.clone(),
+                        [render(resolved, Family::V4), render(resolved, Family::V6)],
+                    ));
+                }
+                let outs = &self.rendered.as_ref().expect("just set").1;
+                for (family, out) in [Family::V4, Family::V6].into_iter().zip(outs.iter()) {
+                    let rep = self.policy.apply(family, out, false);
                     if read_counters && rep.errors.is_empty() {
-                        match crate::policy_apply::counters(family, &out) {
+                        match crate::policy_apply::counters(family, out) {
                             Ok(c) => counters.extend(c.into_iter().map(|(o, (p, b))| (o, p, b))),
                             Err(e) => r.errors.push(format!("policy counters: {e}")),
                         }
@@ -221,6 +234,7 @@ impl Dataplane {
                         .extend(rep.errors.into_iter().map(|e| format!("policy: {e}")));
                 }
                 self.policy_on = false;
+                self.rendered = None;
                 r.policy_counters = Some(Vec::new());
                 info!("no network policy any more: policy chains removed");
             }

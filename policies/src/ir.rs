@@ -160,7 +160,7 @@ impl SetDef {
             } => {
                 let ns_ok = match namespace_selector {
                     None => &e.namespace == namespace,
-                    Some(sel) => sel.matches(&world.namespace_labels(&e.namespace)),
+                    Some(sel) => sel.matches(world.namespace_labels(&e.namespace)),
                 };
                 ns_ok && pod_selector.as_ref().is_none_or(|s| s.matches(&e.labels))
             }
@@ -196,9 +196,8 @@ impl SetDef {
                     && !except.iter().any(|x| x.contains(ip))
             }
             _ => world
-                .endpoints
-                .iter()
-                .any(|e| e.ips.contains(&ip) && self.selects(e, world)),
+                .endpoint_at(ip)
+                .is_some_and(|e| self.selects(e, world)),
         }
     }
 

@@ -37,7 +37,11 @@ pub struct World {
     pub endpoints: Vec<Endpoint>,
     /// Namespace name → labels (with [`NAMESPACE_NAME_LABEL`]).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Address → index in `endpoints` (kept by [`World::add_endpoint`]).
+    by_ip: std::collections::HashMap<IpAddr, usize>,
 }
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 /// A protocol name of a container port as a number (`TCP` when empty or unknown).
 pub fn protocol_number(name: &str) -> u8 {
@@ -90,12 +94,15 @@ impl World {
         if !self.namespaces.contains_key(&e.namespace) {
             self.add_namespace(&e.namespace.clone(), BTreeMap::new());
         }
+        for ip in &e.ips {
+            self.by_ip.entry(*ip).or_insert(self.endpoints.len());
+        }
         self.endpoints.push(e);
     }
 
     /// The labels of a namespace (empty if unknown).
-    pub fn namespace_labels(&self, ns: &str) -> BTreeMap<String, String> {
-        self.namespaces.get(ns).cloned().unwrap_or_default()
+    pub fn namespace_labels(&self, ns: &str) -> &BTreeMap<String, String> {
+        self.namespaces.get(ns).unwrap_or(&NO_LABELS)
     }
 
     /// The labels Calico selectors see on an endpoint (Felix's label inheritance): its
@@ -106,7 +113,7 @@ impl World {
     pub fn calico_labels(&self, e: &Endpoint) -> BTreeMap<String, String> {
         let mut l = BTreeMap::new();
         for (k, v) in self.namespace_labels(&e.namespace) {
-            l.insert(format!("pcns.{k}"), v);
+            l.insert(format!("pcns.{k}"), v.clone());
         }
         l.insert("pcns.projectcalico.org/name".into(), e.namespace.clone());
         if !e.service_account.is_empty() {
@@ -129,6 +136,10 @@ impl World {
 
     /// The endpoint holding `ip`.
     pub fn endpoint_at(&self, ip: IpAddr) -> Option<&Endpoint> {
-        self.endpoints.iter().find(|e| e.ips.contains(&ip))
+        match self.by_ip.get(&ip) {
+            Some(&i) => self.endpoints.get(i),
+            // Endpoints pushed to `endpoints` directly (not through add_endpoint).
+            None => self.endpoints.iter().find(|e| e.ips.contains(&ip)),
+        }
     }
 }
