@@ -9,9 +9,79 @@
 
 use super::Event;
 use brindle_model::{ClusterConfig, ConfigError, Kind, Object};
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-type Key = (Kind, Option<String>, String);
+/// An object held, ordered by (kind, namespace, name) read from the object itself: the
+/// cache keeps no second copy of the names (memory: 100,000 pods).
+#[derive(Debug)]
+struct Entry {
+    object: Box<Object>,
+    /// The generation of the event that applied it.
+    seen: u64,
+}
+
+/// What orders entries: (kind, namespace, name).
+trait Keyed {
+    fn key(&self) -> (Kind, Option<&str>, &str);
+}
+
+impl Keyed for Entry {
+    fn key(&self) -> (Kind, Option<&str>, &str) {
+        let r = &self.object.raw;
+        (r.kind, r.namespace.as_deref(), r.name.as_str())
+    }
+}
+
+/// A key to look an entry up by.
+struct Lookup<'a>(Kind, Option<&'a str>, &'a str);
+
+impl Keyed for Lookup<'_> {
+    fn key(&self) -> (Kind, Option<&str>, &str) {
+        (self.0, self.1, self.2)
+    }
+}
+
+impl<'a> Borrow<dyn Keyed + 'a> for Entry {
+    fn borrow(&self) -> &(dyn Keyed + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn Keyed + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for dyn Keyed + '_ {}
+impl PartialOrd for dyn Keyed + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for dyn Keyed + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
 
 /// What one event changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -25,7 +95,7 @@ pub struct Applied {
 /// The objects seen so far.
 #[derive(Debug, Default)]
 pub struct Cache {
-    objects: BTreeMap<Key, (Object, u64)>,
+    objects: BTreeSet<Entry>,
     /// Kinds that reached `InSync` at least once.
     synced: BTreeSet<Kind>,
     /// Kinds in a relist: the generation it started.
@@ -50,11 +120,11 @@ impl Cache {
                 Applied::default()
             }
             Event::Apply(o) => {
-                let key = (o.raw.kind, o.raw.namespace.clone(), o.raw.name.clone());
-                let changed = self.objects.get(&key).is_none_or(|(old, _)| {
-                    old.resource != o.resource || old.raw.json != o.raw.json
+                let key = Lookup(o.raw.kind, o.raw.namespace.as_deref(), &o.raw.name);
+                let changed = self.objects.get(&key as &dyn Keyed).is_none_or(|old| {
+                    old.object.resource != o.resource || old.object.raw.json != o.raw.json
                 });
-                self.objects.insert(key, (*o, g));
+                self.objects.replace(Entry { object: o, seen: g });
                 Applied {
                     changed,
                     first_sync: None,
@@ -65,7 +135,9 @@ impl Cache {
                 namespace,
                 name,
             } => Applied {
-                changed: self.objects.remove(&(kind, namespace, name)).is_some(),
+                changed: self
+                    .objects
+                    .remove(&Lookup(kind, namespace.as_deref(), &name) as &dyn Keyed),
                 first_sync: None,
             },
             Event::InSync(kind) => {
@@ -73,7 +145,7 @@ impl Cache {
                 if let Some(start) = self.relisting.remove(&kind) {
                     let before = self.objects.len();
                     self.objects
-                        .retain(|(k, _, _), (_, seen)| *k != kind || *seen > start);
+                        .retain(|e| e.object.raw.kind != kind || e.seen > start);
                     changed = self.objects.len() != before;
                 }
                 let first = self.synced.insert(kind);
@@ -114,9 +186,10 @@ impl Cache {
     pub fn snapshot(&self, label: &str) -> (ClusterConfig, Vec<(String, ConfigError)>) {
         // Calico objects first, in a stable order, so that of two conflicting objects
         // the same one is always left out.
-        let objects: Vec<Object> = self.objects.values().map(|(o, _)| o.clone()).collect();
+        let objects: Vec<&Object> = self.objects.iter().map(|e| &*e.object).collect();
         let mut rejected = Vec::new();
-        let cfg = ClusterConfig::from_objects_lenient(label, objects, &mut rejected);
+        // the cache holds one object per (kind, namespace, name): names are unique
+        let cfg = ClusterConfig::from_shared_lenient(label, objects, true, &mut rejected);
         (cfg, rejected)
     }
 
