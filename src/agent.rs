@@ -443,6 +443,8 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
+    // the initial list's pages and decoding buffers are freed: give them back
+    crate::health::give_back_memory();
     let (gc_tx, gc_rx) = tokio::sync::watch::channel::<GcView>(Some((
         cfg.pods.clone(),
         cfg.nodes.iter().map(|n| n.name.clone()).collect(),
