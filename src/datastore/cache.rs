@@ -8,18 +8,77 @@
 //! rest stays in force.
 
 use super::Event;
-use brindle_model::{ClusterConfig, ConfigError, Kind, Object};
+use brindle_model::kubernetes::Pod;
+use brindle_model::{ClusterConfig, ConfigError, Kind, Object, Resource};
 use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// An object held, ordered by (kind, namespace, name) read from the object itself: the
 /// cache keeps no second copy of the names (memory: 100,000 pods).
 #[derive(Debug)]
 struct Entry {
-    object: Box<Object>,
+    held: Held,
     /// The generation of the event that applied it.
     seen: u64,
+}
+
+#[derive(Debug)]
+enum Held {
+    Object(Box<Object>),
+    /// A pod from the API is kept as its model alone: its `Object` wrapper would only
+    /// repeat its namespace and name (three more strings) and has nothing else (no
+    /// warnings, no JSON).
+    Pod(Arc<Pod>),
+}
+
+impl Entry {
+    fn new(o: Box<Object>, seen: u64) -> Entry {
+        if let Resource::Pod(p) = &o.resource {
+            if o.warnings.is_empty()
+                && o.raw.json.is_null()
+                && o.raw.namespace.as_deref() == Some(&*p.namespace)
+                && o.raw.name == p.name
+            {
+                return Entry {
+                    held: Held::Pod(p.clone()),
+                    seen,
+                };
+            }
+        }
+        Entry {
+            held: Held::Object(o),
+            seen,
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match &self.held {
+            Held::Object(o) => o.raw.kind,
+            Held::Pod(_) => Kind::Pod,
+        }
+    }
+
+    /// Whether `o` is what this entry holds (its model and its JSON).
+    fn same_as(&self, o: &Object) -> bool {
+        match &self.held {
+            Held::Object(old) => old.resource == o.resource && old.raw.json == o.raw.json,
+            Held::Pod(old) => {
+                matches!(&o.resource, Resource::Pod(p) if p == old) && o.raw.json.is_null()
+            }
+        }
+    }
+
+    fn pod(&self) -> Option<&Arc<Pod>> {
+        match &self.held {
+            Held::Pod(p) => Some(p),
+            Held::Object(o) => match &o.resource {
+                Resource::Pod(p) => Some(p),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// What orders entries: (kind, namespace, name).
@@ -29,8 +88,10 @@ trait Keyed {
 
 impl Keyed for Entry {
     fn key(&self) -> (Kind, Option<&str>, &str) {
-        let r = &self.object.raw;
-        (r.kind, r.namespace.as_deref(), r.name.as_str())
+        match &self.held {
+            Held::Object(o) => (o.raw.kind, o.raw.namespace.as_deref(), o.raw.name.as_str()),
+            Held::Pod(p) => (Kind::Pod, Some(&*p.namespace), p.name.as_str()),
+        }
     }
 }
 
@@ -121,10 +182,11 @@ impl Cache {
             }
             Event::Apply(o) => {
                 let key = Lookup(o.raw.kind, o.raw.namespace.as_deref(), &o.raw.name);
-                let changed = self.objects.get(&key as &dyn Keyed).is_none_or(|old| {
-                    old.object.resource != o.resource || old.object.raw.json != o.raw.json
-                });
-                self.objects.replace(Entry { object: o, seen: g });
+                let changed = self
+                    .objects
+                    .get(&key as &dyn Keyed)
+                    .is_none_or(|old| !old.same_as(&o));
+                self.objects.replace(Entry::new(o, g));
                 Applied {
                     changed,
                     first_sync: None,
@@ -144,8 +206,7 @@ impl Cache {
                 let mut changed = false;
                 if let Some(start) = self.relisting.remove(&kind) {
                     let before = self.objects.len();
-                    self.objects
-                        .retain(|e| e.object.raw.kind != kind || e.seen > start);
+                    self.objects.retain(|e| e.kind() != kind || e.seen > start);
                     changed = self.objects.len() != before;
                 }
                 let first = self.synced.insert(kind);
@@ -186,10 +247,26 @@ impl Cache {
     pub fn snapshot(&self, label: &str) -> (ClusterConfig, Vec<(String, ConfigError)>) {
         // Calico objects first, in a stable order, so that of two conflicting objects
         // the same one is always left out.
-        let objects: Vec<&Object> = self.objects.iter().map(|e| &*e.object).collect();
+        let objects: Vec<&Object> = self
+            .objects
+            .iter()
+            .filter_map(|e| match &e.held {
+                Held::Object(o) => Some(&**o),
+                Held::Pod(_) => None,
+            })
+            .collect();
         let mut rejected = Vec::new();
         // the cache holds one object per (kind, namespace, name): names are unique
-        let cfg = ClusterConfig::from_shared_lenient(label, objects, true, &mut rejected);
+        let mut cfg = ClusterConfig::from_shared_lenient(label, objects, true, &mut rejected);
+        // Pods are never left out by the checks: every pod, in key order, however held
+        // (unless the whole snapshot failed).
+        if !rejected.iter().any(|(l, _)| l.is_empty()) {
+            cfg.pods = self
+                .objects
+                .iter()
+                .filter_map(|e| e.pod().cloned())
+                .collect();
+        }
         (cfg, rejected)
     }
 
@@ -277,6 +354,59 @@ spec: {cidr: 10.66.0.0/16}
             "{}",
             rejected[0].1
         );
+    }
+
+    fn api_pod(ns: &str, name: &str, ip: &str) -> Box<Object> {
+        let json = format!(
+            r#"{{"metadata":{{"name":"{name}","namespace":"{ns}","labels":{{"app":"web"}}}},
+               "spec":{{"nodeName":"n1"}},"status":{{"phase":"Running","podIP":"{ip}"}}}}"#
+        );
+        let (o, _) = brindle_model::decode::kubernetes::from_api_json(Kind::Pod, &json).unwrap();
+        Box::new(o)
+    }
+
+    #[test]
+    fn pods_held_bare_keep_key_order_changes_and_deletes() {
+        let mut c = Cache::new();
+        // "a-b" sorts after "a" as a namespace (tuple order), before it as "a-b/..." text
+        for (ns, name) in [("a-b", "x"), ("a", "z"), ("a", "y")] {
+            assert!(
+                c.apply(Event::Apply(api_pod(ns, name, "10.65.0.1")))
+                    .changed
+            );
+        }
+        assert!(matches!(c.objects.first().unwrap().held, Held::Pod(_)));
+        let names = |c: &Cache| -> Vec<String> {
+            c.snapshot("t")
+                .0
+                .pods
+                .iter()
+                .map(|p| format!("{}/{}", p.namespace, p.name))
+                .collect()
+        };
+        assert_eq!(names(&c), ["a/y", "a/z", "a-b/x"]);
+        assert!(
+            !c.apply(Event::Apply(api_pod("a", "y", "10.65.0.1")))
+                .changed
+        );
+        assert!(
+            c.apply(Event::Apply(api_pod("a", "y", "10.65.0.2")))
+                .changed
+        );
+        assert_eq!(c.len(), 3);
+        let delete = |ns: &str, name: &str| Event::Delete {
+            kind: Kind::Pod,
+            namespace: Some(ns.into()),
+            name: name.into(),
+        };
+        assert!(c.apply(delete("a", "z")).changed);
+        assert!(!c.apply(delete("a", "z")).changed);
+        assert_eq!(names(&c), ["a/y", "a-b/x"]);
+        // a relist that no longer has a-b/x
+        c.apply(Event::Restart(Kind::Pod));
+        c.apply(Event::Apply(api_pod("a", "y", "10.65.0.2")));
+        assert!(c.apply(Event::InSync(Kind::Pod)).changed);
+        assert_eq!(names(&c), ["a/y"]);
     }
 
     #[test]

@@ -173,6 +173,8 @@ fn ips(list: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<IpAddr> {
         .filter_map(|s| s.as_ref().trim().parse().ok())
         .collect();
     v.dedup();
+    // collected from a filter: the capacity would be 4 (memory: one per pod and endpoint)
+    v.shrink_to_fit();
     v
 }
 
@@ -216,7 +218,7 @@ fn pod(m: &MetaParts, spec: PodSpecView, status: PodStatusView) -> Pod {
             pod_ips = ips(a.split(',').map(|s| s.split('/').next().unwrap_or("")));
         }
     }
-    let ports = spec
+    let mut ports: Vec<ContainerPort> = spec
         .containers
         .iter()
         .chain(&spec.init_containers)
@@ -229,6 +231,7 @@ fn pod(m: &MetaParts, spec: PodSpecView, status: PodStatusView) -> Pod {
             })
         })
         .collect();
+    ports.shrink_to_fit();
     Pod {
         namespace: intern::string(&m.namespace),
         name: m.name.to_string(),
