@@ -287,7 +287,13 @@ impl Cluster {
     }
 
     /// Takes one event; true when the objects changed.
-    fn handle(&mut self, e: Event) -> bool {
+    fn handle(&mut self, mut e: Event) -> bool {
+        if let Event::Apply(o) = &mut e {
+            // Objects as written are for `brindlectl get`, which reads the datastore
+            // itself; the agent plans from the decoded model alone (memory: ~2 KB per
+            // Calico object, a BlockAffinity per node).
+            o.raw.json = serde_json::Value::Null;
+        }
         match &e {
             Event::Invalid {
                 kind: None, error, ..

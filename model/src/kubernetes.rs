@@ -119,7 +119,8 @@ pub struct SliceEndpoint {
     pub addresses: Vec<IpAddr>,
     /// `conditions.ready`; Kubernetes: nil means ready.
     pub ready: bool,
-    pub node_name: Option<String>,
+    /// Shared with every endpoint on the same node ([`crate::intern`]).
+    pub node_name: Option<Arc<str>>,
 }
 
 /// An EndpointSlice of a Service.

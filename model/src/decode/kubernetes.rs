@@ -346,7 +346,7 @@ fn endpoint_slice(m: &MetaParts, v: SliceView) -> EndpointSlice {
             .map(|e| SliceEndpoint {
                 addresses: ips(e.addresses),
                 ready: e.conditions.ready.unwrap_or(true),
-                node_name: e.node_name,
+                node_name: e.node_name.as_deref().map(intern::string),
             })
             .collect(),
     }
