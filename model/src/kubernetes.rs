@@ -57,8 +57,6 @@ pub struct Pod {
     /// `metadata.deletionTimestamp` is set.
     pub terminating: bool,
     pub ports: Vec<ContainerPort>,
-    /// `cni.projectcalico.org/containerID`.
-    pub container_id: Option<String>,
 }
 
 impl Pod {

@@ -252,10 +252,6 @@ fn pod(m: &MetaParts, spec: PodSpecView, status: PodStatusView) -> Pod {
         phase: intern::string(status.phase.as_deref().unwrap_or("Pending")),
         terminating: m.terminating,
         ports,
-        container_id: m
-            .annotations
-            .get("cni.projectcalico.org/containerID")
-            .cloned(),
     }
 }
 
@@ -332,23 +328,27 @@ fn endpoint_slice(m: &MetaParts, v: SliceView) -> EndpointSlice {
         .iter()
         .flat_map(|e| &e.addresses)
         .find_map(|a| a.trim().parse::<IpAddr>().ok());
+    let address_type = v
+        .address_type
+        .filter(|t| !t.is_empty())
+        .or_else(|| first.map(|ip| ip_family(&ip).to_string()));
+    let mut endpoints = v
+        .endpoints
+        .into_iter()
+        .map(|e| SliceEndpoint {
+            addresses: ips(e.addresses),
+            ready: e.conditions.ready.unwrap_or(true),
+            node_name: e.node_name.as_deref().map(intern::string),
+        })
+        .collect::<Vec<_>>();
+    // collected in place: without this the list keeps the capacity serde grew it to
+    endpoints.shrink_to_fit();
     EndpointSlice {
         namespace: m.namespace.clone(),
         name: m.name.to_string(),
         service_name: m.labels.get(SERVICE_NAME_LABEL).cloned(),
-        address_type: v
-            .address_type
-            .filter(|t| !t.is_empty())
-            .or_else(|| first.map(|ip| ip_family(&ip).to_string())),
-        endpoints: v
-            .endpoints
-            .into_iter()
-            .map(|e| SliceEndpoint {
-                addresses: ips(e.addresses),
-                ready: e.conditions.ready.unwrap_or(true),
-                node_name: e.node_name.as_deref().map(intern::string),
-            })
-            .collect(),
+        address_type,
+        endpoints,
     }
 }
 
@@ -664,7 +664,6 @@ mod tests {
         };
         assert!(p.terminating);
         assert_eq!(p.ips, vec!["10.65.0.9".parse::<IpAddr>().unwrap()]);
-        assert_eq!(p.container_id.as_deref(), Some("abc"));
         assert_eq!(p.ports.len(), 3);
         assert_eq!(&*p.service_account, "shop-sa");
 
