@@ -69,7 +69,7 @@ struct Args {
 }
 
 fn main() {
-    brindle::health::limit_malloc_arenas();
+    brindle::health::tune_malloc();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
