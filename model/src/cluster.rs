@@ -30,7 +30,7 @@ pub struct ClusterConfig {
     /// The file label used in error messages.
     pub file: String,
     pub bgp_configurations: Vec<BgpConfiguration>,
-    pub nodes: Vec<NodeSpec>,
+    pub nodes: Vec<std::sync::Arc<NodeSpec>>,
     pub bgp_peers: Vec<BgpPeerSpec>,
     pub ip_pools: Vec<IpPoolSpec>,
     pub block_affinities: Vec<BlockAffinitySpec>,
@@ -248,7 +248,7 @@ impl ClusterConfig {
         let cfg = self;
         match resource {
             Resource::BgpConfiguration(r) => cfg.bgp_configurations.push(*r),
-            Resource::Node(r) => cfg.nodes.push(*r),
+            Resource::Node(r) => cfg.nodes.push(r),
             Resource::BgpPeer(r) => cfg.bgp_peers.push(*r),
             Resource::IpPool(r) => cfg.ip_pools.push(*r),
             Resource::BlockAffinity(r) => cfg.block_affinities.push(*r),
@@ -650,7 +650,7 @@ fn earlier_overlapping<T: Copy>(
 impl ClusterConfig {
     /// The Node named `name`.
     pub fn node(&self, name: &str) -> Option<&NodeSpec> {
-        self.nodes.iter().find(|n| n.name == name)
+        self.nodes.iter().find(|n| n.name == name).map(|n| &**n)
     }
 
     /// The `BGPConfiguration` named `name` (`default`, `node.<x>`).
@@ -686,6 +686,7 @@ impl ClusterConfig {
     ) -> impl Iterator<Item = &'a NodeSpec> + 'a {
         self.nodes
             .iter()
+            .map(|n| &**n)
             .filter(move |n| selector.matches(&n.labels))
     }
 

@@ -574,7 +574,7 @@ pub fn from_api_json(kind: Kind, json: &str) -> Result<(Object, Option<String>),
                 None,
                 name,
                 serde_json::Value::Null,
-                Resource::Node(Box::new(spec)),
+                Resource::Node(Arc::new(spec)),
             );
             o.warnings = errors
                 .into_iter()
