@@ -26,6 +26,7 @@ INTERPRET=/usr/lib/heaptrack/libexec/heaptrack_interpret
 WORK="$(mktemp -d /tmp/heap-profile.XXXXXX)"
 PIPE="$WORK/heaptrack.pipe"
 mkfifo "$PIPE"
+touch "$WORK/started"
 "$INTERPRET" < "$PIPE" | gzip -c > "$OUT" &
 INTERP=$!
 ./scripts/bench-datastore.sh --scales "$SCALE" --reps 1 --list-reps 1 --steady 10 --no-build \
@@ -34,13 +35,15 @@ INTERP=$!
 BENCH=$!
 LOG=""
 for _ in $(seq 1 1200); do
-    LOG="$(ls -t /tmp/bench-datastore.*/s"$SCALE"/agent-0/agent.log 2>/dev/null | head -1 || true)"
-    if [ -n "$LOG" ] && [ "$(stat -c %Y "$LOG")" -ge "$(stat -c %Y "$PIPE")" ] \
-        && grep -q "datastore in sync" "$LOG"; then
+    # this run's log: written after this script started (nanosecond mtimes)
+    LOG="$(find /tmp -maxdepth 4 -path "/tmp/bench-datastore.*/s$SCALE/agent-0/agent.log" \
+        -newer "$WORK/started" 2>/dev/null | head -1)"
+    if [ -n "$LOG" ] && grep -q "datastore in sync" "$LOG"; then
         break
     fi
     sleep 0.5
 done
+[ -n "$LOG" ] || { echo "no sync seen (see $WORK/bench.log)" >&2; exit 1; }
 sleep 3
 PID="$(pgrep -n -f -- "^$AGENT --datastore kubernetes" || true)"
 [ -n "$PID" ] || { echo "agent not found (see $WORK/bench.log)" >&2; exit 1; }
