@@ -15,7 +15,7 @@
 //! - `profile`: the agent's decode pipeline in this process, stage by stage, on the
 //!   same list pages (fetched from the stand-in): kube-rs JSON → `DynamicObject`,
 //!   `serde_json::to_value`, Brindle's `decode` (to_v3 + `decode_json`), `Cache::apply`,
-//!   `Cache::snapshot` (`ClusterConfig::from_objects_lenient`), `node_plan`,
+//!   `Cache::snapshot` (`ClusterConfig::from_shared_lenient`), `node_plan`,
 //!   `base_model` — time and heap bytes (a counting allocator) of each — plus prototypes
 //!   of alternatives (typed "slim" list decoding, objects without their raw JSON).
 //!
@@ -1389,7 +1389,7 @@ fn cmd_profile(c: Common) -> anyhow::Result<()> {
     println!("\n### After sync\n");
     println!("| step | time (s) | heap (MB) |");
     println!("|---|---:|---:|");
-    println!("| 3. `Cache::snapshot` (clone every Object, Kubernetes objects shared by `Arc`; `from_objects_lenient`), result kept | {:.3} | {:.1} kept (peak +{:.1}) |", t_snap.as_secs_f64(), smb(snap_bytes), mb(snap_peak));
+    println!("| 3. `Cache::snapshot` (objects borrowed from the cache, Kubernetes objects shared by `Arc`; `from_shared_lenient`), result kept | {:.3} | {:.1} kept (peak +{:.1}) |", t_snap.as_secs_f64(), smb(snap_bytes), mb(snap_peak));
     if !rejected.is_empty() {
         println!("\nrejected: {} (first: {:?})", rejected.len(), rejected[0]);
     }

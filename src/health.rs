@@ -314,6 +314,36 @@ pub fn give_back_memory() {
     }
 }
 
+/// Tunes glibc's malloc for a process that holds many small objects for long and
+/// passes large buffers (list pages of several MB) through once, each setting unless its
+/// `MALLOC_*` environment variable says otherwise:
+/// - one arena for all threads (`MALLOC_ARENA_MAX`): by default each thread that
+///   allocates gets an arena of its own (up to 8 per core), and what the tokio workers
+///   decode during the initial list of a large cluster is spread over several heaps,
+///   each with its own free space;
+/// - a fixed mmap threshold of 256 KiB (`MALLOC_MMAP_THRESHOLD_`): glibc raises its
+///   threshold to the size of each large block freed, after which list pages are carved
+///   from the heap between long-lived objects and their space stays there.
+///
+/// Measured in BENCHMARKS.md ("Kubernetes datastore"). Call before any thread is started.
+pub fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            // SAFETY: mallopt only sets an allocator parameter
+            unsafe {
+                libc::mallopt(libc::M_ARENA_MAX, 1);
+            }
+        }
+        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+            // SAFETY: as above
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+            }
+        }
+    }
+}
+
 /// Bounds on the HTTP endpoints' connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {

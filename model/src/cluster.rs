@@ -30,7 +30,7 @@ pub struct ClusterConfig {
     /// The file label used in error messages.
     pub file: String,
     pub bgp_configurations: Vec<BgpConfiguration>,
-    pub nodes: Vec<NodeSpec>,
+    pub nodes: Vec<std::sync::Arc<NodeSpec>>,
     pub bgp_peers: Vec<BgpPeerSpec>,
     pub ip_pools: Vec<IpPoolSpec>,
     pub block_affinities: Vec<BlockAffinitySpec>,
@@ -216,18 +216,18 @@ pub fn load_objects(path: &Path) -> Result<(Vec<Object>, Vec<String>), ConfigErr
     })?;
     let label = path.display().to_string();
     let (objects, mut warnings) = decode_all(&label, &text)?;
-    warnings.extend(validate(&label, &objects)?);
+    let refs: Vec<&Object> = objects.iter().collect();
+    warnings.extend(validate(&label, &refs, false)?);
     Ok((objects, warnings))
 }
 
 impl ClusterConfig {
     /// A checked snapshot from decoded objects: the first cross-object error fails it.
     pub fn from_objects(label: &str, objects: Vec<Object>) -> Result<ClusterConfig, ConfigError> {
-        let mut warnings: Vec<String> = objects
-            .iter()
-            .flat_map(|o| o.warnings.iter().cloned())
-            .collect();
-        warnings.extend(validate(label, &objects)?);
+        let refs: Vec<&Object> = objects.iter().collect();
+        let checks = validate(label, &refs, false)?;
+        let warnings = object_warnings(&refs, checks);
+        drop(refs);
         let mut cfg = ClusterConfig {
             file: label.to_string(),
             warnings,
@@ -239,27 +239,32 @@ impl ClusterConfig {
             if !d.raw.json.is_null() {
                 cfg.resources.push(d.raw);
             }
-            match d.resource {
-                Resource::BgpConfiguration(r) => cfg.bgp_configurations.push(*r),
-                Resource::Node(r) => cfg.nodes.push(*r),
-                Resource::BgpPeer(r) => cfg.bgp_peers.push(*r),
-                Resource::IpPool(r) => cfg.ip_pools.push(*r),
-                Resource::BlockAffinity(r) => cfg.block_affinities.push(*r),
-                Resource::IpamConfig(r) => {
-                    if r.name == "default" {
-                        cfg.ipam_config = Some(*r)
-                    }
-                }
-                Resource::NetworkPolicy(r) => cfg.network_policies.push(*r),
-                Resource::GlobalNetworkPolicy(r) => cfg.global_network_policies.push(*r),
-                Resource::Pod(r) => cfg.pods.push(r),
-                Resource::Namespace(r) => cfg.namespaces.push(r),
-                Resource::Service(r) => cfg.services.push(r),
-                Resource::EndpointSlice(r) => cfg.endpoint_slices.push(r),
-                Resource::KubernetesNetworkPolicy(r) => cfg.kubernetes_network_policies.push(*r),
-            }
+            cfg.push(d.resource);
         }
         Ok(cfg)
+    }
+
+    fn push(&mut self, resource: Resource) {
+        let cfg = self;
+        match resource {
+            Resource::BgpConfiguration(r) => cfg.bgp_configurations.push(*r),
+            Resource::Node(r) => cfg.nodes.push(r),
+            Resource::BgpPeer(r) => cfg.bgp_peers.push(*r),
+            Resource::IpPool(r) => cfg.ip_pools.push(*r),
+            Resource::BlockAffinity(r) => cfg.block_affinities.push(*r),
+            Resource::IpamConfig(r) => {
+                if r.name == "default" {
+                    cfg.ipam_config = Some(*r)
+                }
+            }
+            Resource::NetworkPolicy(r) => cfg.network_policies.push(*r),
+            Resource::GlobalNetworkPolicy(r) => cfg.global_network_policies.push(*r),
+            Resource::Pod(r) => cfg.pods.push(r),
+            Resource::Namespace(r) => cfg.namespaces.push(r),
+            Resource::Service(r) => cfg.services.push(r),
+            Resource::EndpointSlice(r) => cfg.endpoint_slices.push(r),
+            Resource::KubernetesNetworkPolicy(r) => cfg.kubernetes_network_policies.push(*r),
+        }
     }
 
     /// A snapshot from objects that come one by one from a datastore: an object that
@@ -268,12 +273,27 @@ impl ClusterConfig {
     /// order), and the rest is kept.
     pub fn from_objects_lenient(
         label: &str,
-        mut objects: Vec<Object>,
+        objects: Vec<Object>,
         rejected: &mut Vec<(String, ConfigError)>,
     ) -> ClusterConfig {
-        loop {
-            match validate(label, &objects) {
-                Ok(_) => break,
+        let refs: Vec<&Object> = objects.iter().collect();
+        ClusterConfig::from_shared_lenient(label, refs, false, rejected)
+    }
+
+    /// [`Self::from_objects_lenient`] from objects kept elsewhere (a datastore cache):
+    /// nothing is copied but what the snapshot holds (Kubernetes objects are shared by
+    /// `Arc`; the few Calico objects are cloned). `names_unique`: the caller guarantees
+    /// that no two objects have the same kind, namespace and name (a cache keyed by
+    /// them), so that check is skipped.
+    pub fn from_shared_lenient(
+        label: &str,
+        mut objects: Vec<&Object>,
+        names_unique: bool,
+        rejected: &mut Vec<(String, ConfigError)>,
+    ) -> ClusterConfig {
+        let checks = loop {
+            match validate(label, &objects, names_unique) {
+                Ok(w) => break w,
                 Err(e) => {
                     let culprit = e.resource().map(str::to_string);
                     let pos = culprit
@@ -282,24 +302,42 @@ impl ClusterConfig {
                     match pos {
                         Some(i) => {
                             let o = objects.remove(i);
-                            rejected.push((o.label, e));
+                            rejected.push((o.label.clone(), e));
                         }
                         None => {
                             rejected.push((String::new(), e));
-                            break;
+                            return ClusterConfig {
+                                file: label.to_string(),
+                                ..ClusterConfig::default()
+                            };
                         }
                     }
                 }
             }
-        }
-        ClusterConfig::from_objects(label, objects).unwrap_or_else(|e| {
-            rejected.push((String::new(), e));
-            ClusterConfig {
-                file: label.to_string(),
-                ..ClusterConfig::default()
+        };
+        let mut cfg = ClusterConfig {
+            file: label.to_string(),
+            warnings: object_warnings(&objects, checks),
+            ..ClusterConfig::default()
+        };
+        for d in objects {
+            if !d.raw.json.is_null() {
+                cfg.resources.push(d.raw.clone());
             }
-        })
+            cfg.push(d.resource.clone());
+        }
+        cfg
     }
+}
+
+/// Every object's own warnings, in order, then those of the cross-object checks.
+fn object_warnings(objects: &[&Object], checks: Vec<String>) -> Vec<String> {
+    let mut warnings: Vec<String> = objects
+        .iter()
+        .flat_map(|o| o.warnings.iter().cloned())
+        .collect();
+    warnings.extend(checks);
+    warnings
 }
 
 fn err_at(file: &str, d: &Decoded, field: &'static str, message: String) -> ConfigError {
@@ -313,12 +351,16 @@ fn err_at(file: &str, d: &Decoded, field: &'static str, message: String) -> Conf
 }
 
 /// Cross-resource checks. Returns warnings; errors for what is clearly wrong.
-fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError> {
+fn validate(
+    file: &str,
+    decoded: &[&Decoded],
+    names_unique: bool,
+) -> Result<Vec<String>, ConfigError> {
     let mut warnings = Vec::new();
 
     // Duplicate names per kind.
     let mut seen: HashMap<(Kind, Option<&str>, &str), &Decoded> = HashMap::new();
-    for d in decoded {
+    for &d in decoded.iter().filter(|_| !names_unique) {
         let key = (d.raw.kind, d.raw.namespace.as_deref(), d.raw.name.as_str());
         if let Some(first) = seen.insert(key, d) {
             return Err(err_at(
@@ -336,7 +378,7 @@ fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError>
     let nodes: Vec<(&Decoded, &NodeSpec)> = decoded
         .iter()
         .filter_map(|d| match &d.resource {
-            Resource::Node(n) => Some((d, &**n)),
+            Resource::Node(n) => Some((*d, &**n)),
             _ => None,
         })
         .collect();
@@ -455,7 +497,7 @@ fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError>
     let pools: Vec<(&Decoded, &IpPoolSpec)> = decoded
         .iter()
         .filter_map(|d| match &d.resource {
-            Resource::IpPool(p) => Some((d, &**p)),
+            Resource::IpPool(p) => Some((*d, &**p)),
             _ => None,
         })
         .collect();
@@ -479,7 +521,7 @@ fn validate(file: &str, decoded: &[Decoded]) -> Result<Vec<String>, ConfigError>
     let blocks: Vec<(&Decoded, &BlockAffinitySpec)> = decoded
         .iter()
         .filter_map(|d| match &d.resource {
-            Resource::BlockAffinity(b) => Some((d, &**b)),
+            Resource::BlockAffinity(b) => Some((*d, &**b)),
             _ => None,
         })
         .collect();
@@ -608,7 +650,7 @@ fn earlier_overlapping<T: Copy>(
 impl ClusterConfig {
     /// The Node named `name`.
     pub fn node(&self, name: &str) -> Option<&NodeSpec> {
-        self.nodes.iter().find(|n| n.name == name)
+        self.nodes.iter().find(|n| n.name == name).map(|n| &**n)
     }
 
     /// The `BGPConfiguration` named `name` (`default`, `node.<x>`).
@@ -644,6 +686,7 @@ impl ClusterConfig {
     ) -> impl Iterator<Item = &'a NodeSpec> + 'a {
         self.nodes
             .iter()
+            .map(|n| &**n)
             .filter(move |n| selector.matches(&n.labels))
     }
 

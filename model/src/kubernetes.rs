@@ -57,8 +57,6 @@ pub struct Pod {
     /// `metadata.deletionTimestamp` is set.
     pub terminating: bool,
     pub ports: Vec<ContainerPort>,
-    /// `cni.projectcalico.org/containerID`.
-    pub container_id: Option<String>,
 }
 
 impl Pod {
@@ -119,7 +117,8 @@ pub struct SliceEndpoint {
     pub addresses: Vec<IpAddr>,
     /// `conditions.ready`; Kubernetes: nil means ready.
     pub ready: bool,
-    pub node_name: Option<String>,
+    /// Shared with every endpoint on the same node ([`crate::intern`]).
+    pub node_name: Option<Arc<str>>,
 }
 
 /// An EndpointSlice of a Service.

@@ -69,6 +69,7 @@ struct Args {
 }
 
 fn main() {
+    brindle::health::tune_malloc();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

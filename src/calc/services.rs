@@ -292,7 +292,7 @@ fn basis(inp: &Inputs<'_>, svc: &Service, slices: &[&EndpointSlice]) -> Option<B
             found.push(EndpointRef {
                 slice: slice.name.clone(),
                 addresses: e.addresses.clone(),
-                node: e.node_name.clone(),
+                node: e.node_name.as_deref().map(str::to_string),
             });
         }
     }

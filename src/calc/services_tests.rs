@@ -62,7 +62,7 @@ fn slice(service: &str, name: &str, family: &str, eps: &[(&str, &str, bool)]) ->
             .map(|(a, n, r)| SliceEndpoint {
                 addresses: vec![ip(a)],
                 ready: *r,
-                node_name: Some(n.to_string()),
+                node_name: Some(n.to_string().into()),
             })
             .collect(),
     }

@@ -8,10 +8,141 @@
 //! rest stays in force.
 
 use super::Event;
-use brindle_model::{ClusterConfig, ConfigError, Kind, Object};
+use brindle_model::kubernetes::Pod;
+use brindle_model::{ClusterConfig, ConfigError, Kind, Object, Resource};
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-type Key = (Kind, Option<String>, String);
+/// An object held, ordered by (kind, namespace, name) read from the object itself: the
+/// cache keeps no second copy of the names (memory: 100,000 pods).
+#[derive(Debug)]
+struct Entry {
+    held: Held,
+    /// The generation of the event that applied it.
+    seen: u64,
+}
+
+#[derive(Debug)]
+enum Held {
+    Object(Box<Object>),
+    /// A pod from the API is kept as its model alone: its `Object` wrapper would only
+    /// repeat its namespace and name (three more strings) and has nothing else (no
+    /// warnings, no JSON).
+    Pod(Arc<Pod>),
+}
+
+impl Entry {
+    fn new(o: Box<Object>, seen: u64) -> Entry {
+        if let Resource::Pod(p) = &o.resource {
+            if o.warnings.is_empty()
+                && o.raw.json.is_null()
+                && o.raw.namespace.as_deref() == Some(&*p.namespace)
+                && o.raw.name == p.name
+            {
+                return Entry {
+                    held: Held::Pod(p.clone()),
+                    seen,
+                };
+            }
+        }
+        Entry {
+            held: Held::Object(o),
+            seen,
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match &self.held {
+            Held::Object(o) => o.raw.kind,
+            Held::Pod(_) => Kind::Pod,
+        }
+    }
+
+    /// Whether `o` is what this entry holds (its model and its JSON).
+    fn same_as(&self, o: &Object) -> bool {
+        match &self.held {
+            Held::Object(old) => old.resource == o.resource && old.raw.json == o.raw.json,
+            Held::Pod(old) => {
+                matches!(&o.resource, Resource::Pod(p) if p == old) && o.raw.json.is_null()
+            }
+        }
+    }
+
+    fn pod(&self) -> Option<&Arc<Pod>> {
+        match &self.held {
+            Held::Pod(p) => Some(p),
+            Held::Object(o) => match &o.resource {
+                Resource::Pod(p) => Some(p),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// What orders entries: (kind, namespace, name).
+trait Keyed {
+    fn key(&self) -> (Kind, Option<&str>, &str);
+}
+
+impl Keyed for Entry {
+    fn key(&self) -> (Kind, Option<&str>, &str) {
+        match &self.held {
+            Held::Object(o) => (o.raw.kind, o.raw.namespace.as_deref(), o.raw.name.as_str()),
+            Held::Pod(p) => (Kind::Pod, Some(&*p.namespace), p.name.as_str()),
+        }
+    }
+}
+
+/// A key to look an entry up by.
+struct Lookup<'a>(Kind, Option<&'a str>, &'a str);
+
+impl Keyed for Lookup<'_> {
+    fn key(&self) -> (Kind, Option<&str>, &str) {
+        (self.0, self.1, self.2)
+    }
+}
+
+impl<'a> Borrow<dyn Keyed + 'a> for Entry {
+    fn borrow(&self) -> &(dyn Keyed + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn Keyed + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for dyn Keyed + '_ {}
+impl PartialOrd for dyn Keyed + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for dyn Keyed + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key().cmp(&other.key())
+    }
+}
 
 /// What one event changed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -25,7 +156,7 @@ pub struct Applied {
 /// The objects seen so far.
 #[derive(Debug, Default)]
 pub struct Cache {
-    objects: BTreeMap<Key, (Object, u64)>,
+    objects: BTreeSet<Entry>,
     /// Kinds that reached `InSync` at least once.
     synced: BTreeSet<Kind>,
     /// Kinds in a relist: the generation it started.
@@ -50,11 +181,12 @@ impl Cache {
                 Applied::default()
             }
             Event::Apply(o) => {
-                let key = (o.raw.kind, o.raw.namespace.clone(), o.raw.name.clone());
-                let changed = self.objects.get(&key).is_none_or(|(old, _)| {
-                    old.resource != o.resource || old.raw.json != o.raw.json
-                });
-                self.objects.insert(key, (*o, g));
+                let key = Lookup(o.raw.kind, o.raw.namespace.as_deref(), &o.raw.name);
+                let changed = self
+                    .objects
+                    .get(&key as &dyn Keyed)
+                    .is_none_or(|old| !old.same_as(&o));
+                self.objects.replace(Entry::new(o, g));
                 Applied {
                     changed,
                     first_sync: None,
@@ -65,15 +197,16 @@ impl Cache {
                 namespace,
                 name,
             } => Applied {
-                changed: self.objects.remove(&(kind, namespace, name)).is_some(),
+                changed: self
+                    .objects
+                    .remove(&Lookup(kind, namespace.as_deref(), &name) as &dyn Keyed),
                 first_sync: None,
             },
             Event::InSync(kind) => {
                 let mut changed = false;
                 if let Some(start) = self.relisting.remove(&kind) {
                     let before = self.objects.len();
-                    self.objects
-                        .retain(|(k, _, _), (_, seen)| *k != kind || *seen > start);
+                    self.objects.retain(|e| e.kind() != kind || e.seen > start);
                     changed = self.objects.len() != before;
                 }
                 let first = self.synced.insert(kind);
@@ -114,9 +247,26 @@ impl Cache {
     pub fn snapshot(&self, label: &str) -> (ClusterConfig, Vec<(String, ConfigError)>) {
         // Calico objects first, in a stable order, so that of two conflicting objects
         // the same one is always left out.
-        let objects: Vec<Object> = self.objects.values().map(|(o, _)| o.clone()).collect();
+        let objects: Vec<&Object> = self
+            .objects
+            .iter()
+            .filter_map(|e| match &e.held {
+                Held::Object(o) => Some(&**o),
+                Held::Pod(_) => None,
+            })
+            .collect();
         let mut rejected = Vec::new();
-        let cfg = ClusterConfig::from_objects_lenient(label, objects, &mut rejected);
+        // the cache holds one object per (kind, namespace, name): names are unique
+        let mut cfg = ClusterConfig::from_shared_lenient(label, objects, true, &mut rejected);
+        // Pods are never left out by the checks: every pod, in key order, however held
+        // (unless the whole snapshot failed).
+        if !rejected.iter().any(|(l, _)| l.is_empty()) {
+            cfg.pods = self
+                .objects
+                .iter()
+                .filter_map(|e| e.pod().cloned())
+                .collect();
+        }
         (cfg, rejected)
     }
 
@@ -204,6 +354,59 @@ spec: {cidr: 10.66.0.0/16}
             "{}",
             rejected[0].1
         );
+    }
+
+    fn api_pod(ns: &str, name: &str, ip: &str) -> Box<Object> {
+        let json = format!(
+            r#"{{"metadata":{{"name":"{name}","namespace":"{ns}","labels":{{"app":"web"}}}},
+               "spec":{{"nodeName":"n1"}},"status":{{"phase":"Running","podIP":"{ip}"}}}}"#
+        );
+        let (o, _) = brindle_model::decode::kubernetes::from_api_json(Kind::Pod, &json).unwrap();
+        Box::new(o)
+    }
+
+    #[test]
+    fn pods_held_bare_keep_key_order_changes_and_deletes() {
+        let mut c = Cache::new();
+        // "a-b" sorts after "a" as a namespace (tuple order), before it as "a-b/..." text
+        for (ns, name) in [("a-b", "x"), ("a", "z"), ("a", "y")] {
+            assert!(
+                c.apply(Event::Apply(api_pod(ns, name, "10.65.0.1")))
+                    .changed
+            );
+        }
+        assert!(matches!(c.objects.first().unwrap().held, Held::Pod(_)));
+        let names = |c: &Cache| -> Vec<String> {
+            c.snapshot("t")
+                .0
+                .pods
+                .iter()
+                .map(|p| format!("{}/{}", p.namespace, p.name))
+                .collect()
+        };
+        assert_eq!(names(&c), ["a/y", "a/z", "a-b/x"]);
+        assert!(
+            !c.apply(Event::Apply(api_pod("a", "y", "10.65.0.1")))
+                .changed
+        );
+        assert!(
+            c.apply(Event::Apply(api_pod("a", "y", "10.65.0.2")))
+                .changed
+        );
+        assert_eq!(c.len(), 3);
+        let delete = |ns: &str, name: &str| Event::Delete {
+            kind: Kind::Pod,
+            namespace: Some(ns.into()),
+            name: name.into(),
+        };
+        assert!(c.apply(delete("a", "z")).changed);
+        assert!(!c.apply(delete("a", "z")).changed);
+        assert_eq!(names(&c), ["a/y", "a-b/x"]);
+        // a relist that no longer has a-b/x
+        c.apply(Event::Restart(Kind::Pod));
+        c.apply(Event::Apply(api_pod("a", "y", "10.65.0.2")));
+        assert!(c.apply(Event::InSync(Kind::Pod)).changed);
+        assert_eq!(names(&c), ["a/y"]);
     }
 
     #[test]

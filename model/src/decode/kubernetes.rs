@@ -173,6 +173,8 @@ fn ips(list: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<IpAddr> {
         .filter_map(|s| s.as_ref().trim().parse().ok())
         .collect();
     v.dedup();
+    // collected from a filter: the capacity would be 4 (memory: one per pod and endpoint)
+    v.shrink_to_fit();
     v
 }
 
@@ -216,7 +218,7 @@ fn pod(m: &MetaParts, spec: PodSpecView, status: PodStatusView) -> Pod {
             pod_ips = ips(a.split(',').map(|s| s.split('/').next().unwrap_or("")));
         }
     }
-    let ports = spec
+    let mut ports: Vec<ContainerPort> = spec
         .containers
         .iter()
         .chain(&spec.init_containers)
@@ -229,6 +231,7 @@ fn pod(m: &MetaParts, spec: PodSpecView, status: PodStatusView) -> Pod {
             })
         })
         .collect();
+    ports.shrink_to_fit();
     Pod {
         namespace: intern::string(&m.namespace),
         name: m.name.to_string(),
@@ -249,10 +252,6 @@ fn pod(m: &MetaParts, spec: PodSpecView, status: PodStatusView) -> Pod {
         phase: intern::string(status.phase.as_deref().unwrap_or("Pending")),
         terminating: m.terminating,
         ports,
-        container_id: m
-            .annotations
-            .get("cni.projectcalico.org/containerID")
-            .cloned(),
     }
 }
 
@@ -329,23 +328,27 @@ fn endpoint_slice(m: &MetaParts, v: SliceView) -> EndpointSlice {
         .iter()
         .flat_map(|e| &e.addresses)
         .find_map(|a| a.trim().parse::<IpAddr>().ok());
+    let address_type = v
+        .address_type
+        .filter(|t| !t.is_empty())
+        .or_else(|| first.map(|ip| ip_family(&ip).to_string()));
+    let mut endpoints = v
+        .endpoints
+        .into_iter()
+        .map(|e| SliceEndpoint {
+            addresses: ips(e.addresses),
+            ready: e.conditions.ready.unwrap_or(true),
+            node_name: e.node_name.as_deref().map(intern::string),
+        })
+        .collect::<Vec<_>>();
+    // collected in place: without this the list keeps the capacity serde grew it to
+    endpoints.shrink_to_fit();
     EndpointSlice {
         namespace: m.namespace.clone(),
         name: m.name.to_string(),
         service_name: m.labels.get(SERVICE_NAME_LABEL).cloned(),
-        address_type: v
-            .address_type
-            .filter(|t| !t.is_empty())
-            .or_else(|| first.map(|ip| ip_family(&ip).to_string())),
-        endpoints: v
-            .endpoints
-            .into_iter()
-            .map(|e| SliceEndpoint {
-                addresses: ips(e.addresses),
-                ready: e.conditions.ready.unwrap_or(true),
-                node_name: e.node_name,
-            })
-            .collect(),
+        address_type,
+        endpoints,
     }
 }
 
@@ -571,7 +574,7 @@ pub fn from_api_json(kind: Kind, json: &str) -> Result<(Object, Option<String>),
                 None,
                 name,
                 serde_json::Value::Null,
-                Resource::Node(Box::new(spec)),
+                Resource::Node(Arc::new(spec)),
             );
             o.warnings = errors
                 .into_iter()
@@ -661,7 +664,6 @@ mod tests {
         };
         assert!(p.terminating);
         assert_eq!(p.ips, vec!["10.65.0.9".parse::<IpAddr>().unwrap()]);
-        assert_eq!(p.container_id.as_deref(), Some("abc"));
         assert_eq!(p.ports.len(), 3);
         assert_eq!(&*p.service_account, "shop-sa");
 
