@@ -15,13 +15,12 @@
 
 mod common;
 
-use brindle_kube_standin::{Config, StandIn};
+use brindle_kube_standin::StandIn;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,23 +30,6 @@ const CRD: &str = "crd.projectcalico.org/v1";
 const NET: u8 = 71;
 const AS: u32 = 64512;
 const PODS_PER_NODE: usize = 30;
-
-fn start_api_in(ns: &Netns, ip: &str, port: u16) -> StandIn {
-    let path = PathBuf::from(format!("/run/netns/{}", ns.name));
-    let listen = SocketAddr::new(ip.parse::<IpAddr>().unwrap(), port);
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns on this helper thread only.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        StandIn::start(Config {
-            listen,
-            ..Config::default()
-        })
-        .unwrap()
-    })
-    .join()
-    .unwrap()
-}
 
 fn load(api: &StandIn, lan: &Lan) {
     let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes/crds");

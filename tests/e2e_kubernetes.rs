@@ -22,12 +22,10 @@
 
 mod common;
 
-use brindle_kube_standin::{Config, StandIn};
+use brindle_kube_standin::StandIn;
 use common::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -59,37 +57,6 @@ const CRD_API: &str = "crd.projectcalico.org/v1";
 // ---------------------------------------------------------------------------------------------
 // The API stand-in, in a namespace of its own
 // ---------------------------------------------------------------------------------------------
-
-/// Starts the stand-in listening on `ip:port` inside `ns`: a helper thread enters the
-/// namespace (setns affects only the calling thread) and starts it there, so the server's
-/// runtime threads, spawned from that thread, bind (and rebind after an outage) in `ns`.
-/// The test thread stays in its own namespace.
-fn start_api_in(ns: &Netns, ip: &str, port: u16) -> StandIn {
-    let path = PathBuf::from(format!("/run/netns/{}", ns.name));
-    let listen = SocketAddr::new(ip.parse::<IpAddr>().unwrap(), port);
-    std::thread::Builder::new()
-        .name("standin-setns".into())
-        .spawn(move || {
-            let f = std::fs::File::open(&path)
-                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-            let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(
-                r,
-                0,
-                "setns {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-            StandIn::start(Config {
-                listen,
-                ..Config::default()
-            })
-            .unwrap_or_else(|e| panic!("starting the API stand-in on {listen}: {e:#}"))
-        })
-        .unwrap()
-        .join()
-        .unwrap_or_else(|_| panic!("the API stand-in did not start"))
-}
 
 /// A `Dump` of the stand-in (for failing waits).
 struct ApiDump<'a>(&'a StandIn);

@@ -8,32 +8,12 @@
 
 mod common;
 
-use brindle_kube_standin::{Config, StandIn};
 use common::*;
 use serde_json::json;
-use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const CRD: &str = "crd.projectcalico.org/v1";
-
-fn start_api_in(ns: &Netns, ip: &str, port: u16) -> StandIn {
-    let path = PathBuf::from(format!("/run/netns/{}", ns.name));
-    let listen = SocketAddr::new(ip.parse::<IpAddr>().unwrap(), port);
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        // SAFETY: setns on this helper thread only.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        StandIn::start(Config {
-            listen,
-            ..Config::default()
-        })
-        .unwrap()
-    })
-    .join()
-    .unwrap()
-}
 
 #[test]
 fn md5_password_from_a_secret() {

@@ -25,11 +25,10 @@
 
 mod common;
 
-use brindle_kube_standin::{Config, StandIn};
 use common::*;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -758,25 +757,6 @@ fn office_reaches_a_local_service_on_its_endpoints_node_and_the_route_follows_th
 // ---------------------------------------------------------------------------------------------
 // Kubernetes mode
 // ---------------------------------------------------------------------------------------------
-
-/// Starts the API stand-in listening on `ip:port` inside `ns` (a helper thread enters
-/// the namespace; the server's runtime threads, spawned from it, stay there).
-fn start_api_in(ns: &Netns, ip: &str, port: u16) -> StandIn {
-    let path = PathBuf::from(format!("/run/netns/{}", ns.name));
-    let listen = SocketAddr::new(ip.parse::<IpAddr>().unwrap(), port);
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        StandIn::start(Config {
-            listen,
-            ..Config::default()
-        })
-        .unwrap_or_else(|e| panic!("starting the API stand-in on {listen}: {e:#}"))
-    })
-    .join()
-    .unwrap()
-}
 
 fn endpoint_slice(node: &str, ip: &str, ready: bool) -> Value {
     json!({

@@ -1759,3 +1759,38 @@ pub fn jstr<'a>(v: &'a Value, key: &str) -> &'a str {
 pub fn ju64(v: &Value, key: &str) -> Option<u64> {
     v.get(key).and_then(Value::as_u64)
 }
+
+// ---------------------------------------------------------------------------------------------
+// The API stand-in, in a namespace of its own
+// ---------------------------------------------------------------------------------------------
+
+/// Starts the stand-in listening on `ip:port` inside `ns`: a helper thread enters the
+/// namespace (setns affects only the calling thread) and starts it there, so the server's
+/// runtime threads, spawned from that thread, bind (and rebind after an outage) in `ns`.
+/// The test thread stays in its own namespace.
+pub fn start_api_in(ns: &Netns, ip: &str, port: u16) -> brindle_kube_standin::StandIn {
+    let path = std::path::PathBuf::from(format!("/run/netns/{}", ns.name));
+    let listen = std::net::SocketAddr::new(ip.parse::<std::net::IpAddr>().unwrap(), port);
+    std::thread::Builder::new()
+        .name("standin-setns".into())
+        .spawn(move || {
+            let f = std::fs::File::open(&path)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+            let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+            assert_eq!(
+                r,
+                0,
+                "setns {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+            brindle_kube_standin::StandIn::start(brindle_kube_standin::Config {
+                listen,
+                ..brindle_kube_standin::Config::default()
+            })
+            .unwrap_or_else(|e| panic!("starting the API stand-in on {listen}: {e:#}"))
+        })
+        .unwrap()
+        .join()
+        .unwrap_or_else(|_| panic!("the API stand-in did not start"))
+}
