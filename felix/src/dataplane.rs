@@ -146,7 +146,7 @@ pub struct Dataplane {
     /// The last rendering, reused while the resolved policy is the same (a route change
     /// must not re-render 100k rules).
     rendered: Option<(
-        brindle_policies::resolve::Resolved,
+        brindle_model::resolved::Resolved,
         [crate::policy_render::Rendered; 2],
     )>,
 }

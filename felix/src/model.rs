@@ -76,5 +76,5 @@ pub struct Model {
     /// Network policy resolved for this node's endpoints (None: no policy in the
     /// cluster; then no policy chains are installed).
     #[serde(skip)]
-    pub policy: Option<brindle_policies::resolve::Resolved>,
+    pub policy: Option<brindle_model::resolved::Resolved>,
 }

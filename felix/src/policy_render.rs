@@ -1,5 +1,5 @@
 //! Policy as iptables chains and ipsets: renders a resolved policy program
-//! ([`brindle_policies::resolve::Resolved`]) into `iptables-restore` text for the
+//! ([`brindle_model::resolved::Resolved`], from the policy compiler) into `iptables-restore` text for the
 //! `filter` table and `ipset` definitions, per address family, in Felix's structure
 //! (`felix/rules/static.go`, `dispatch.go`, `endpoints.go`, `policy.go`) under Brindle's
 //! own names (`brl-`). Pure: applying (`iptables-restore --noflush`, ipset swaps, the
@@ -18,8 +18,7 @@
 //! ```
 //! Marks as Felix's: accept 0x10000, pass 0x20000 (mask 0x30000).
 
-use brindle_policies::ir::Action;
-use brindle_policies::resolve::{Members, RRule, RSide, Resolved};
+use brindle_model::resolved::{Action, Members, RRule, RSide, Resolved};
 use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,7 +1,8 @@
 //! Brindle's resource model, shared by every crate: the Calico kinds (`projectcalico.org/v3`)
 //! as domain types ([`calico`]), their decoding from YAML/JSON with errors that name the
 //! file, resource, field and line ([`decode`]), Calico's selector language ([`selector`]),
-//! value types and parsers ([`values`]), and [`ClusterConfig`], one checked snapshot of
+//! value types and parsers ([`values`]), the resolved policy program that the policy
+//! compiler hands to felix ([`resolved`]), and [`ClusterConfig`], one checked snapshot of
 //! the cluster's resources. No I/O beyond reading a named file in [`load`]; everything
 //! here is pure and deterministic.
 
@@ -13,6 +14,7 @@ pub mod intern;
 pub mod kind;
 pub mod kubernetes;
 pub mod policy;
+pub mod resolved;
 pub mod selector;
 pub mod values;
 

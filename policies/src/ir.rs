@@ -58,15 +58,7 @@ pub enum Direction {
     Egress,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Action {
-    Allow,
-    Deny,
-    /// Skip the rest of this tier.
-    Pass,
-    /// Log and go on to the next rule.
-    Log,
-}
+pub use brindle_model::resolved::Action;
 
 /// The endpoints a policy applies to.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -6,94 +6,13 @@
 //! Set names are stable hashes of what defines the set (as Felix's `s:<hash>`), so a
 //! membership change rewrites only the set, not the chains.
 
-use crate::ir::{Action, Direction, PolicyId, PortMatch, Program, SetDef, Side};
+use crate::ir::{Direction, PolicyId, PortMatch, Program, SetDef, Side};
 use crate::world::World;
-use ipnetwork::IpNetwork;
-use serde::Serialize;
+pub use brindle_model::resolved::{
+    Members, REndpoint, RPolicy, RRule, RSide, Resolved, SetAlt, TierRef,
+};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-
-/// Members of a named set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub enum Members {
-    /// Addresses or networks (`hash:net`).
-    Nets(Vec<IpNetwork>),
-    /// (address, protocol, port) (`hash:ip,port`): a named port on the endpoints of a set.
-    IpPorts(Vec<(IpAddr, u8, u16)>),
-}
-
-/// One alternative of a side: in `set` and, if given, not in `except` (a Kubernetes
-/// `ipBlock` with `except`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SetAlt {
-    pub set: String,
-    pub except: Option<String>,
-}
-
-/// One side of a resolved rule: every criterion present must hold.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct RSide {
-    /// One of these alternatives (empty: no restriction).
-    pub sets: Vec<SetAlt>,
-    pub not_sets: Vec<String>,
-    pub nets: Vec<IpNetwork>,
-    pub not_nets: Vec<IpNetwork>,
-    /// Any of these (protocol, first, last) or any of `named_ports` (empty both: no
-    /// restriction).
-    pub ports: Vec<(u8, u16, u16)>,
-    /// `hash:ip,port` sets of named ports (matched on this side's address and port).
-    pub named_ports: Vec<String>,
-    /// Protocols whose every port matches (a `ports` entry without a number).
-    pub protocols: Vec<u8>,
-    pub not_ports: Vec<(u8, u16, u16)>,
-    pub not_named_ports: Vec<String>,
-}
-
-/// A resolved rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RRule {
-    pub ip_version: Option<u8>,
-    pub protocol: Option<u8>,
-    pub not_protocol: Option<u8>,
-    pub icmp: Option<(Option<u8>, Option<u8>)>,
-    pub not_icmp: Option<(Option<u8>, Option<u8>)>,
-    pub source: RSide,
-    pub destination: RSide,
-    pub action: Action,
-    /// `<policy> <direction> rule <n>`, for comments and logs.
-    pub origin: String,
-}
-
-/// A policy's rules, by the chain-name key felix derives its chains from.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct RPolicy {
-    pub id: String,
-    pub ingress: Vec<RRule>,
-    pub egress: Vec<RRule>,
-}
-
-/// The policies of one tier that apply to an endpoint, in order (policy keys).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TierRef {
-    pub name: String,
-    pub policies: Vec<String>,
-}
-
-/// What applies to one local endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct REndpoint {
-    pub iface: String,
-    pub ingress: Vec<TierRef>,
-    pub egress: Vec<TierRef>,
-}
-
-/// Everything felix needs for policy.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-pub struct Resolved {
-    pub sets: BTreeMap<String, Members>,
-    pub policies: BTreeMap<String, RPolicy>,
-    pub endpoints: Vec<REndpoint>,
-}
 
 /// FNV-1a 64-bit of a stable text, as a short name part.
 fn short_hash(text: &str) -> String {
