@@ -148,6 +148,19 @@ pub fn record_report(
     m: &crate::health::DataplaneMetrics,
 ) {
     use std::sync::atomic::Ordering::Relaxed;
+    if r.counters_only {
+        // The counter tick: only the counters are new.
+        if let Some(c) = &r.policy_counters {
+            let mut rules = m.policy_counters.lock().unwrap_or_else(|e| e.into_inner());
+            *rules = c.iter().map(|(o, p, b)| (o.clone(), (*p, *b))).collect();
+            let sums = crate::status::policy_counters(rules.iter());
+            if let Some(s) = status.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                s.policy_counters = sums;
+            }
+        }
+        m.errors.fetch_add(r.errors.len() as u64, Relaxed);
+        return;
+    }
     m.routes_programmed
         .store(r.routes_programmed as u64, Relaxed);
     m.local_endpoints.store(r.local_endpoints as u64, Relaxed);
@@ -158,10 +171,21 @@ pub fn record_report(
     m.errors.fetch_add(r.errors.len() as u64, Relaxed);
     m.last_apply_micros
         .store(r.duration.as_micros() as u64, Relaxed);
-    if let Some(c) = &r.policy_counters {
-        *m.policy_counters.lock().unwrap_or_else(|e| e.into_inner()) =
-            c.iter().map(|(o, p, b)| (o.clone(), (*p, *b))).collect();
-    }
+    // Counters are read every 10 s (the counter tick above): an apply keeps the last sums,
+    // or clears them when policy is gone.
+    let counters = match &r.policy_counters {
+        Some(c) => {
+            let mut rules = m.policy_counters.lock().unwrap_or_else(|e| e.into_inner());
+            *rules = c.iter().map(|(o, p, b)| (o.clone(), (*p, *b))).collect();
+            crate::status::policy_counters(rules.iter())
+        }
+        None => status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.policy_counters.clone())
+            .unwrap_or_default(),
+    };
     let s = crate::status::DataplaneStatus {
         routes_programmed: r.routes_programmed as u64,
         local_endpoints: r.local_endpoints as u64,
@@ -171,6 +195,7 @@ pub fn record_report(
         last_apply_millis: r.duration.as_secs_f64() * 1000.0,
         warnings: r.warnings.iter().map(|w| w.to_string()).collect(),
         errors: r.errors.clone(),
+        policy_counters: counters,
     };
     *status.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
 }

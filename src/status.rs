@@ -53,6 +53,51 @@ pub struct DataplaneStatus {
     /// Conditions that will drop traffic (e.g. rp_filter), worded for operators.
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
+    /// The kernel's counters of each network policy programmed on this node, summed over
+    /// its rules per direction (read every 10 s). Absent without policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_counters: Vec<PolicyCounter>,
+}
+
+/// One policy's kernel counters in one direction on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyCounter {
+    /// The policy as `brindlectl policy explain` names it (`NetworkPolicy shop/db`,
+    /// `GlobalNetworkPolicy deny-all`, `KubernetesNetworkPolicy shop/web`).
+    pub policy: String,
+    /// `ingress` or `egress`.
+    pub direction: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// Sums per-rule counters (`<policy> <direction> rule <n>` → packets, bytes) per policy
+/// and direction.
+pub fn policy_counters<'a>(
+    rules: impl IntoIterator<Item = (&'a String, &'a (u64, u64))>,
+) -> Vec<PolicyCounter> {
+    let mut sums: std::collections::BTreeMap<(String, String), (u64, u64)> = Default::default();
+    for (origin, (p, b)) in rules {
+        let Some((policy, direction)) = ["ingress", "egress"].iter().find_map(|d| {
+            origin
+                .split_once(&format!(" {d} rule "))
+                .map(|(policy, _)| (policy.to_string(), d.to_string()))
+        }) else {
+            continue;
+        };
+        let e = sums.entry((policy, direction)).or_default();
+        e.0 += p;
+        e.1 += b;
+    }
+    sums.into_iter()
+        .map(|((policy, direction), (packets, bytes))| PolicyCounter {
+            policy,
+            direction,
+            packets,
+            bytes,
+        })
+        .collect()
 }
 
 /// Where the agent's objects come from and how that is going.

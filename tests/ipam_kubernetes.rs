@@ -290,6 +290,20 @@ async fn brindlectl_ipam_show_check_release() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
+    // `brindlectl get` reads the API too.
+    let get = std::process::Command::new(env!("CARGO_BIN_EXE_brindlectl"))
+        .args(["get", "ippools", "-o", "wide", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&get.stdout);
+    assert!(
+        get.status.success(),
+        "{}",
+        String::from_utf8_lossy(&get.stderr)
+    );
+    assert!(out.starts_with("NAME   CIDR"), "{out}");
+    assert!(out.contains("pods   10.244.0.0/28"), "{out}");
     let (ok, out, err) = ctl(&["show", "--show-blocks"]);
     assert!(ok, "{err}");
     assert!(

@@ -26,7 +26,7 @@ use netlink_proto::sys::protocols::NETLINK_ROUTE;
 use netlink_proto::sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -54,6 +54,9 @@ pub struct DataplaneConfig {
     /// How long a host route out of a pod interface that no endpoint claims is left alone
     /// (default 5 s): the CNI plugin makes it before the agent has read the pod's record.
     pub unclaimed_route_grace: Duration,
+    /// How often [`Dataplane::run`] reads the kernel's policy counters (default 10 s),
+    /// apart from any apply (`iptables-save -c` costs about 1 s at 180k rules).
+    pub counters_interval: Duration,
 }
 
 impl Default for DataplaneConfig {
@@ -67,9 +70,14 @@ impl Default for DataplaneConfig {
             rp_filter_policy: RpFilterPolicy::default(),
             proc_sys: PathBuf::from(sysctl::PROC_SYS),
             unclaimed_route_grace: Duration::from_secs(5),
+            counters_interval: Duration::from_secs(10),
         }
     }
 }
+
+/// One policy rule's kernel counters: `(origin, packets, bytes)`, the origin being
+/// `<policy> <direction> rule <n>`.
+pub type RuleCounter = (String, u64, u64);
 
 /// What one apply did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -88,8 +96,12 @@ pub struct ApplyReport {
     /// ipsets and iptables tables written for policy.
     pub policy_writes: usize,
     /// The kernel's per-rule policy counters, `(origin, packets, bytes)`, when they were
-    /// read in this apply (at most every 10 s; `Some([])` once policy is gone).
-    pub policy_counters: Option<Vec<(String, u64, u64)>>,
+    /// read (`Some([])` once policy is gone).
+    pub policy_counters: Option<Vec<RuleCounter>>,
+    /// Not an apply: [`Dataplane::run`]'s counter tick (every
+    /// [`DataplaneConfig::counters_interval`]) read `policy_counters` and nothing else; the
+    /// other fields repeat the last apply's.
+    pub counters_only: bool,
     /// Items waiting for an interface that does not exist (or is not up) yet.
     pub pending: usize,
     pub local_endpoints: usize,
@@ -141,8 +153,6 @@ pub struct Dataplane {
     nat_on: [bool; 2],
     /// A replaced calico-node's chains and sets were looked for.
     calico_leftovers_checked: bool,
-    /// When the policy counters were last read.
-    counters_read: Option<Instant>,
     /// The last rendering, reused while the resolved policy is the same (a route change
     /// must not re-render 100k rules).
     rendered: Option<(
@@ -164,7 +174,6 @@ impl Dataplane {
             policy_on: false,
             nat_on: [false; 2],
             calico_leftovers_checked: false,
-            counters_read: None,
             rendered: None,
         })
     }
@@ -196,10 +205,6 @@ impl Dataplane {
         use crate::policy_render::{render, Family};
         match &model.policy {
             Some(resolved) => {
-                let read_counters = self
-                    .counters_read
-                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
-                let mut counters = Vec::new();
                 if self.rendered.as_ref().is_none_or(|(r, _)| r != resolved) {
                     self.rendered = Some((
                         resolved.clone(),
@@ -209,12 +214,6 @@ impl Dataplane {
                 let outs = &self.rendered.as_ref().expect("just set").1;
                 for (family, out) in [Family::V4, Family::V6].into_iter().zip(outs.iter()) {
                     let rep = self.policy.apply(family, out, false);
-                    if read_counters && rep.errors.is_empty() {
-                        match crate::policy_apply::counters(family, out) {
-                            Ok(c) => counters.extend(c.into_iter().map(|(o, (p, b))| (o, p, b))),
-                            Err(e) => r.errors.push(format!("policy counters: {e}")),
-                        }
-                    }
                     r.policy_writes += rep.tables_written + rep.sets_written;
                     if rep.drift_repaired {
                         warn!(
@@ -274,6 +273,38 @@ impl Dataplane {
                 None => {}
             }
         }
+    }
+
+    /// The kernel's counters of every policy rule programmed, `(origin, packets, bytes)`,
+    /// both families summed (None without policy; errors say which family could not be
+    /// read).
+    pub fn policy_counters(&self) -> Option<(Vec<RuleCounter>, Vec<String>)> {
+        let (_, outs) = self.rendered.as_ref()?;
+        let mut counters: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut errors = Vec::new();
+        for (family, out) in [
+            crate::policy_render::Family::V4,
+            crate::policy_render::Family::V6,
+        ]
+        .into_iter()
+        .zip(outs.iter())
+        {
+            if out.origins.is_empty() {
+                continue;
+            }
+            match crate::policy_apply::counters(family, out) {
+                Ok(c) => {
+                    for (origin, (p, b)) in c {
+                        let e = counters.entry(origin).or_default();
+                        e.0 += p;
+                        e.1 += b;
+                    }
+                }
+                Err(e) => errors.push(format!("policy counters ({family:?}): {e}")),
+            }
+        }
+        let counters = counters.into_iter().map(|(o, (p, b))| (o, p, b)).collect();
+        Some((counters, errors))
     }
 
     fn log(&mut self, r: &ApplyReport) {
@@ -420,11 +451,14 @@ impl Dataplane {
         let mut backoff = Duration::from_secs(1);
         let mut dirty = true;
         let mut resync = false;
+        let mut next_counters = tokio::time::Instant::now() + self.cfg.counters_interval;
+        let mut last = ApplyReport::default();
         loop {
             if dirty {
                 let mut r = self.apply(&model).await;
                 r.resync = resync;
                 on_report(&r);
+                last = r.clone();
                 if r.errors.is_empty() && r.pending == 0 {
                     retry_at = None;
                     backoff = Duration::from_secs(1);
@@ -460,6 +494,21 @@ impl Dataplane {
                 }
                 _ = tokio::time::sleep_until(retry), if retry_at.is_some() => {
                     dirty = true;
+                }
+                _ = tokio::time::sleep_until(next_counters) => {
+                    next_counters = tokio::time::Instant::now() + self.cfg.counters_interval;
+                    if let Some((counters, errors)) = self.policy_counters() {
+                        for e in &errors {
+                            warn!("dataplane error: {e}");
+                        }
+                        let r = ApplyReport {
+                            policy_counters: Some(counters),
+                            counters_only: true,
+                            errors,
+                            ..last.clone()
+                        };
+                        on_report(&r);
+                    }
                 }
             }
         }

@@ -27,19 +27,23 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
-    /// List resources from the configuration file, like `calicoctl get`.
+    /// List resources, like `calicoctl get`: from the configuration file, or in Kubernetes
+    /// mode (--kubeconfig or KUBECONFIG) from the API. `-o wide` on network policies adds
+    /// this node's kernel counters (PACKETS, BYTES) from the agent's status socket.
     Get {
         /// bgppeers, nodes, ippools, ipamconfigurations, blockaffinities, bgpconfigurations,
         /// networkpolicies or globalnetworkpolicies.
         kind: GetKind,
         /// Only these resources.
         names: Vec<String>,
-        /// The Calico resource file.
-        #[arg(long, env = "BRINDLE_CONFIG", default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        #[command(flatten)]
+        ds: DatastoreArgs,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = GetFormat::Ps)]
         output: GetFormat,
+        /// brindle-node's status socket (for `-o wide` policy counters).
+        #[arg(long, env = "BRINDLE_STATUS_SOCKET", default_value = DEFAULT_STATUS_SOCKET)]
+        socket: PathBuf,
     },
     /// IP address management, like `calicoctl ipam`: in Kubernetes mode (--kubeconfig or
     /// KUBECONFIG) Calico's IPAM CRDs, in file mode the node's store (--state-dir).
@@ -275,17 +279,29 @@ fn node_routes(args: &SocketArgs) -> ExitCode {
     }
 }
 
-fn get(kind: GetKind, names: &[String], config_path: &Path, output: GetFormat) -> ExitCode {
-    let cfg = match brindle::datastore::file::read(config_path) {
+fn get(
+    kind: GetKind,
+    names: &[String],
+    ds: &DatastoreArgs,
+    output: GetFormat,
+    socket: &Path,
+) -> ExitCode {
+    let kind = kind.kind();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    let (cfg, source) = match rt.block_on(cluster(ds, &[kind])) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let kind = kind.kind();
     let missing = ctl::missing_names(&cfg, kind, names);
     if !missing.is_empty() {
         return fail(format!(
-            "{}: {} resource(s) not found: {}",
-            config_path.display(),
+            "{source}: {} resource(s) not found: {}",
             kind,
             missing.join(", ")
         ));
@@ -299,7 +315,21 @@ fn get(kind: GetKind, names: &[String], config_path: &Path, output: GetFormat) -
             ExitCode::SUCCESS
         }
         GetFormat::Wide => {
-            print!("{}", ctl::render_get_table(&cfg, kind, names, Layout::Wide));
+            let counters = if matches!(kind, Kind::NetworkPolicy | Kind::GlobalNetworkPolicy) {
+                match ctl::fetch::<NodeStatus>(socket, STATUS_REQUEST, Duration::from_secs(3)) {
+                    Ok(s) => Some(s.dataplane.map(|d| d.policy_counters).unwrap_or_default()),
+                    Err(e) => {
+                        eprintln!("brindlectl: no policy counters (PACKETS, BYTES): {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            print!(
+                "{}",
+                ctl::render_get_table_with(&cfg, kind, names, Layout::Wide, counters.as_deref())
+            );
             ExitCode::SUCCESS
         }
         GetFormat::Json => print_doc(&ctl::get_document(&cfg, kind, names), true),
@@ -407,9 +437,10 @@ fn main() -> ExitCode {
         Command::Get {
             kind,
             names,
-            config,
+            ds,
             output,
-        } => get(*kind, names, config, *output),
+            socket,
+        } => get(*kind, names, ds, *output, socket),
         Command::Validate { config, node } => validate(config, node.as_deref()),
         Command::Ipam { command } => ipam(command),
         Command::Policy { command } => policy(command),
@@ -418,22 +449,8 @@ fn main() -> ExitCode {
 
 /// The cluster's pods, namespaces and policies, from either datastore.
 async fn policy_cluster(ds: &DatastoreArgs) -> Result<brindle_model::ClusterConfig, String> {
-    let kube = match ds.datastore {
-        Some(DatastoreKind::Kubernetes) => true,
-        Some(DatastoreKind::File) => false,
-        None => ds.kubeconfig.is_some(),
-    };
-    if !kube {
-        return brindle::datastore::file::read(&ds.config)
-            .map_err(|e| format!("{}: {e}", ds.config.display()));
-    }
-    let client = brindle::datastore::kubernetes::client(ds.kubeconfig.as_deref())
-        .await
-        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
-    let group = brindle::datastore::kubernetes::detect_group(&client).await?;
-    let objects = brindle::datastore::kubernetes::list_objects(
-        &client,
-        group,
+    cluster(
+        ds,
         &[
             Kind::Pod,
             Kind::Namespace,
@@ -442,14 +459,38 @@ async fn policy_cluster(ds: &DatastoreArgs) -> Result<brindle_model::ClusterConf
             Kind::GlobalNetworkPolicy,
         ],
     )
-    .await?;
+    .await
+    .map(|(c, _)| c)
+}
+
+/// The objects of `kinds` from either datastore (the file holds every kind), and where
+/// they came from, for messages.
+async fn cluster(
+    ds: &DatastoreArgs,
+    kinds: &[Kind],
+) -> Result<(brindle_model::ClusterConfig, String), String> {
+    let kube = match ds.datastore {
+        Some(DatastoreKind::Kubernetes) => true,
+        Some(DatastoreKind::File) => false,
+        None => ds.kubeconfig.is_some(),
+    };
+    if !kube {
+        return brindle::datastore::file::read(&ds.config)
+            .map(|c| (c, ds.config.display().to_string()))
+            .map_err(|e| e.to_string());
+    }
+    let client = brindle::datastore::kubernetes::client(ds.kubeconfig.as_deref())
+        .await
+        .map_err(|e| format!("cannot reach the Kubernetes API: {e}"))?;
+    let group = brindle::datastore::kubernetes::detect_group(&client).await?;
+    let objects = brindle::datastore::kubernetes::list_objects(&client, group, kinds).await?;
     let mut rejected = Vec::new();
     let cfg =
         brindle_model::ClusterConfig::from_objects_lenient("kubernetes", objects, &mut rejected);
     for (what, e) in rejected {
         eprintln!("warning: {what}: {e} (skipped)");
     }
-    Ok(cfg)
+    Ok((cfg, "kubernetes".to_string()))
 }
 
 fn policy(command: &PolicyCommand) -> ExitCode {

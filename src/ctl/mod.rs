@@ -593,6 +593,19 @@ pub fn render_get_table(
     names: &[String],
     layout: Layout,
 ) -> String {
+    render_get_table_with(cfg, kind, names, layout, None)
+}
+
+/// [`render_get_table`], with this node's policy counters (from the agent's status) for
+/// the PACKETS and BYTES columns `-o wide` adds to network policies after calicoctl's
+/// (`-` when the agent did not answer or does not program the policy).
+pub fn render_get_table_with(
+    cfg: &ClusterConfig,
+    kind: Kind,
+    names: &[String],
+    layout: Layout,
+    counters: Option<&[crate::status::PolicyCounter]>,
+) -> String {
     let wanted = |n: &str| names.is_empty() || names.iter().any(|x| x == n);
     let wide = layout == Layout::Wide;
     let (headers, rows): (Vec<&str>, Vec<Vec<String>>) = match kind {
@@ -785,6 +798,21 @@ pub fn render_get_table(
                     if wide {
                         row.push(p.order.map(|o| o.to_string()).unwrap_or_default());
                         row.push(p.selector.as_str().to_string());
+                        let id = match &p.namespace {
+                            Some(ns) => format!("NetworkPolicy {ns}/{}", p.name),
+                            None => format!("GlobalNetworkPolicy {}", p.name),
+                        };
+                        let mine: Vec<_> = counters
+                            .unwrap_or_default()
+                            .iter()
+                            .filter(|c| c.policy == id)
+                            .collect();
+                        if mine.is_empty() {
+                            row.extend(["-".to_string(), "-".to_string()]);
+                        } else {
+                            row.push(mine.iter().map(|c| c.packets).sum::<u64>().to_string());
+                            row.push(mine.iter().map(|c| c.bytes).sum::<u64>().to_string());
+                        }
                     }
                     row
                 })
@@ -792,7 +820,7 @@ pub fn render_get_table(
             let mut headers = if global { vec![] } else { vec!["NAMESPACE"] };
             headers.extend(["NAME", "TIER"]);
             if wide {
-                headers.extend(["ORDER", "SELECTOR"]);
+                headers.extend(["ORDER", "SELECTOR", "PACKETS", "BYTES"]);
             }
             (headers, rows)
         }
@@ -1075,6 +1103,7 @@ IPv4 BGP status
             last_apply_millis: 1.5,
             warnings: vec!["rp_filter".into()],
             errors: vec![],
+            policy_counters: vec![],
         });
         let out = render_status_table(&status, now);
         assert!(
@@ -1250,7 +1279,56 @@ IPv4 BGP status
         );
         assert_eq!(
             get(Kind::GlobalNetworkPolicy, Layout::Wide),
-            "NAME       TIER      ORDER   SELECTOR\ndeny-all   default           all()\n\n"
+            "NAME       TIER      ORDER   SELECTOR   PACKETS   BYTES\ndeny-all   default           all()      -         -\n\n"
+        );
+        let counters = [
+            crate::status::PolicyCounter {
+                policy: "NetworkPolicy shop/allow-web".into(),
+                direction: "ingress".into(),
+                packets: 7,
+                bytes: 420,
+            },
+            crate::status::PolicyCounter {
+                policy: "NetworkPolicy shop/allow-web".into(),
+                direction: "egress".into(),
+                packets: 1,
+                bytes: 60,
+            },
+        ];
+        assert_eq!(
+            trimmed(&render_get_table_with(
+                &cfg,
+                Kind::NetworkPolicy,
+                &[],
+                Layout::Wide,
+                Some(&counters)
+            )),
+            "NAMESPACE   NAME        TIER      ORDER   SELECTOR      PACKETS   BYTES\n\
+             shop        allow-web   default   100     app == 'db'   8         480\n\n"
+        );
+    }
+
+    #[test]
+    fn policy_counters_sum_per_policy_and_direction() {
+        let rules: std::collections::BTreeMap<String, (u64, u64)> = [
+            ("NetworkPolicy shop/a ingress rule 0".to_string(), (2, 100)),
+            ("NetworkPolicy shop/a ingress rule 1".to_string(), (3, 50)),
+            ("NetworkPolicy shop/a egress rule 0".to_string(), (1, 10)),
+            ("GlobalNetworkPolicy g ingress rule 0".to_string(), (0, 0)),
+        ]
+        .into();
+        let c = crate::status::policy_counters(rules.iter());
+        let flat: Vec<_> = c
+            .iter()
+            .map(|c| (c.policy.as_str(), c.direction.as_str(), c.packets, c.bytes))
+            .collect();
+        assert_eq!(
+            flat,
+            vec![
+                ("GlobalNetworkPolicy g", "ingress", 0, 0),
+                ("NetworkPolicy shop/a", "egress", 1, 10),
+                ("NetworkPolicy shop/a", "ingress", 5, 150),
+            ]
         );
     }
 
