@@ -1605,6 +1605,7 @@ fn policy_truth_table() {
                     dst: oracle.pods[k.1].ip.into(),
                     protocol: k.3.number(),
                     port: Some(k.2),
+                    src_port: None,
                 };
                 brindle_policies::evaluate(&program, &world, &flow).allowed
             })

@@ -329,22 +329,27 @@ fn rule_lines(ctx: &mut Ctx, r: &RRule) -> Vec<(String, bool)> {
     common.extend(src_common);
     common.extend(dst_common);
     let ipset = |n: &str| ipset_name(family, n);
-    // not-ports: one negated fragment each (all must hold).
-    for (p, a, b) in &r.destination.not_ports {
-        let port = if a == b {
-            a.to_string()
-        } else {
-            format!("{a}:{b}")
-        };
-        let proto = if r.protocol == Some(*p) {
-            String::new()
-        } else {
-            format!("-p {} ", proto_name(family, *p))
-        };
-        common.push(format!("{proto}-m multiport ! --dports {port}"));
-    }
-    for n in &r.destination.not_named_ports {
-        common.push(format!("-m set ! --match-set {} dst,dst", ipset(n)));
+    // not-ports: one negated fragment each (all must hold), on either side.
+    for (side, flag, dir) in [
+        (&r.source, "--sports", "src,src"),
+        (&r.destination, "--dports", "dst,dst"),
+    ] {
+        for (p, a, b) in &side.not_ports {
+            let port = if a == b {
+                a.to_string()
+            } else {
+                format!("{a}:{b}")
+            };
+            let proto = if r.protocol == Some(*p) {
+                String::new()
+            } else {
+                format!("-p {} ", proto_name(family, *p))
+            };
+            common.push(format!("{proto}-m multiport ! {flag} {port}"));
+        }
+        for n in &side.not_named_ports {
+            common.push(format!("-m set ! --match-set {} {dir}", ipset(n)));
+        }
     }
     let alts = |s: &RSide, dir: &str| -> Vec<String> {
         if s.sets.is_empty() {
@@ -367,12 +372,20 @@ fn rule_lines(ctx: &mut Ctx, r: &RRule) -> Vec<(String, bool)> {
     if port_alts.is_empty() {
         port_alts.push(String::new());
     }
+    let mut sport_alts = port_alternatives(family, &r.source, false, &ipset, r.protocol);
+    if sport_alts.is_empty() {
+        sport_alts.push(String::new());
+    }
+    let port_pairs: Vec<(String, String)> = sport_alts
+        .iter()
+        .flat_map(|sp| port_alts.iter().map(move |dp| (sp.clone(), dp.clone())))
+        .collect();
     let mut out = Vec::new();
     for s in &src_alts {
         for d in &dst_alts {
-            for p in &port_alts {
+            for (sp, p) in &port_pairs {
                 let mut m: Vec<&str> = common.iter().map(String::as_str).collect();
-                for x in [s.as_str(), d.as_str(), p.as_str()] {
+                for x in [s.as_str(), d.as_str(), sp.as_str(), p.as_str()] {
                     if !x.is_empty() {
                         m.push(x);
                     }

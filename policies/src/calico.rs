@@ -5,10 +5,11 @@
 //! `icmp`/`notICMP`, `ipVersion`; per side `selector`/`notSelector` (the policy's
 //! namespace unless the rule's `namespaceSelector` says otherwise; every namespace for a
 //! GlobalNetworkPolicy), `namespaceSelector` (`global()`: no pod), `nets`/`notNets`,
-//! `ports`/`notPorts` (numbers, ranges, named ports of that side's endpoint).
+//! `ports`/`notPorts` (numbers, ranges, named ports of that side's endpoint; on either
+//! side).
 //!
 //! Not compiled yet (reported, the rule kept without it): `serviceAccounts` and
-//! `services` in rules, `http`, source ports; host endpoints, `doNotTrack`, `preDNAT`,
+//! `services` in rules, `http`; host endpoints, `doNotTrack`, `preDNAT`,
 //! `applyOnForward`.
 
 use crate::ir::{
@@ -91,18 +92,13 @@ fn rule(
     if r.http.is_some() {
         warnings.push(format!("{what}.http is not enforced yet"));
     }
-    let mut source = side(
+    let source = side(
         &r.source,
         namespace,
         protocol,
         &format!("{what}.source"),
         warnings,
     );
-    if !source.ports.is_empty() || !source.not_ports.is_empty() {
-        warnings.push(format!("{what}.source.ports are not enforced yet"));
-        source.ports.clear();
-        source.not_ports.clear();
-    }
     Rule {
         matches: Match {
             ip_version: r.ip_version.map(|v| v.number()),

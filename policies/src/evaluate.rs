@@ -7,7 +7,8 @@ use crate::world::{Endpoint, World};
 use serde::Serialize;
 use std::net::IpAddr;
 
-/// A flow: who talks to whom, on which protocol and destination port.
+/// A flow: who talks to whom, on which protocol and destination port (and source port,
+/// when known: a rule with source ports matches only a flow whose source port it names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flow {
     pub src: IpAddr,
@@ -15,6 +16,7 @@ pub struct Flow {
     /// IANA protocol number.
     pub protocol: u8,
     pub port: Option<u16>,
+    pub src_port: Option<u16>,
 }
 
 /// How one direction was decided.
@@ -110,7 +112,8 @@ fn decide(
                 && m.not_protocol != Some(flow.protocol)
                 && (m.icmp.is_none() || icmp_ok(&m.icmp))
                 && !(m.not_icmp.is_some() && icmp_ok(&m.not_icmp))
-                && m.source.matches(flow.src, src, flow.protocol, None, world)
+                && m.source
+                    .matches(flow.src, src, flow.protocol, flow.src_port, world)
                 && m.destination
                     .matches(flow.dst, dst, flow.protocol, flow.port, world);
             if !ok {
@@ -235,6 +238,7 @@ mod tests {
             dst: "10.0.0.2".parse().unwrap(),
             protocol: 6,
             port: Some(port),
+            src_port: None,
         }
     }
 

@@ -106,6 +106,7 @@ fn flow(src: &str, dst: &str, protocol: u8, port: u16) -> Flow {
         dst: dst.parse().unwrap(),
         protocol,
         port: Some(port),
+        src_port: None,
     }
 }
 
@@ -198,6 +199,34 @@ fn nets_ports_protocols_icmp_and_negations() {
     assert!(!allowed(&p, &w, PROBE, DB, ICMP, 0));
     assert!(allowed(&p, &w, WEB, DB, UDP, 53), "not TCP, from web");
     assert!(!allowed(&p, &w, PROBE, DB, UDP, 53));
+}
+
+#[test]
+fn source_ports_and_not_source_ports() {
+    let w = world();
+    let p = program(&format!(
+        "{HDR}kind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  selector: app == 'db'\n  ingress:\n\
+         \x20   - action: Allow\n      protocol: UDP\n      source: {{ports: ['1000:1999'], notPorts: [1500]}}\n      destination: {{ports: [53]}}\n"
+    ));
+    let with_sport = |sport: Option<u16>| {
+        evaluate(
+            &p,
+            &w,
+            &Flow {
+                src_port: sport,
+                ..flow(WEB, DB, UDP, 53)
+            },
+        )
+        .allowed
+    };
+    assert!(with_sport(Some(1000)));
+    assert!(with_sport(Some(1999)));
+    assert!(!with_sport(Some(1500)), "notPorts on the source");
+    assert!(!with_sport(Some(2000)));
+    assert!(
+        !with_sport(None),
+        "an unknown source port matches no source-port rule"
+    );
 }
 
 #[test]

@@ -89,6 +89,7 @@ fn allowed(p: &Program, w: &World, src: &str, dst: &str, proto: u8, port: u16) -
             dst: ip(dst),
             protocol: proto,
             port: Some(port),
+            src_port: None,
         },
     )
     .allowed
@@ -114,6 +115,7 @@ fn no_policy_allows_everything() {
             dst: ip(DB),
             protocol: TCP,
             port: Some(1),
+            src_port: None,
         },
     );
     assert!(d.allowed);
@@ -191,6 +193,7 @@ spec:
             dst: ip(DB),
             protocol: TCP,
             port: Some(6379),
+            src_port: None,
         },
     );
     match &d.ingress {
@@ -207,6 +210,7 @@ spec:
             dst: ip(DB),
             protocol: TCP,
             port: Some(6379),
+            src_port: None,
         },
     );
     assert!(

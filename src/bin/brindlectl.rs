@@ -121,6 +121,9 @@ enum PolicyCommand {
         /// PORT[/tcp|udp|sctp] or icmp[/TYPE].
         #[arg(long)]
         port: String,
+        /// The flow's source port (rules with source ports match only when it is given).
+        #[arg(long)]
+        source_port: Option<u16>,
         #[command(flatten)]
         ds: DatastoreArgs,
         #[arg(short, long, value_enum, default_value_t = StatusFormat::Table)]
@@ -498,6 +501,7 @@ fn policy(command: &PolicyCommand) -> ExitCode {
         from,
         to,
         port,
+        source_port,
         ds,
         output,
     } = command;
@@ -530,6 +534,7 @@ fn policy(command: &PolicyCommand) -> ExitCode {
             dst: ctl::policy::resolve(&world, to)?,
             protocol,
             port,
+            src_port: *source_port,
         })
     })();
     let flow = match flow {

@@ -120,8 +120,11 @@ pub fn render(world: &World, flow: &Flow, d: &Decision) -> String {
         }
     };
     format!(
-        "{} -> {} {what}: {}\n  {}\n  {}\n",
+        "{}{} -> {} {what}: {}\n  {}\n  {}\n",
         who(world, flow.src),
+        flow.src_port
+            .map(|p| format!(" port {p}"))
+            .unwrap_or_default(),
         who(world, flow.dst),
         if d.allowed { "ALLOWED" } else { "DENIED" },
         step_text(&d.egress, "egress"),
@@ -150,6 +153,7 @@ mod tests {
             dst: resolve(&world, "shop/db").unwrap(),
             protocol: proto,
             port,
+            src_port: None,
         };
         let out = render(&world, &flow, &evaluate(&program, &world, &flow));
         assert_eq!(
@@ -158,6 +162,7 @@ mod tests {
         );
         let flow = Flow {
             port: Some(22),
+            src_port: None,
             ..flow
         };
         let out = render(&world, &flow, &evaluate(&program, &world, &flow));
