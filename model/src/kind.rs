@@ -26,6 +26,8 @@ pub enum Kind {
     Pod,
     /// Kubernetes `v1` Namespace.
     Namespace,
+    /// Kubernetes `v1` ServiceAccount (its labels are policy's `pcsa.` labels).
+    ServiceAccount,
     /// Kubernetes `v1` Service.
     Service,
     /// Kubernetes `discovery.k8s.io/v1` EndpointSlice.
@@ -35,7 +37,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::BgpConfiguration,
         Kind::Node,
         Kind::BgpPeer,
@@ -46,6 +48,7 @@ impl Kind {
         Kind::GlobalNetworkPolicy,
         Kind::Pod,
         Kind::Namespace,
+        Kind::ServiceAccount,
         Kind::Service,
         Kind::EndpointSlice,
         Kind::KubernetesNetworkPolicy,
@@ -64,6 +67,7 @@ impl Kind {
             Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
             Kind::Pod => "Pod",
             Kind::Namespace => "Namespace",
+            Kind::ServiceAccount => "ServiceAccount",
             Kind::Service => "Service",
             Kind::EndpointSlice => "EndpointSlice",
         }
@@ -72,7 +76,7 @@ impl Kind {
     /// The `apiVersion:` of the kind in files and on the API.
     pub fn api_version(self) -> &'static str {
         match self {
-            Kind::Pod | Kind::Namespace | Kind::Service => "v1",
+            Kind::Pod | Kind::Namespace | Kind::ServiceAccount | Kind::Service => "v1",
             Kind::EndpointSlice => "discovery.k8s.io/v1",
             Kind::KubernetesNetworkPolicy => "networking.k8s.io/v1",
             _ => API_VERSION,
@@ -93,6 +97,7 @@ impl Kind {
             self,
             Kind::NetworkPolicy
                 | Kind::Pod
+                | Kind::ServiceAccount
                 | Kind::Service
                 | Kind::EndpointSlice
                 | Kind::KubernetesNetworkPolicy

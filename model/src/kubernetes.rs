@@ -78,6 +78,14 @@ pub struct Namespace {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A ServiceAccount and its labels (Calico's `pcsa.` profile labels of its pods).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceAccount {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
 /// `spec.externalTrafficPolicy` / `internalTrafficPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum TrafficPolicy {

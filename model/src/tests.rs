@@ -472,6 +472,11 @@ apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {name: deny-all, namespace: shop}
 spec: {podSelector: {}, policyTypes: [Ingress]}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: frontend, namespace: shop, labels: {role: edge}}
+automountServiceAccountToken: false
 "#;
     let c = parse("t.yaml", text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -498,6 +503,9 @@ spec: {podSelector: {}, policyTypes: [Ingress]}
     assert!(slice.endpoints[0].ready && !slice.endpoints[1].ready);
     assert_eq!(c.kubernetes_network_policies[0].namespace, "shop");
     assert_eq!(c.resources[1].key(), "shop/web-0");
+    let sa = &c.service_accounts[0];
+    assert_eq!((&*sa.namespace, &*sa.name), ("shop", "frontend"));
+    assert_eq!(sa.labels["role"], "edge");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,9 +8,11 @@
 //! `ports`/`notPorts` (numbers, ranges, named ports of that side's endpoint; on either
 //! side).
 //!
-//! Not compiled yet (reported, the rule kept without it): `serviceAccounts` and
-//! `services` in rules, `http`; host endpoints, `doNotTrack`, `preDNAT`,
-//! `applyOnForward`.
+//! `serviceAccounts` (names and a selector over the service account's labels) narrows
+//! a side's endpoints as Calico's rule conversion does.
+//!
+//! Not compiled yet (reported, the rule kept without it): `services` in rules, `http`;
+//! host endpoints, `doNotTrack`, `preDNAT`, `applyOnForward`.
 
 use crate::ir::{
     Action, Applies, Match, Policy, PolicyId, PolicyKind, PortMatch, Rule, SetDef, Side,
@@ -45,6 +47,38 @@ fn port(p: &Port, protocol: u8) -> PortMatch {
     }
 }
 
+/// `a && b`.
+fn and(
+    a: &brindle_model::Selector,
+    b: &brindle_model::Selector,
+) -> Option<brindle_model::Selector> {
+    brindle_model::Selector::parse(&format!("({}) && ({})", a.as_str(), b.as_str())).ok()
+}
+
+/// A rule's `serviceAccounts` as a selector over the endpoint's labels (None: matches
+/// every endpoint, as an empty match does).
+fn service_account_selector(m: &m::ServiceAccountMatch) -> Option<brindle_model::Selector> {
+    let by_labels = m.selector.as_ref().map(|s| s.with_label_prefix("pcsa."));
+    let by_name = if m.names.is_empty() {
+        None
+    } else {
+        let names: Vec<String> = m
+            .names
+            .iter()
+            .map(|n| format!("'{}'", n.replace('\'', "")))
+            .collect();
+        brindle_model::Selector::parse(&format!(
+            "projectcalico.org/serviceaccount in {{ {} }}",
+            names.join(", ")
+        ))
+        .ok()
+    };
+    match (by_labels, by_name) {
+        (Some(a), Some(b)) => and(&a, &b),
+        (a, b) => a.or(b),
+    }
+}
+
 fn side(
     e: &EntityRule,
     namespace: &Option<String>,
@@ -64,14 +98,22 @@ fn side(
         not_ports: e.not_ports.iter().map(|p| port(p, protocol)).collect(),
         ..Side::default()
     };
-    if e.selector.is_some() || e.namespace_selector.is_some() {
-        s.sets.push(scope(e.selector.clone()));
+    // `serviceAccounts` ANDs with the selector, as Calico's rule conversion does
+    // (`updateprocessors/rules.go`): the names as `projectcalico.org/serviceaccount in
+    // {...}`, the selector over the service account's labels with the `pcsa.` prefix.
+    let sa = e
+        .service_accounts
+        .as_ref()
+        .and_then(service_account_selector);
+    let selector = match (&e.selector, &sa) {
+        (Some(a), Some(b)) => and(a, b),
+        (a, b) => a.clone().or_else(|| b.clone()),
+    };
+    if selector.is_some() || e.namespace_selector.is_some() {
+        s.sets.push(scope(selector));
     }
     if let Some(n) = &e.not_selector {
         s.not_sets.push(scope(Some(n.clone())));
-    }
-    if e.service_accounts.is_some() {
-        warnings.push(format!("{what}.serviceAccounts is not enforced yet"));
     }
     if e.services.is_some() {
         warnings.push(format!("{what}.services is not enforced yet"));

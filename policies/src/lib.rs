@@ -44,10 +44,14 @@ pub fn program_of(cfg: &brindle_model::ClusterConfig) -> (Program, Vec<String>) 
     (Program::new(policies), warnings)
 }
 
-/// The endpoints and namespaces of a cluster.
+/// The endpoints, namespaces and service accounts of a cluster.
 pub fn world_of(cfg: &brindle_model::ClusterConfig) -> World {
-    World::from_model(
+    let mut w = World::from_model(
         cfg.pods.iter().map(|p| &**p),
         cfg.namespaces.iter().map(|n| &**n),
-    )
+    );
+    for sa in &cfg.service_accounts {
+        w.add_service_account(&sa.namespace, &sa.name, sa.labels.clone());
+    }
+    w
 }

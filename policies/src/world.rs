@@ -37,6 +37,8 @@ pub struct World {
     pub endpoints: Vec<Endpoint>,
     /// Namespace name → labels (with [`NAMESPACE_NAME_LABEL`]).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// (namespace, name) → labels of the service accounts that have any.
+    pub service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// Address → index in `endpoints` (kept by [`World::add_endpoint`]).
     by_ip: std::collections::HashMap<IpAddr, usize>,
 }
@@ -100,6 +102,19 @@ impl World {
         self.endpoints.push(e);
     }
 
+    /// A service account's labels (the `pcsa.` labels of the pods that use it).
+    pub fn add_service_account(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) {
+        if !labels.is_empty() {
+            self.service_accounts
+                .insert((namespace.to_string(), name.to_string()), labels);
+        }
+    }
+
     /// The labels of a namespace (empty if unknown).
     pub fn namespace_labels(&self, ns: &str) -> &BTreeMap<String, String> {
         self.namespaces.get(ns).unwrap_or(&NO_LABELS)
@@ -108,8 +123,8 @@ impl World {
     /// The labels Calico selectors see on an endpoint (Felix's label inheritance): its
     /// own, `projectcalico.org/namespace`, `orchestrator` and `serviceaccount`, and its
     /// profiles' — the namespace's labels as `pcns.<key>` with `pcns.projectcalico.org/name`,
-    /// the service account's name as `pcsa.projectcalico.org/name`. The endpoint's own
-    /// labels win.
+    /// the service account's labels as `pcsa.<key>` with its name as
+    /// `pcsa.projectcalico.org/name`. The endpoint's own labels win.
     pub fn calico_labels(&self, e: &Endpoint) -> BTreeMap<String, String> {
         let mut l = BTreeMap::new();
         for (k, v) in self.namespace_labels(&e.namespace) {
@@ -117,6 +132,14 @@ impl World {
         }
         l.insert("pcns.projectcalico.org/name".into(), e.namespace.clone());
         if !e.service_account.is_empty() {
+            if let Some(sa) = self
+                .service_accounts
+                .get(&(e.namespace.clone(), e.service_account.clone()))
+            {
+                for (k, v) in sa {
+                    l.insert(format!("pcsa.{k}"), v.clone());
+                }
+            }
             l.insert(
                 "pcsa.projectcalico.org/name".into(),
                 e.service_account.clone(),

@@ -230,6 +230,35 @@ fn source_ports_and_not_source_ports() {
 }
 
 #[test]
+fn rule_service_accounts_by_name_and_by_their_labels() {
+    let mut w = world();
+    w.add_service_account("shop", "frontend", labels(&[("role", "edge")]));
+    let p = program(&format!(
+        "{HDR}kind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  selector: app == 'db'\n  ingress:\n\
+         \x20   - action: Allow\n      source: {{serviceAccounts: {{names: [frontend, billing]}}}}\n"
+    ));
+    assert!(allowed(&p, &w, WEB, DB, TCP, 5432), "web runs as frontend");
+    assert!(
+        !allowed(&p, &w, PROBE, DB, TCP, 5432),
+        "probe runs as default"
+    );
+    let p = program(&format!(
+        "{HDR}kind: GlobalNetworkPolicy\nmetadata: {{name: g}}\nspec:\n  selector: app == 'db'\n  ingress:\n\
+         \x20   - action: Allow\n      source: {{selector: app == 'web', serviceAccounts: {{selector: role == 'edge'}}}}\n"
+    ));
+    assert!(
+        allowed(&p, &w, WEB, DB, TCP, 1),
+        "frontend is labelled role=edge"
+    );
+    let mut w2 = world();
+    w2.add_service_account("shop", "frontend", labels(&[("role", "inside")]));
+    assert!(
+        !allowed(&p, &w2, WEB, DB, TCP, 1),
+        "relabelled service account"
+    );
+}
+
+#[test]
 fn pass_goes_to_the_profile_and_log_goes_on() {
     let w = world();
     let p = program(&format!(

@@ -22,7 +22,8 @@
 //! and field and skipped; the rest keeps working.
 
 use super::slim::{
-    EndpointSliceKind, NamespaceKind, NodeKind, PodKind, ServiceKind, Slim, SlimKind,
+    EndpointSliceKind, NamespaceKind, NodeKind, PodKind, ServiceAccountKind, ServiceKind, Slim,
+    SlimKind,
 };
 use super::{Event, Stored, WriteError};
 use brindle_model::decode::kubernetes::{from_api_json, API_JSON_KINDS};
@@ -91,6 +92,7 @@ pub fn api_resource(kind: Kind, group: CalicoGroup) -> ApiResource {
         Kind::Node => core("v1", "", "v1", "Node", "nodes"),
         Kind::Pod => core("v1", "", "v1", "Pod", "pods"),
         Kind::Namespace => core("v1", "", "v1", "Namespace", "namespaces"),
+        Kind::ServiceAccount => core("v1", "", "v1", "ServiceAccount", "serviceaccounts"),
         Kind::Service => core("v1", "", "v1", "Service", "services"),
         Kind::EndpointSlice => core(
             "discovery.k8s.io/v1",
@@ -713,6 +715,7 @@ pub fn decode_list_page(
         Kind::Pod => events::<Slim<PodKind>>(kind, &ar, page),
         Kind::Node => events::<Slim<NodeKind>>(kind, &ar, page),
         Kind::Namespace => events::<Slim<NamespaceKind>>(kind, &ar, page),
+        Kind::ServiceAccount => events::<Slim<ServiceAccountKind>>(kind, &ar, page),
         Kind::Service => events::<Slim<ServiceKind>>(kind, &ar, page),
         Kind::EndpointSlice => events::<Slim<EndpointSliceKind>>(kind, &ar, page),
         _ => events::<DynamicObject>(kind, &ar, page),
@@ -732,6 +735,9 @@ async fn watch_kind(
         Kind::Pod => watch::<Slim<PodKind>>(client, kind, group, tx, health).await,
         Kind::Node => watch::<Slim<NodeKind>>(client, kind, group, tx, health).await,
         Kind::Namespace => watch::<Slim<NamespaceKind>>(client, kind, group, tx, health).await,
+        Kind::ServiceAccount => {
+            watch::<Slim<ServiceAccountKind>>(client, kind, group, tx, health).await
+        }
         Kind::Service => watch::<Slim<ServiceKind>>(client, kind, group, tx, health).await,
         Kind::EndpointSlice => {
             watch::<Slim<EndpointSliceKind>>(client, kind, group, tx, health).await

@@ -123,6 +123,7 @@ pub const AGENT_KINDS: &[Kind] = &[
     Kind::IpamConfig,
     Kind::Pod,
     Kind::Namespace,
+    Kind::ServiceAccount,
     Kind::Service,
     Kind::EndpointSlice,
     Kind::KubernetesNetworkPolicy,

@@ -42,6 +42,7 @@ slim_kinds! {
     PodKind => Kind::Pod,
     NodeKind => Kind::Node,
     NamespaceKind => Kind::Namespace,
+    ServiceAccountKind => Kind::ServiceAccount,
     ServiceKind => Kind::Service,
     EndpointSliceKind => Kind::EndpointSlice,
 }

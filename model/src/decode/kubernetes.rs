@@ -266,6 +266,14 @@ fn namespace(m: &MetaParts) -> Namespace {
     }
 }
 
+fn service_account(m: &MetaParts) -> ServiceAccount {
+    ServiceAccount {
+        namespace: m.namespace.to_string(),
+        name: m.name.to_string(),
+        labels: m.labels.clone(),
+    }
+}
+
 fn service(m: &MetaParts, v: ServiceView) -> Service {
     let mut cluster = v.spec.cluster_ips;
     if cluster.is_empty() {
@@ -372,6 +380,7 @@ pub(crate) fn decode(
             Resource::Pod(Arc::new(pod(&m, v.spec, v.status)))
         }
         Kind::Namespace => Resource::Namespace(Arc::new(namespace(&m))),
+        Kind::ServiceAccount => Resource::ServiceAccount(Arc::new(service_account(&m))),
         Kind::Service => Resource::Service(Arc::new(service(&m, view(ctx, node, kind)?))),
         Kind::EndpointSlice => {
             Resource::EndpointSlice(Arc::new(endpoint_slice(&m, view(ctx, node, kind)?)))
@@ -500,6 +509,7 @@ pub const API_JSON_KINDS: &[Kind] = &[
     Kind::Node,
     Kind::Pod,
     Kind::Namespace,
+    Kind::ServiceAccount,
     Kind::Service,
     Kind::EndpointSlice,
 ];
@@ -540,6 +550,12 @@ pub fn from_api_json(kind: Kind, json: &str) -> Result<(Object, Option<String>),
         Kind::Namespace => serde_json::from_str::<MetaOnly>(json).map(|v| {
             (
                 Resource::Namespace(Arc::new(namespace(&v.metadata.parts()))),
+                v.metadata,
+            )
+        }),
+        Kind::ServiceAccount => serde_json::from_str::<MetaOnly>(json).map(|v| {
+            (
+                Resource::ServiceAccount(Arc::new(service_account(&v.metadata.parts()))),
                 v.metadata,
             )
         }),

@@ -76,6 +76,7 @@ pub enum Resource {
     GlobalNetworkPolicy(Box<crate::policy::CalicoPolicy>),
     Pod(std::sync::Arc<crate::kubernetes::Pod>),
     Namespace(std::sync::Arc<crate::kubernetes::Namespace>),
+    ServiceAccount(std::sync::Arc<crate::kubernetes::ServiceAccount>),
     Service(std::sync::Arc<crate::kubernetes::Service>),
     EndpointSlice(std::sync::Arc<crate::kubernetes::EndpointSlice>),
     KubernetesNetworkPolicy(Box<crate::policy::KubeNetworkPolicy>),
@@ -385,9 +386,11 @@ fn decode_inner(
             Kind::KubernetesNetworkPolicy => Resource::KubernetesNetworkPolicy(Box::new(
                 policy::decode_kube_policy(&meta, &spec_field)?,
             )),
-            Kind::Pod | Kind::Namespace | Kind::Service | Kind::EndpointSlice => {
-                kubernetes::decode(kind, &meta, node, &ctx)?
-            }
+            Kind::Pod
+            | Kind::Namespace
+            | Kind::ServiceAccount
+            | Kind::Service
+            | Kind::EndpointSlice => kubernetes::decode(kind, &meta, node, &ctx)?,
         };
     let mut json = node.value.to_json();
     if let (Some(obj), Some(_)) = (json.as_object_mut(), &list_item) {
