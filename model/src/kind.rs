@@ -22,6 +22,8 @@ pub enum Kind {
     /// Calico `NetworkPolicy` (namespaced).
     NetworkPolicy,
     GlobalNetworkPolicy,
+    HostEndpoint,
+    FelixConfiguration,
     /// Kubernetes `v1` Pod.
     Pod,
     /// Kubernetes `v1` Namespace.
@@ -35,7 +37,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 15] = [
         Kind::BgpConfiguration,
         Kind::Node,
         Kind::BgpPeer,
@@ -44,6 +46,8 @@ impl Kind {
         Kind::IpamConfig,
         Kind::NetworkPolicy,
         Kind::GlobalNetworkPolicy,
+        Kind::HostEndpoint,
+        Kind::FelixConfiguration,
         Kind::Pod,
         Kind::Namespace,
         Kind::Service,
@@ -62,6 +66,8 @@ impl Kind {
             Kind::IpamConfig => "IPAMConfiguration",
             Kind::NetworkPolicy | Kind::KubernetesNetworkPolicy => "NetworkPolicy",
             Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+            Kind::HostEndpoint => "HostEndpoint",
+            Kind::FelixConfiguration => "FelixConfiguration",
             Kind::Pod => "Pod",
             Kind::Namespace => "Namespace",
             Kind::Service => "Service",

@@ -128,6 +128,8 @@ pub const AGENT_KINDS: &[Kind] = &[
     Kind::KubernetesNetworkPolicy,
     Kind::NetworkPolicy,
     Kind::GlobalNetworkPolicy,
+    Kind::HostEndpoint,
+    Kind::FelixConfiguration,
 ];
 
 impl Datastore {
