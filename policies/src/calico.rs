@@ -7,8 +7,11 @@
 //! GlobalNetworkPolicy), `namespaceSelector` (`global()`: no pod), `nets`/`notNets`,
 //! `ports`/`notPorts` (numbers, ranges, named ports of that side's endpoint).
 //!
+//! A GlobalNetworkPolicy's `selector` also selects host endpoints (normal policy: what
+//! the host receives and sends on the endpoint's interface; see [`crate::world`]).
+//!
 //! Not compiled yet (reported, the rule kept without it): `serviceAccounts` and
-//! `services` in rules, `http`, source ports; host endpoints, `doNotTrack`, `preDNAT`,
+//! `services` in rules, `http`, source ports; `doNotTrack`, `preDNAT`,
 //! `applyOnForward`.
 
 use crate::ir::{

@@ -84,7 +84,7 @@ impl Applies {
             Applies::KubePods {
                 namespace,
                 pod_selector,
-            } => &e.namespace == namespace && pod_selector.matches(&e.labels),
+            } => !e.is_host() && &e.namespace == namespace && pod_selector.matches(&e.labels),
             Applies::Calico { .. } => false,
         }
     }
@@ -99,6 +99,21 @@ impl Applies {
                 service_account_selector,
             } => {
                 let labels = world.calico_labels(e);
+                if e.is_host() {
+                    // Only a GlobalNetworkPolicy's selector, evaluated as Felix does for a
+                    // non-namespaced endpoint; a namespace or service account selector
+                    // needs labels a host endpoint does not have.
+                    return namespace.is_none()
+                        && selector.matches_in(&labels, Scope::NonNamespaced)
+                        && namespace_selector.as_ref().is_none_or(|s| {
+                            s.with_label_prefix("pcns.")
+                                .matches_in(&labels, Scope::NonNamespaced)
+                        })
+                        && service_account_selector.as_ref().is_none_or(|s| {
+                            s.with_label_prefix("pcsa.")
+                                .matches_in(&labels, Scope::NonNamespaced)
+                        });
+                }
                 namespace.as_ref().is_none_or(|ns| &e.namespace == ns)
                     && selector.matches_in(&labels, Scope::Namespaced)
                     && namespace_selector.as_ref().is_none_or(|s| {
@@ -150,6 +165,9 @@ impl SetDef {
                 pod_selector,
                 namespace_selector,
             } => {
+                if e.is_host() {
+                    return false;
+                }
                 let ns_ok = match namespace_selector {
                     None => &e.namespace == namespace,
                     Some(sel) => sel.matches(world.namespace_labels(&e.namespace)),
@@ -162,6 +180,19 @@ impl SetDef {
                 namespace_selector,
             } => {
                 let labels = world.calico_labels(e);
+                if e.is_host() {
+                    // Host endpoints are selected by `global()` and by a
+                    // GlobalNetworkPolicy's rule selector without a namespace selector.
+                    let ns_ok = match namespace_selector {
+                        Some(NamespaceMatch::Global) => true,
+                        Some(NamespaceMatch::Selector(_)) => false,
+                        None => namespace.is_none(),
+                    };
+                    return ns_ok
+                        && selector
+                            .as_ref()
+                            .is_none_or(|s| s.matches_in(&labels, Scope::NonNamespaced));
+                }
                 let ns_ok = match namespace_selector {
                     // global(): host endpoints and network sets only, never a pod.
                     Some(NamespaceMatch::Global) => false,

@@ -440,6 +440,8 @@ async fn policy_cluster(ds: &DatastoreArgs) -> Result<brindle_model::ClusterConf
             Kind::KubernetesNetworkPolicy,
             Kind::NetworkPolicy,
             Kind::GlobalNetworkPolicy,
+            Kind::HostEndpoint,
+            Kind::FelixConfiguration,
         ],
     )
     .await?;
@@ -498,7 +500,15 @@ fn policy(command: &PolicyCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let d = brindle_policies::evaluate(&program, &world, &flow);
+    // A host endpoint's failsafe ports are its node's (FelixConfiguration).
+    let node = [flow.dst, flow.src]
+        .iter()
+        .find_map(|ip| world.endpoint_at(*ip).and_then(|e| e.host.as_ref()))
+        .map(|h| h.node.clone())
+        .unwrap_or_default();
+    let (inbound, outbound) = cfg.failsafe_ports(&node);
+    let failsafe = brindle_policies::FailsafePorts { inbound, outbound };
+    let d = brindle_policies::evaluate_with(&program, &world, &flow, &failsafe);
     match output {
         StatusFormat::Table => {
             print!("{}", ctl::policy::render(&world, &flow, &d));

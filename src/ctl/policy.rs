@@ -58,6 +58,7 @@ pub fn parse_port(s: &str) -> Result<(u8, Option<u16>), String> {
 
 fn who(world: &World, ip: IpAddr) -> String {
     match world.endpoint_at(ip) {
+        Some(e) if e.is_host() => format!("HostEndpoint {} ({ip})", e.name),
         Some(e) => format!("{}/{} ({ip})", e.namespace, e.name),
         None => ip.to_string(),
     }
@@ -65,7 +66,26 @@ fn who(world: &World, ip: IpAddr) -> String {
 
 fn step_text(step: &Step, dir: &str) -> String {
     match step {
-        Step::NotAnEndpoint => format!("{dir}: not a workload endpoint here: no policy applies"),
+        Step::NotAnEndpoint => format!(
+            "{dir}: not a workload or host endpoint here (or a host endpoint without interfaceName): no policy applies"
+        ),
+        Step::Failsafe { port } => {
+            format!("{dir}: allowed: failsafe port {port} (host endpoint; no policy can close it)")
+        }
+        Step::ProfileAllowed => format!(
+            "{dir}: allowed: no policy decided; the host endpoint's profile projectcalico-default-allow allows"
+        ),
+        Step::HostEndpointDefaultDeny { policies } if policies.is_empty() => format!(
+            "{dir}: denied: no policy selects the host endpoint for {dir} and it has no profile that allows (host endpoints are default-deny)"
+        ),
+        Step::HostEndpointDefaultDeny { policies } => format!(
+            "{dir}: denied: every tier passed it on and the host endpoint has no profile that allows (after {})",
+            policies
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Step::NotIsolated => {
             format!("{dir}: allowed: no policy selects the pod for {dir} (not isolated)")
         }
