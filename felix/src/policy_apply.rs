@@ -294,6 +294,28 @@ impl PolicyApplier {
             .filter(|c| !want.chains.contains_key(*c))
             .collect();
         if !stale.is_empty() {
+            // A hook no longer wanted (brl-OUTPUT once the last host endpoint is gone)
+            // goes first: a chain still jumped to cannot be deleted.
+            for c in &stale {
+                let suffix = format!("-j {c}");
+                for j in jumps.iter().filter(|j| j.ends_with(&suffix)) {
+                    let args: Vec<&str> = ["-t", table, "-D"]
+                        .into_iter()
+                        .chain(j.split_whitespace())
+                        .collect();
+                    let _ = run(ipt, &args, None);
+                }
+                if !read {
+                    for (chain, _) in last
+                        .map(|l| l.hooks.as_slice())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|(_, target)| target == *c)
+                    {
+                        let _ = run(ipt, &["-t", table, "-D", chain, "-j", c], None);
+                    }
+                }
+            }
             let mut t = format!("*{table}\n");
             for c in &stale {
                 t.push_str(&format!(":{c} - [0:0]\n"));

@@ -188,4 +188,43 @@ mod tests {
         assert_eq!(parse_port("53/udp").unwrap(), (17, Some(53)));
         assert!(parse_port("x").is_err());
     }
+
+    #[test]
+    fn explains_host_endpoint_flows_and_failsafe_ports() {
+        let yaml = "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: n1-eth0, labels: {role: node}}\nspec: {node: n1, interfaceName: eth0, expectedIPs: [192.0.2.1]}\n---\n\
+            apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: web}\nspec:\n  selector: role == 'node'\n  types: [Ingress]\n  ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]\n";
+        let cfg = brindle_model::parse("p.yaml", yaml).unwrap();
+        let (program, _) = program_of(&cfg);
+        let world = world_of(&cfg);
+        let explain = |port: &str| {
+            let (protocol, port) = parse_port(port).unwrap();
+            let flow = Flow {
+                src: resolve(&world, "192.0.2.254").unwrap(),
+                dst: resolve(&world, "192.0.2.1").unwrap(),
+                protocol,
+                port,
+            };
+            render(&world, &flow, &evaluate(&program, &world, &flow))
+        };
+        let out = explain("22/tcp");
+        assert!(
+            out.contains("-> HostEndpoint n1-eth0 (192.0.2.1) 22/tcp: ALLOWED"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ingress: allowed: failsafe port tcp:22"),
+            "{out}"
+        );
+        let out = explain("8080");
+        assert!(
+            out.contains("allowed by GlobalNetworkPolicy web, ingress rule 0"),
+            "{out}"
+        );
+        let out = explain("9090");
+        assert!(out.contains("9090/tcp: DENIED"), "{out}");
+        assert!(
+            out.contains("tier \"default\" ends with a drop after GlobalNetworkPolicy web"),
+            "{out}"
+        );
+    }
 }
