@@ -438,7 +438,11 @@ fn host_endpoints_decode_with_calicos_full_field_set() {
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     let h = &c.host_endpoints[0];
     assert_eq!(
-        (h.node.as_str(), h.interface_name.as_str(), h.expected_ips.len()),
+        (
+            h.node.as_str(),
+            h.interface_name.as_str(),
+            h.expected_ips.len()
+        ),
         ("n1", "eth0", 2)
     );
     assert!(h.profile_allows());
@@ -483,7 +487,11 @@ fn host_endpoints_decode_with_calicos_full_field_set() {
     )
     .unwrap();
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-    assert!(c.warnings[0].contains("no interfaceName"), "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("no interfaceName"),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]
@@ -499,8 +507,16 @@ fn felix_configuration_failsafe_ports_and_unimplemented_fields() {
     .unwrap();
     // One warning per unimplemented field, naming it.
     assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
-    assert!(c.warnings[0].contains("ignored: spec.logSeverityScreen"), "{:?}", c.warnings);
-    assert!(c.warnings[1].contains("ignored: spec.bpfEnabled"), "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("ignored: spec.logSeverityScreen"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings[1].contains("ignored: spec.bpfEnabled"),
+        "{:?}",
+        c.warnings
+    );
     let ssh = Failsafe::new(6, 22);
     let https = Failsafe {
         protocol: 6,
@@ -513,7 +529,10 @@ fn felix_configuration_failsafe_ports_and_unimplemented_fields() {
         (vec![ssh, https], DEFAULT_FAILSAFE_OUTBOUND.to_vec())
     );
     // n2's own lists win, an empty one meaning none.
-    assert_eq!(c.failsafe_ports("n2"), (vec![], vec![Failsafe::new(17, 53)]));
+    assert_eq!(
+        c.failsafe_ports("n2"),
+        (vec![], vec![Failsafe::new(17, 53)])
+    );
     assert_eq!(https.label(), "tcp:10.0.0.0/8:443");
     // Nothing at all: Calico's defaults.
     let empty = parse("t.yaml", "").unwrap();
