@@ -7,8 +7,10 @@
 //!   = last), then name. For one endpoint and direction: the first rule that matches in
 //!   the first policy that has one decides (Allow, Deny; Pass skips to the next tier; Log
 //!   logs and goes on); when policies select the endpoint but none decides, the end of
-//!   the tier drops (Felix's end-of-tier drop). An endpoint no policy selects for a
-//!   direction is not isolated in it (Calico's profile `kns.<namespace>` allows).
+//!   the tier drops (Felix's end-of-tier drop). A workload no policy selects for a
+//!   direction is not isolated in it (Calico's profile `kns.<namespace>` allows); a host
+//!   endpoint is (default-deny unless its profile is `projectcalico-default-allow`; the
+//!   evaluator adds the failsafe ports).
 //! - The other side of a flow is matched by [`Peer`] sets, defined by what selects their
 //!   members ([`SetDef`]), resolved against the [`crate::World`] by [`SetDef::contains`]
 //!   here and into ipset members by the renderer.
