@@ -5,7 +5,8 @@
 //! TCP 22 still does; with the inbound failsafe list empty, 22 is blocked. Under a
 //! deny-all egress policy the host still reaches the peer on the outbound failsafe
 //! port TCP 179, and not on another port. Every iptables command runs inside the test
-//! namespace.
+//! namespace. A second test: the all-interfaces endpoint (`*`) with a local workload
+//! (not policed as host traffic), outbound failsafe UDP 53, and the IPv6 rendering.
 
 mod common;
 
@@ -168,5 +169,128 @@ fn host_endpoint_policy_and_failsafe_ports() {
     let r = in_ns(&host, move || async move { applier.remove(Family::V4) });
     assert!(r.errors.is_empty(), "{r:?}");
     assert!(!host.sh_ok("iptables-save -t filter").contains("brl-"));
+    assert!(connects(&peer, HOST_IP, 9090));
+}
+
+/// A UDP echo server in a namespace on `port` (killed on drop).
+fn udp_echo(ns: &Netns, port: u16) -> Listeners {
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', {port}))\nwhile True:\n    d, a = s.recvfrom(512); s.sendto(d, a)\n"
+    );
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "python3", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("python3");
+    let ok = wait_for(std::time::Duration::from_secs(5), || {
+        ns.sh(&format!("ss -lun | grep -q ':{port} '")).0
+    });
+    assert!(ok.is_some(), "udp echo on {port}");
+    Listeners(child)
+}
+
+/// Whether a UDP datagram from `from` to `ip:port` is answered within 2 s.
+fn udp_answered(from: &Netns, ip: &str, port: u16) -> bool {
+    from.sh(&format!(
+        "python3 -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2); s.sendto(b'x', ('{ip}', {port})); s.recvfrom(16)\""
+    ))
+    .0
+}
+
+/// The all-interfaces host endpoint (`interfaceName: "*"`) polices the uplink but not a
+/// local workload's traffic to the host; outbound UDP 53 is a failsafe under a deny-all
+/// egress policy, UDP 5353 is not; the IPv6 rendering (a failsafe with an IPv6 net) is
+/// accepted by ip6tables.
+#[test]
+fn all_interfaces_host_endpoint_workloads_and_udp_failsafe() {
+    let host = Netns::new();
+    // Proxy ARP (the pod's gateway) answers only on a forwarding host.
+    host.set_sysctl("net/ipv4/ip_forward", "1");
+    let peer = add_uplink(&host, HOST_IP, PEER_IP);
+    let pod = add_pod(&host, "calipod", "10.1.0.1");
+    host.ip("route add 10.1.0.1/32 dev calipod scope link");
+    host.set_sysctl("net/ipv4/conf/calipod/proxy_arp", "1");
+    let _host_listeners = Listeners::start(&host, &[8080, 9090]);
+    let _dns = udp_echo(&peer, 53);
+    let _mdns = udp_echo(&peer, 5353);
+    assert!(connects(&pod.ns, HOST_IP, 9090), "the pod reaches the host");
+    let yaml = format!(
+        "{}{DENY_EGRESS}---\n\
+         apiVersion: v1\nkind: Pod\nmetadata: {{name: pod, namespace: shop}}\nspec: {{nodeName: n1}}\nstatus: {{phase: Running, podIP: 10.1.0.1}}\n",
+        HEP.replace("interfaceName: eth0", "interfaceName: '*'")
+    );
+    let cfg = brindle_model::parse("hep.yaml", &yaml).unwrap();
+    let (program, _) = program_of(&cfg);
+    let world = world_of(&cfg);
+    let local = vec![("calipod".to_string(), "10.1.0.1".parse().unwrap())];
+    let mut r = resolve(&program, &world, &local);
+    let inbound_v6 = Failsafe {
+        protocol: 6,
+        port: 22,
+        net: Some("fd00::/8".parse().unwrap()),
+    };
+    let mut inbound = DEFAULT_FAILSAFE_INBOUND.to_vec();
+    inbound.push(inbound_v6);
+    add_host_endpoints(
+        &mut r,
+        &program,
+        &world,
+        "n1",
+        &inbound,
+        DEFAULT_FAILSAFE_OUTBOUND,
+    );
+    assert_eq!(r.host_endpoints[0].iface, "*");
+    let out = render(&r, Family::V4);
+    assert!(
+        out.filter.contains("-g brl-fh-any-interface-at-all"),
+        "{}",
+        out.filter
+    );
+    let applier = apply(&host, PolicyApplier::new(), &out);
+    assert!(connects(&peer, HOST_IP, 8080));
+    assert!(
+        !connects(&peer, HOST_IP, 9090),
+        "the * endpoint covers eth0"
+    );
+    let ok = connects(&pod.ns, HOST_IP, 9090);
+    if !ok {
+        eprintln!("{}", host.sh_ok("iptables-save -c -t filter"));
+    }
+    assert!(
+        ok,
+        "a workload's traffic to the host is not host endpoint traffic"
+    );
+    assert!(host.ping("127.0.0.1"), "lo is not policed");
+    assert!(
+        udp_answered(&host, PEER_IP, 53),
+        "udp:53 is an outbound failsafe"
+    );
+    assert!(
+        !udp_answered(&host, PEER_IP, 5353),
+        "deny-out drops the rest"
+    );
+
+    // IPv6: ip6tables takes the same structure with the IPv6 failsafe net.
+    let out6 = render(&r, Family::V6);
+    assert!(out6.filter.contains("-s fd00::/8"), "{}", out6.filter);
+    let (applier6, r6) = in_ns(&host, move || async move {
+        let mut a = PolicyApplier::new();
+        let rep = a.apply(Family::V6, &out6, true);
+        (a, rep)
+    });
+    assert!(r6.errors.is_empty(), "{r6:?}");
+    let v6 = host.sh_ok("ip6tables -S OUTPUT");
+    assert!(v6.contains("-A OUTPUT -j brl-OUTPUT"), "{v6}");
+
+    let (mut a4, mut a6) = (applier, applier6);
+    let (r4, r6) = in_ns(&host, move || async move {
+        (a4.remove(Family::V4), a6.remove(Family::V6))
+    });
+    assert!(
+        r4.errors.is_empty() && r6.errors.is_empty(),
+        "{r4:?} {r6:?}"
+    );
+    assert!(!host.sh_ok("iptables-save -t filter").contains("brl-"));
+    assert!(!host.sh_ok("ip6tables-save -t filter").contains("brl-"));
     assert!(connects(&peer, HOST_IP, 9090));
 }
