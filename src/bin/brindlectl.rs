@@ -197,6 +197,10 @@ enum GetKind {
     Networkpolicies,
     #[value(alias = "globalnetworkpolicy", alias = "gnp")]
     Globalnetworkpolicies,
+    #[value(alias = "hostendpoint", alias = "hep", alias = "heps")]
+    Hostendpoints,
+    #[value(alias = "felixconfiguration", alias = "felixconfig")]
+    Felixconfigurations,
 }
 
 impl GetKind {
@@ -210,6 +214,8 @@ impl GetKind {
             GetKind::Bgpconfigurations => Kind::BgpConfiguration,
             GetKind::Networkpolicies => Kind::NetworkPolicy,
             GetKind::Globalnetworkpolicies => Kind::GlobalNetworkPolicy,
+            GetKind::Hostendpoints => Kind::HostEndpoint,
+            GetKind::Felixconfigurations => Kind::FelixConfiguration,
         }
     }
 }
