@@ -543,6 +543,15 @@ fn felix_configuration_failsafe_ports_and_unimplemented_fields() {
             DEFAULT_FAILSAFE_OUTBOUND.to_vec()
         )
     );
+    // What the Calico operator writes (and a field removed in Calico 3.31): loads, one
+    // warning per field.
+    let c = parse(
+        "t.yaml",
+        &format!("{HDR}kind: FelixConfiguration\nmetadata: {{name: default}}\nspec:\n  bpfConnectTimeLoadBalancing: TCP\n  bpfHostNetworkedNATWithoutCTLB: Enabled\n  bpfLogLevel: ''\n  floatingIPs: Disabled\n  healthPort: 9099\n  logSeverityScreen: Info\n  reportingInterval: 0s\n  vxlanVNI: 4096\n  iptablesLockTimeout: 0s\n"),
+    )
+    .unwrap();
+    assert_eq!(c.warnings.len(), 9, "{:?}", c.warnings);
+    assert_eq!(c.felix_configurations.len(), 1);
     // A misspelt field: rejected with a hint; a bad protocol too.
     let e = parse(
         "t.yaml",

@@ -915,8 +915,13 @@ const FELIX_CONFIGURATION_FIELDS: &[&str] =
     &["failsafeInboundHostPorts", "failsafeOutboundHostPorts"];
 
 /// Valid FelixConfigurationSpec fields Brindle does not implement (every other json tag
-/// of Calico's `FelixConfigurationSpec`).
+/// of Calico's `FelixConfigurationSpec`, and those removed since 3.23 that older
+/// clusters' objects still carry).
 const FELIX_CONFIGURATION_IGNORED: &[&str] = &[
+    "bpfKubeProxyEndpointSlicesEnabled",
+    "bpfKubeProxyHealtzPort",
+    "iptablesLockFilePath",
+    "iptablesLockTimeout",
     "nodeSelector",
     "useInternalDataplaneDriver",
     "dataplaneDriver",
