@@ -356,6 +356,23 @@ impl ModelAssembler {
                 &p.failsafe.inbound,
                 &p.failsafe.outbound,
             );
+            if !r.host_endpoints.is_empty() {
+                r.ipip = m.ipip_tunnel_addr.is_some();
+                r.vxlan = m.vxlan_tunnel_addr.is_some();
+                r.tunnel_hosts = m
+                    .remote_nodes
+                    .iter()
+                    .flat_map(|n| {
+                        [
+                            n.ipv4.map(|a| IpAddr::V4(a.ip())),
+                            n.ipv6.map(|a| IpAddr::V6(a.ip())),
+                        ]
+                    })
+                    .flatten()
+                    .collect();
+                r.tunnel_hosts.sort();
+                r.tunnel_hosts.dedup();
+            }
             *cache = Some((p.clone(), local, r.clone()));
             r
         });
@@ -540,5 +557,8 @@ spec: {node: b, cidr: 10.65.0.64/26}
             r.failsafe_outbound,
             brindle_model::resolved::DEFAULT_FAILSAFE_OUTBOUND.to_vec()
         );
+        // IPIP with b (CrossSubnet pool) is accepted before host endpoint policy.
+        assert!(r.ipip && !r.vxlan);
+        assert_eq!(r.tunnel_hosts, vec!["10.0.1.2".parse::<IpAddr>().unwrap()]);
     }
 }

@@ -18,6 +18,8 @@
 //!           brl-from-host-endpoint; accept mark → ACCEPT
 //! OUTPUT  → brl-OUTPUT: -o cali+ / lo RETURN; clear marks; brl-to-host-endpoint;
 //!           accept mark → ACCEPT
+//! (both, before the dispatch: IPIP / VXLAN from / to the other nodes' addresses
+//!  accepted, when this node uses them)
 //! brl-{from,to}-host-endpoint: per interface goto brl-fh-<if> / brl-th-<if>, the
 //!   all-interfaces endpoint (`*`) last for any interface; else not policed (RETURN)
 //! brl-fh-<if> (ingress) / brl-th-<if> (egress): ESTABLISHED accept, INVALID drop,
@@ -537,6 +539,22 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
             }),
         }
     }
+    if !resolved.host_endpoints.is_empty() && (resolved.ipip || resolved.vxlan) {
+        ipsets.push(IpsetDef {
+            name: ipset_name(family, TUNNEL_HOSTS_SET),
+            kind: "hash:net",
+            members: resolved
+                .tunnel_hosts
+                .iter()
+                .filter(|ip| in_family(family, ip))
+                .map(|ip| {
+                    IpNetwork::new(*ip, if ip.is_ipv4() { 32 } else { 128 })
+                        .expect("host prefix")
+                        .to_string()
+                })
+                .collect(),
+        });
+    }
     for (name, nets) in &ctx.extra {
         ipsets.push(IpsetDef {
             name: ipset_name(family, name),
@@ -557,6 +575,11 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
     }
 }
 
+/// The set of the other nodes' addresses (encapsulated traffic with them is accepted).
+const TUNNEL_HOSTS_SET: &str = "x:tunnel-hosts";
+/// Brindle's VXLAN port.
+const VXLAN_PORT: u16 = crate::calc::VXLAN_PORT;
+
 /// The chain key of the all-interfaces host endpoint (as Felix's `any-interface-at-all`).
 const ALL_INTERFACES_KEY: &str = "any-interface-at-all";
 
@@ -574,6 +597,27 @@ fn host_endpoint_chains(
     accepted: &str,
 ) {
     let family = ctx.family;
+    let r = ctx.resolved;
+    // The encapsulated pod network from and to the other nodes (Felix: "Allow IPIP
+    // packets from Calico hosts", VXLAN likewise), before host endpoint policy.
+    let hosts = ipset_name(family, TUNNEL_HOSTS_SET);
+    let tunnel = |dir: &str| -> Vec<String> {
+        let mut v = Vec::new();
+        if r.ipip && family == Family::V4 {
+            v.push(format!(
+                "-p 4 -m set --match-set {hosts} {dir} {} -j ACCEPT",
+                comment("IPIP with Calico hosts")
+            ));
+        }
+        if r.vxlan {
+            v.push(format!(
+                "-p udp -m udp --dport {VXLAN_PORT} -m set --match-set {hosts} {dir} {} -j ACCEPT",
+                comment("VXLAN with Calico hosts")
+            ));
+        }
+        v
+    };
+    let (tunnel_in, tunnel_out) = (tunnel("src"), tunnel("dst"));
     let input = chains.get_mut("brl-INPUT").expect("rendered above");
     input.extend([
         format!(
@@ -581,6 +625,9 @@ fn host_endpoint_chains(
             comment("workload traffic is not host endpoint traffic")
         ),
         "-i lo -j RETURN".to_string(),
+    ]);
+    input.extend(tunnel_in);
+    input.extend([
         clear.to_string(),
         "-j brl-from-host-endpoint".to_string(),
         format!(
@@ -588,19 +635,20 @@ fn host_endpoint_chains(
             comment("host endpoint policy accepted")
         ),
     ]);
-    chains.insert(
-        "brl-OUTPUT".into(),
-        vec![
-            format!("-o cali+ {} -j RETURN", comment("to a workload")),
-            "-o lo -j RETURN".to_string(),
-            clear.to_string(),
-            "-j brl-to-host-endpoint".to_string(),
-            format!(
-                "{accepted} {} -j ACCEPT",
-                comment("host endpoint policy accepted")
-            ),
-        ],
-    );
+    let mut output = vec![
+        format!("-o cali+ {} -j RETURN", comment("to a workload")),
+        "-o lo -j RETURN".to_string(),
+    ];
+    output.extend(tunnel_out);
+    output.extend([
+        clear.to_string(),
+        "-j brl-to-host-endpoint".to_string(),
+        format!(
+            "{accepted} {} -j ACCEPT",
+            comment("host endpoint policy accepted")
+        ),
+    ]);
+    chains.insert("brl-OUTPUT".into(), output);
     let failsafe = |list: &[Failsafe], src: bool| -> Vec<String> {
         list.iter()
             .filter(|f| f.net.is_none_or(|n| net_in_family(family, &n)))
@@ -931,6 +979,9 @@ mod tests {
             },
         ];
         r.failsafe_outbound = vec![Failsafe::new(17, 53)];
+        r.ipip = true;
+        r.vxlan = true;
+        r.tunnel_hosts = vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
         let out = render(&r, Family::V4);
         let f = &plain(&out.filter);
         let want = "\
@@ -980,6 +1031,24 @@ mod tests {
             !f.contains("fd00::/8"),
             "the IPv6 failsafe net is not in the IPv4 table"
         );
+        // The pod network's encapsulation with the other nodes, before the dispatch.
+        let tunnel = "\
+-A brl-INPUT -i lo -j RETURN
+-A brl-INPUT -p 4 -m set --match-set brl4-x:tunnel-hosts src -m comment --comment \"IPIP with Calico hosts\" -j ACCEPT
+-A brl-INPUT -p udp -m udp --dport 4789 -m set --match-set brl4-x:tunnel-hosts src -m comment --comment \"VXLAN with Calico hosts\" -j ACCEPT
+-A brl-INPUT -j MARK --set-xmark 0x0/0x30000
+";
+        assert!(f.contains(tunnel), "{f}");
+        assert!(
+            f.contains("-A brl-OUTPUT -p 4 -m set --match-set brl4-x:tunnel-hosts dst"),
+            "{f}"
+        );
+        let set = out
+            .ipsets
+            .iter()
+            .find(|s| s.name == "brl4-x:tunnel-hosts")
+            .unwrap();
+        assert_eq!(set.members, vec!["10.0.0.2/32".to_string()]);
         assert!(out
             .hooks
             .contains(&("OUTPUT".to_string(), "brl-OUTPUT".to_string())));

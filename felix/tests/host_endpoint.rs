@@ -240,6 +240,11 @@ fn all_interfaces_host_endpoint_workloads_and_udp_failsafe() {
         DEFAULT_FAILSAFE_OUTBOUND,
     );
     assert_eq!(r.host_endpoints[0].iface, "*");
+    // The node uses IPIP and VXLAN with the peer (the rules must be accepted; the test
+    // sends no encapsulated traffic).
+    r.ipip = true;
+    r.vxlan = true;
+    r.tunnel_hosts = vec![PEER_IP.parse().unwrap(), "fd00::254".parse().unwrap()];
     let out = render(&r, Family::V4);
     assert!(
         out.filter.contains("-g brl-fh-any-interface-at-all"),
@@ -247,6 +252,8 @@ fn all_interfaces_host_endpoint_workloads_and_udp_failsafe() {
         out.filter
     );
     let applier = apply(&host, PolicyApplier::new(), &out);
+    let sets = host.sh_ok("ipset list brl4-x:tunnel-hosts");
+    assert!(sets.contains("192.0.2.254"), "{sets}");
     assert!(connects(&peer, HOST_IP, 8080));
     assert!(
         !connects(&peer, HOST_IP, 9090),

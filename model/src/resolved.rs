@@ -191,4 +191,11 @@ pub struct Resolved {
     /// Failsafe ports for host endpoint traffic (used only with host endpoints).
     pub failsafe_inbound: Vec<Failsafe>,
     pub failsafe_outbound: Vec<Failsafe>,
+    /// With host endpoints: the encapsulation this node uses (IPIP, VXLAN), accepted
+    /// from and to the other nodes' addresses ([`tunnel_hosts`](Self::tunnel_hosts))
+    /// before host endpoint policy, as Felix does, so that a default-deny host endpoint
+    /// does not cut the pod network.
+    pub ipip: bool,
+    pub vxlan: bool,
+    pub tunnel_hosts: Vec<IpAddr>,
 }
