@@ -108,10 +108,10 @@ enum PolicyCommand {
     /// The verdict on one flow and the policy and rule that decided it, from the
     /// compiled program (the same the dataplane is given).
     Explain {
-        /// NAMESPACE/POD or an IP address.
+        /// NAMESPACE/POD, hep/HOSTENDPOINT or an IP address.
         #[arg(long)]
         from: String,
-        /// NAMESPACE/POD or an IP address.
+        /// NAMESPACE/POD, hep/HOSTENDPOINT or an IP address.
         #[arg(long)]
         to: String,
         /// PORT[/tcp|udp|sctp] or icmp[/TYPE].

@@ -5,10 +5,24 @@ use brindle_policies::evaluate::{Decision, Step};
 use brindle_policies::{Flow, World};
 use std::net::IpAddr;
 
-/// `NS/POD` or an IP address, resolved on the world.
+/// `NS/POD`, `hep/NAME` (a host endpoint's first `expectedIPs` address) or an IP
+/// address, resolved on the world.
 pub fn resolve(world: &World, what: &str) -> Result<IpAddr, String> {
     if let Ok(ip) = what.parse::<IpAddr>() {
         return Ok(ip);
+    }
+    if let Some(name) = what
+        .strip_prefix("hep/")
+        .or_else(|| what.strip_prefix("hostendpoint/"))
+    {
+        let e = world
+            .endpoints
+            .iter()
+            .find(|e| e.is_host() && e.name == name)
+            .ok_or_else(|| format!("there is no HostEndpoint {name}"))?;
+        return e.ips.first().copied().ok_or_else(|| {
+            format!("HostEndpoint {name} has no expectedIPs: give its address instead")
+        });
     }
     let (ns, pod) = what
         .split_once('/')
@@ -16,7 +30,7 @@ pub fn resolve(world: &World, what: &str) -> Result<IpAddr, String> {
     let e = world
         .endpoints
         .iter()
-        .find(|e| e.namespace == ns && e.name == pod)
+        .find(|e| !e.is_host() && e.namespace == ns && e.name == pod)
         .ok_or_else(|| {
             format!("there is no workload pod {ns}/{pod} (scheduled, with an address)")
         })?;
@@ -200,7 +214,7 @@ mod tests {
             let (protocol, port) = parse_port(port).unwrap();
             let flow = Flow {
                 src: resolve(&world, "192.0.2.254").unwrap(),
-                dst: resolve(&world, "192.0.2.1").unwrap(),
+                dst: resolve(&world, "hep/n1-eth0").unwrap(),
                 protocol,
                 port,
             };
