@@ -506,7 +506,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         learned: BTreeMap::new(),
         kernel_reject: plan.services.kernel_reject.clone(),
         routes_incomplete: true,
-        policy: crate::dataplane::policy_source(&cfg),
+        policy: crate::dataplane::policy_source(&cfg, &plan.node_name),
         policy_cache: Default::default(),
     };
     // the first snapshot is not kept: the cache holds the objects (memory, measured in
@@ -643,7 +643,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                         let _ = base_tx.send((
                             crate::dataplane::base_model(&cfg, &new),
                             new.services.kernel_reject.clone(),
-                            crate::dataplane::policy_source(&cfg),
+                            crate::dataplane::policy_source(&cfg, &opts.node_name),
                         ));
                         if new == plan {
                             continue;

@@ -282,18 +282,24 @@ pub fn spawn(
 
 /// Assembles the model from its three sources and publishes it when it changes.
 /// The cluster's compiled policy and the endpoints and namespaces it is about (None in
-/// [`ModelAssembler`]: the cluster has no policy).
+/// [`ModelAssembler`]: the cluster has no policy and this node no host endpoint), with
+/// this node's name (its host endpoints are resolved too) and failsafe ports.
 #[derive(Debug)]
 pub struct PolicySource {
     pub program: brindle_policies::Program,
     pub world: brindle_policies::World,
+    pub node: String,
+    pub failsafe: brindle_policies::FailsafePorts,
 }
 
-/// The policy of a snapshot, if it has any; what is not enforced yet is logged.
-pub fn policy_source(cfg: &ClusterConfig) -> Option<std::sync::Arc<PolicySource>> {
+/// The policy of a snapshot for `node`, if it has any (a policy, or a host endpoint of
+/// `node`: a host endpoint alone is default-deny); what is not enforced yet is logged.
+pub fn policy_source(cfg: &ClusterConfig, node: &str) -> Option<std::sync::Arc<PolicySource>> {
+    let has_host_endpoint = cfg.host_endpoints.iter().any(|h| h.node == node);
     if cfg.kubernetes_network_policies.is_empty()
         && cfg.network_policies.is_empty()
         && cfg.global_network_policies.is_empty()
+        && !has_host_endpoint
     {
         return None;
     }
@@ -301,9 +307,12 @@ pub fn policy_source(cfg: &ClusterConfig) -> Option<std::sync::Arc<PolicySource>
     for w in warnings {
         tracing::debug!("policy: {w}");
     }
+    let (inbound, outbound) = cfg.failsafe_ports(node);
     Some(std::sync::Arc::new(PolicySource {
         program,
         world: brindle_policies::world_of(cfg),
+        node: node.to_string(),
+        failsafe: brindle_policies::FailsafePorts { inbound, outbound },
     }))
 }
 
@@ -363,7 +372,32 @@ impl ModelAssembler {
                     return r.clone();
                 }
             }
-            let r = brindle_policies::resolve::resolve(&p.program, &p.world, &local);
+            let mut r = brindle_policies::resolve::resolve(&p.program, &p.world, &local);
+            brindle_policies::resolve::add_host_endpoints(
+                &mut r,
+                &p.program,
+                &p.world,
+                &p.node,
+                &p.failsafe.inbound,
+                &p.failsafe.outbound,
+            );
+            if !r.host_endpoints.is_empty() {
+                r.ipip = m.ipip_tunnel_addr.is_some();
+                r.vxlan = m.vxlan_tunnel_addr.is_some();
+                r.tunnel_hosts = m
+                    .remote_nodes
+                    .iter()
+                    .flat_map(|n| {
+                        [
+                            n.ipv4.map(|a| IpAddr::V4(a.ip())),
+                            n.ipv6.map(|a| IpAddr::V6(a.ip())),
+                        ]
+                    })
+                    .flatten()
+                    .collect();
+                r.tunnel_hosts.sort();
+                r.tunnel_hosts.dedup();
+            }
             *cache = Some((p.clone(), local, r.clone()));
             r
         });
@@ -515,5 +549,41 @@ spec: {node: b, cidr: 10.65.0.64/26}
             m.remote_nodes[0].blocks,
             vec!["10.65.0.64/26".parse::<IpNetwork>().unwrap()]
         );
+    }
+
+    #[test]
+    fn a_host_endpoint_alone_turns_policy_on_for_its_node() {
+        let yaml = format!(
+            "{YAML}---\napiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {{name: a-eth0}}\nspec: {{node: a, interfaceName: eth0}}\n---\n\
+             apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {{name: node.a}}\nspec: {{failsafeInboundHostPorts: [{{protocol: TCP, port: 2222}}]}}\n"
+        );
+        let cfg = brindle_model::parse("t.yaml", &yaml).unwrap();
+        assert!(policy_source(&brindle_model::parse("t.yaml", YAML).unwrap(), "a").is_none());
+        assert!(policy_source(&cfg, "b").is_none(), "not b's host endpoint");
+        let plan = crate::calc::node_plan(&cfg, "a").unwrap();
+        let asm = ModelAssembler {
+            base: base_model(&cfg, &plan),
+            endpoints: Vec::new(),
+            learned: BTreeMap::new(),
+            kernel_reject: Vec::new(),
+            routes_incomplete: false,
+            policy: policy_source(&cfg, "a"),
+            policy_cache: Default::default(),
+        };
+        let r = asm.model().policy.expect("policy on");
+        assert_eq!(r.host_endpoints.len(), 1);
+        assert_eq!(r.host_endpoints[0].iface, "eth0");
+        assert!(!r.host_endpoints[0].profile_allows);
+        assert_eq!(
+            r.failsafe_inbound,
+            vec![brindle_model::resolved::Failsafe::new(6, 2222)]
+        );
+        assert_eq!(
+            r.failsafe_outbound,
+            brindle_model::resolved::DEFAULT_FAILSAFE_OUTBOUND.to_vec()
+        );
+        // IPIP with b (CrossSubnet pool) is accepted before host endpoint policy.
+        assert!(r.ipip && !r.vxlan);
+        assert_eq!(r.tunnel_hosts, vec!["10.0.1.2".parse::<IpAddr>().unwrap()]);
     }
 }

@@ -15,7 +15,8 @@
 //! [`sysctl`] tables the sysctls of both ends of a pod's veth. [`endpoint`] holds the
 //! records the CNI plugin hands to the agent. [`policy_render`] renders a resolved policy
 //! program (`brindle_model::resolved`, which the policy compiler fills from Kubernetes
-//! and Calico objects so that felix knows neither) into iptables chains and ipsets in Felix's structure and [`policy_apply`] applies
+//! and Calico objects so that felix knows neither) into iptables chains and ipsets in Felix's structure (workloads, and host endpoints
+//! with their failsafe ports) and [`policy_apply`] applies
 //! it in the reconcile loop (ipset swaps, one `iptables-restore` per table, the
 //! jumps from the kernel chains, drift repair by `brl:` rule hashes). [`nat_outgoing`]
 //! masquerades `natOutgoing` pools' traffic leaving the pools, applied the same way, with

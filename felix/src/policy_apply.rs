@@ -6,13 +6,14 @@
 //!    (`ipset restore`), so a set is never seen half-filled;
 //! 2. the `brl-` chains go in one `iptables-restore --noflush` (atomic per table), only
 //!    when they changed or read-back shows drift; chains no longer wanted are deleted;
-//! 3. the jumps from `FORWARD` and `INPUT` are kept first in those chains;
+//! 3. the jumps from `FORWARD` and `INPUT` (and `OUTPUT` with host endpoints) are kept
+//!    first in those chains; a jump no longer wanted goes before its chain;
 //! 4. ipsets no longer referenced are destroyed.
 //!
 //! Drift: every rule carries a `brl:<hash>` comment; [`PolicyApplier::apply`] with
 //! `check` reads the table back and rewrites a chain whose hashes differ (a rule deleted
-//! by hand, a foreign rule inserted). Nothing outside the `brl-` chains, the two jumps
-//! and the `brl4-`/`brl6-` sets is touched. [`PolicyApplier::remove`] takes it all away.
+//! by hand, a foreign rule inserted). Nothing outside the `brl-` chains, the jumps to
+//! them and the `brl4-`/`brl6-` sets is touched. [`PolicyApplier::remove`] takes it all away.
 
 use crate::policy_render::{Family, Rendered};
 use std::collections::{BTreeMap, BTreeSet};
@@ -294,6 +295,28 @@ impl PolicyApplier {
             .filter(|c| !want.chains.contains_key(*c))
             .collect();
         if !stale.is_empty() {
+            // A hook no longer wanted (brl-OUTPUT once the last host endpoint is gone)
+            // goes first: a chain still jumped to cannot be deleted.
+            for c in &stale {
+                let suffix = format!("-j {c}");
+                for j in jumps.iter().filter(|j| j.ends_with(&suffix)) {
+                    let args: Vec<&str> = ["-t", table, "-D"]
+                        .into_iter()
+                        .chain(j.split_whitespace())
+                        .collect();
+                    let _ = run(ipt, &args, None);
+                }
+                if !read {
+                    for (chain, _) in last
+                        .map(|l| l.hooks.as_slice())
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|(_, target)| target == *c)
+                    {
+                        let _ = run(ipt, &["-t", table, "-D", chain, "-j", c], None);
+                    }
+                }
+            }
             let mut t = format!("*{table}\n");
             for c in &stale {
                 t.push_str(&format!(":{c} - [0:0]\n"));

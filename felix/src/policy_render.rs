@@ -13,12 +13,26 @@
 //! brl-tw-<if> (ingress) / brl-fw-<if> (egress): ESTABLISHED accept, INVALID drop,
 //!   clear marks; per tier: clear pass, jump each policy while no pass, RETURN on accept,
 //!   DROP at the end of the tier unless passed; then the profile: accept (RETURN)
+//! with host endpoints (none: neither OUTPUT nor host traffic is touched):
+//! INPUT   → brl-INPUT (after the above): -i cali+ / lo RETURN; clear marks;
+//!           brl-from-host-endpoint; accept mark → ACCEPT
+//! OUTPUT  → brl-OUTPUT: -o cali+ / lo RETURN; clear marks; brl-to-host-endpoint;
+//!           accept mark → ACCEPT
+//! (both, before the dispatch: IPIP / VXLAN from / to the other nodes' addresses
+//!  accepted, when this node uses them)
+//! brl-{from,to}-host-endpoint: per interface goto brl-fh-<if> / brl-th-<if>, the
+//!   all-interfaces endpoint (`*`) last for any interface; else not policed (RETURN)
+//! brl-fh-<if> (ingress) / brl-th-<if> (egress): ESTABLISHED accept, INVALID drop,
+//!   brl-failsafe-in / brl-failsafe-out (ACCEPT the failsafe ports), clear marks, tiers
+//!   as above, then the profile: accept with `projectcalico-default-allow`, else DROP
 //! brl-pi-<policy> / brl-po-<policy>: the rules; Allow = set accept + RETURN, Deny =
 //!   DROP, Pass = set pass + RETURN, Log = LOG and go on
 //! ```
 //! Marks as Felix's: accept 0x10000, pass 0x20000 (mask 0x30000).
 
-use brindle_model::resolved::{Action, Members, RRule, RSide, Resolved};
+use brindle_model::resolved::{
+    Action, Failsafe, Members, RHostEndpoint, RRule, RSide, Resolved, TierRef, ALL_INTERFACES,
+};
 use ipnetwork::IpNetwork;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -463,20 +477,7 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
                 "-m conntrack --ctstate INVALID -j DROP".to_string(),
                 clear.clone(),
             ];
-            for t in tiers {
-                l.push(format!("-j MARK --set-xmark 0x0/{MARK_PASS:#x}"));
-                for p in &t.policies {
-                    l.push(format!(
-                        "-m mark --mark 0x0/{MARK_PASS:#x} -j {}",
-                        chain_name(prefix, p)
-                    ));
-                    l.push(format!("{accepted} -j RETURN"));
-                }
-                l.push(format!(
-                    "-m mark --mark 0x0/{MARK_PASS:#x} {} -j DROP",
-                    comment(&format!("end of tier {}", t.name))
-                ));
-            }
+            tier_lines(&mut l, tiers, prefix, &accepted);
             // The namespace's profile: allow.
             l.push(format!(
                 "-j MARK --set-xmark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}"
@@ -489,6 +490,14 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
     to.push(format!("{} -j DROP", comment("unknown interface")));
     chains.insert("brl-from-wl-dispatch".into(), from);
     chains.insert("brl-to-wl-dispatch".into(), to);
+    let mut hooks = vec![
+        ("FORWARD".to_string(), "brl-FORWARD".to_string()),
+        ("INPUT".to_string(), "brl-INPUT".to_string()),
+    ];
+    if !ctx.resolved.host_endpoints.is_empty() {
+        host_endpoint_chains(&ctx, &mut chains, &clear, &accepted);
+        hooks.push(("OUTPUT".into(), "brl-OUTPUT".into()));
+    }
 
     // Every rule carries `brl:<hash>` first, chained from the chain's name and the rules
     // before it (as Felix's `cali:` hashes): read back, the hashes show whether a chain
@@ -543,6 +552,22 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
             }),
         }
     }
+    if !resolved.host_endpoints.is_empty() && (resolved.ipip || resolved.vxlan) {
+        ipsets.push(IpsetDef {
+            name: ipset_name(family, TUNNEL_HOSTS_SET),
+            kind: "hash:net",
+            members: resolved
+                .tunnel_hosts
+                .iter()
+                .filter(|ip| in_family(family, ip))
+                .map(|ip| {
+                    IpNetwork::new(*ip, if ip.is_ipv4() { 32 } else { 128 })
+                        .expect("host prefix")
+                        .to_string()
+                })
+                .collect(),
+        });
+    }
     for (name, nets) in &ctx.extra {
         ipsets.push(IpsetDef {
             name: ipset_name(family, name),
@@ -559,10 +584,176 @@ pub fn render(resolved: &Resolved, family: Family) -> Rendered {
         origins,
         chains: expected,
         ipsets,
-        hooks: vec![
-            ("FORWARD".into(), "brl-FORWARD".into()),
-            ("INPUT".into(), "brl-INPUT".into()),
-        ],
+        hooks,
+    }
+}
+
+/// The set of the other nodes' addresses (encapsulated traffic with them is accepted).
+const TUNNEL_HOSTS_SET: &str = "x:tunnel-hosts";
+/// Brindle's VXLAN port.
+const VXLAN_PORT: u16 = crate::calc::VXLAN_PORT;
+
+/// The chain key of the all-interfaces host endpoint (as Felix's `any-interface-at-all`).
+const ALL_INTERFACES_KEY: &str = "any-interface-at-all";
+
+/// Host endpoints (normal policy), in Felix's structure: brl-INPUT goes on, after the
+/// workload part, to `brl-from-host-endpoint` (per interface goto `brl-fh-<if>`, the
+/// all-interfaces endpoint last and for any interface); brl-OUTPUT skips traffic to
+/// workloads and `lo` and goes to `brl-to-host-endpoint` (`brl-th-<if>`). Each endpoint
+/// chain: ESTABLISHED accept, INVALID drop, the failsafe ports (accept), clear marks,
+/// tiers as a workload's, then the profile: accept with `projectcalico-default-allow`,
+/// else drop. An interface no host endpoint names is not policed.
+fn host_endpoint_chains(
+    ctx: &Ctx,
+    chains: &mut BTreeMap<String, Vec<String>>,
+    clear: &str,
+    accepted: &str,
+) {
+    let family = ctx.family;
+    let r = ctx.resolved;
+    // The encapsulated pod network from and to the other nodes (Felix: "Allow IPIP
+    // packets from Calico hosts", VXLAN likewise), before host endpoint policy.
+    let hosts = ipset_name(family, TUNNEL_HOSTS_SET);
+    let tunnel = |dir: &str| -> Vec<String> {
+        let mut v = Vec::new();
+        if r.ipip && family == Family::V4 {
+            v.push(format!(
+                "-p 4 -m set --match-set {hosts} {dir} {} -j ACCEPT",
+                comment("IPIP with Calico hosts")
+            ));
+        }
+        if r.vxlan {
+            v.push(format!(
+                "-p udp -m udp --dport {VXLAN_PORT} -m set --match-set {hosts} {dir} {} -j ACCEPT",
+                comment("VXLAN with Calico hosts")
+            ));
+        }
+        v
+    };
+    let (tunnel_in, tunnel_out) = (tunnel("src"), tunnel("dst"));
+    let input = chains.get_mut("brl-INPUT").expect("rendered above");
+    input.extend([
+        format!(
+            "-i cali+ {} -j RETURN",
+            comment("workload traffic is not host endpoint traffic")
+        ),
+        "-i lo -j RETURN".to_string(),
+    ]);
+    input.extend(tunnel_in);
+    input.extend([
+        clear.to_string(),
+        "-j brl-from-host-endpoint".to_string(),
+        format!(
+            "{accepted} {} -j ACCEPT",
+            comment("host endpoint policy accepted")
+        ),
+    ]);
+    let mut output = vec![
+        format!("-o cali+ {} -j RETURN", comment("to a workload")),
+        "-o lo -j RETURN".to_string(),
+    ];
+    output.extend(tunnel_out);
+    output.extend([
+        clear.to_string(),
+        "-j brl-to-host-endpoint".to_string(),
+        format!(
+            "{accepted} {} -j ACCEPT",
+            comment("host endpoint policy accepted")
+        ),
+    ]);
+    chains.insert("brl-OUTPUT".into(), output);
+    let failsafe = |list: &[Failsafe], src: bool| -> Vec<String> {
+        list.iter()
+            .filter(|f| f.net.is_none_or(|n| net_in_family(family, &n)))
+            .map(|f| {
+                let net = match f.net {
+                    Some(n) if src => format!("-s {n} "),
+                    Some(n) => format!("-d {n} "),
+                    None => String::new(),
+                };
+                format!(
+                    "-p {p} {net}-m {p} --dport {} {} -j ACCEPT",
+                    f.port,
+                    comment(&format!("failsafe {}", f.label())),
+                    p = proto_name(family, f.protocol),
+                )
+            })
+            .collect()
+    };
+    chains.insert(
+        "brl-failsafe-in".into(),
+        failsafe(&ctx.resolved.failsafe_inbound, true),
+    );
+    chains.insert(
+        "brl-failsafe-out".into(),
+        failsafe(&ctx.resolved.failsafe_outbound, false),
+    );
+    let mut hosts: Vec<&RHostEndpoint> = ctx.resolved.host_endpoints.iter().collect();
+    // Named interfaces first (by name), the all-interfaces endpoint last; one endpoint
+    // per interface (the first by name).
+    hosts.sort_by_key(|h| (h.iface == ALL_INTERFACES, h.iface.clone(), h.name.clone()));
+    hosts.dedup_by(|a, b| a.iface == b.iface);
+    let mut from = Vec::new();
+    let mut to = Vec::new();
+    for h in hosts {
+        let key = if h.iface == ALL_INTERFACES {
+            ALL_INTERFACES_KEY
+        } else {
+            h.iface.as_str()
+        };
+        let fh = chain_name("brl-fh-", key);
+        let th = chain_name("brl-th-", key);
+        let note = comment(&format!("HostEndpoint {}", h.name));
+        if h.iface == ALL_INTERFACES {
+            from.push(format!("{note} -g {fh}"));
+            to.push(format!("{note} -g {th}"));
+        } else {
+            from.push(format!("-i {} {note} -g {fh}", h.iface));
+            to.push(format!("-o {} {note} -g {th}", h.iface));
+        }
+        for (chain, tiers, prefix, fs) in [
+            (&fh, &h.ingress, "brl-pi-", "brl-failsafe-in"),
+            (&th, &h.egress, "brl-po-", "brl-failsafe-out"),
+        ] {
+            let mut l = vec![
+                "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string(),
+                "-m conntrack --ctstate INVALID -j DROP".to_string(),
+                format!("-j {fs}"),
+                clear.to_string(),
+            ];
+            tier_lines(&mut l, tiers, prefix, accepted);
+            if h.profile_allows {
+                l.push(format!(
+                    "{} -j MARK --set-xmark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}",
+                    comment("profile projectcalico-default-allow")
+                ));
+                l.push("-j RETURN".into());
+            } else {
+                l.push(format!("{} -j DROP", comment("no profile allowed")));
+            }
+            chains.insert(chain.clone(), l);
+        }
+    }
+    chains.insert("brl-from-host-endpoint".into(), from);
+    chains.insert("brl-to-host-endpoint".into(), to);
+}
+
+/// A tier list as jumps to the policies' chains with Felix's pass/accept marks and the
+/// end-of-tier drop.
+fn tier_lines(l: &mut Vec<String>, tiers: &[TierRef], prefix: &str, accepted: &str) {
+    for t in tiers {
+        l.push(format!("-j MARK --set-xmark 0x0/{MARK_PASS:#x}"));
+        for p in &t.policies {
+            l.push(format!(
+                "-m mark --mark 0x0/{MARK_PASS:#x} -j {}",
+                chain_name(prefix, p)
+            ));
+            l.push(format!("{accepted} -j RETURN"));
+        }
+        l.push(format!(
+            "-m mark --mark 0x0/{MARK_PASS:#x} {} -j DROP",
+            comment(&format!("end of tier {}", t.name))
+        ));
     }
 }
 
@@ -587,6 +778,7 @@ mod tests {
                     port: 5432,
                 }],
                 service_account: String::new(),
+                host: None,
             });
         }
         w
@@ -757,5 +949,141 @@ mod tests {
                 .any(|l| l.contains("-p udp -m set --match-set brl4-n:") && l.contains("dst,dst")),
             "{pi:?}"
         );
+    }
+
+    #[test]
+    fn host_endpoints_in_felix_structure() {
+        use brindle_model::resolved::{Failsafe, RHostEndpoint, TierRef};
+        let p = program(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: web}\nspec:\n  selector: role == 'node'\n  ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]\n",
+        );
+        let mut r = resolve(&p, &world(), &[]);
+        let tier = vec![TierRef {
+            name: "default".into(),
+            policies: vec!["gnp/web".into()],
+        }];
+        r.host_endpoints = vec![
+            RHostEndpoint {
+                name: "all".into(),
+                iface: "*".into(),
+                ingress: vec![],
+                egress: vec![],
+                profile_allows: true,
+            },
+            RHostEndpoint {
+                name: "n1-eth0".into(),
+                iface: "eth0".into(),
+                ingress: tier,
+                egress: vec![],
+                profile_allows: false,
+            },
+        ];
+        r.failsafe_inbound = vec![
+            Failsafe::new(6, 22),
+            Failsafe {
+                protocol: 6,
+                port: 443,
+                net: Some("10.0.0.0/8".parse().unwrap()),
+            },
+            Failsafe {
+                protocol: 6,
+                port: 443,
+                net: Some("fd00::/8".parse().unwrap()),
+            },
+        ];
+        r.failsafe_outbound = vec![Failsafe::new(17, 53)];
+        r.ipip = true;
+        r.vxlan = true;
+        r.tunnel_hosts = vec!["10.0.0.2".parse().unwrap(), "fd00::2".parse().unwrap()];
+        let out = render(&r, Family::V4);
+        let f = &plain(&out.filter);
+        let want = "\
+-A brl-INPUT -j MARK --set-xmark 0x0/0x30000
+-A brl-INPUT -i cali+ -j brl-from-wl-dispatch
+-A brl-INPUT -i cali+ -m mark --mark 0x10000/0x10000 -j ACCEPT
+-A brl-INPUT -i cali+ -m comment --comment \"workload traffic is not host endpoint traffic\" -j RETURN
+-A brl-INPUT -i lo -j RETURN
+-A brl-INPUT -j MARK --set-xmark 0x0/0x30000
+-A brl-INPUT -j brl-from-host-endpoint
+-A brl-INPUT -m mark --mark 0x10000/0x10000 -m comment --comment \"host endpoint policy accepted\" -j ACCEPT
+-A brl-OUTPUT -o cali+ -m comment --comment \"to a workload\" -j RETURN
+-A brl-OUTPUT -o lo -j RETURN
+-A brl-OUTPUT -j MARK --set-xmark 0x0/0x30000
+-A brl-OUTPUT -j brl-to-host-endpoint
+-A brl-OUTPUT -m mark --mark 0x10000/0x10000 -m comment --comment \"host endpoint policy accepted\" -j ACCEPT
+-A brl-failsafe-in -p tcp -m tcp --dport 22 -m comment --comment \"failsafe tcp:22\" -j ACCEPT
+-A brl-failsafe-in -p tcp -s 10.0.0.0/8 -m tcp --dport 443 -m comment --comment \"failsafe tcp:10.0.0.0/8:443\" -j ACCEPT
+-A brl-failsafe-out -p udp -m udp --dport 53 -m comment --comment \"failsafe udp:53\" -j ACCEPT
+-A brl-fh-any-interface-at-all -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A brl-fh-any-interface-at-all -m conntrack --ctstate INVALID -j DROP
+-A brl-fh-any-interface-at-all -j brl-failsafe-in
+-A brl-fh-any-interface-at-all -j MARK --set-xmark 0x0/0x30000
+-A brl-fh-any-interface-at-all -m comment --comment \"profile projectcalico-default-allow\" -j MARK --set-xmark 0x10000/0x10000
+-A brl-fh-any-interface-at-all -j RETURN
+-A brl-fh-eth0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A brl-fh-eth0 -m conntrack --ctstate INVALID -j DROP
+-A brl-fh-eth0 -j brl-failsafe-in
+-A brl-fh-eth0 -j MARK --set-xmark 0x0/0x30000
+-A brl-fh-eth0 -j MARK --set-xmark 0x0/0x20000
+-A brl-fh-eth0 -m mark --mark 0x0/0x20000 -j brl-pi-gnp/web
+-A brl-fh-eth0 -m mark --mark 0x10000/0x10000 -j RETURN
+-A brl-fh-eth0 -m mark --mark 0x0/0x20000 -m comment --comment \"end of tier default\" -j DROP
+-A brl-fh-eth0 -m comment --comment \"no profile allowed\" -j DROP
+-A brl-from-host-endpoint -i eth0 -m comment --comment \"HostEndpoint n1-eth0\" -g brl-fh-eth0
+-A brl-from-host-endpoint -m comment --comment \"HostEndpoint all\" -g brl-fh-any-interface-at-all
+";
+        for line in want.lines() {
+            assert!(f.contains(&format!("{line}\n")), "missing {line:?} in\n{f}");
+        }
+        // In that order (chains are written sorted by name, rules in order).
+        let lines: Vec<&str> = f.lines().filter(|l| want.contains(l)).collect();
+        assert_eq!(lines.join("\n") + "\n", want, "{f}");
+        assert!(f.contains("-A brl-th-eth0 -j brl-failsafe-out\n"), "{f}");
+        assert!(f.contains("-A brl-to-host-endpoint -o eth0 -m comment --comment \"HostEndpoint n1-eth0\" -g brl-th-eth0\n"), "{f}");
+        assert!(
+            !f.contains("fd00::/8"),
+            "the IPv6 failsafe net is not in the IPv4 table"
+        );
+        // The pod network's encapsulation with the other nodes, before the dispatch.
+        let tunnel = "\
+-A brl-INPUT -i lo -j RETURN
+-A brl-INPUT -p 4 -m set --match-set brl4-x:tunnel-hosts src -m comment --comment \"IPIP with Calico hosts\" -j ACCEPT
+-A brl-INPUT -p udp -m udp --dport 4789 -m set --match-set brl4-x:tunnel-hosts src -m comment --comment \"VXLAN with Calico hosts\" -j ACCEPT
+-A brl-INPUT -j MARK --set-xmark 0x0/0x30000
+";
+        assert!(f.contains(tunnel), "{f}");
+        assert!(
+            f.contains("-A brl-OUTPUT -p 4 -m set --match-set brl4-x:tunnel-hosts dst"),
+            "{f}"
+        );
+        let set = out
+            .ipsets
+            .iter()
+            .find(|s| s.name == "brl4-x:tunnel-hosts")
+            .unwrap();
+        assert_eq!(set.members, vec!["10.0.0.2/32".to_string()]);
+        assert!(out
+            .hooks
+            .contains(&("OUTPUT".to_string(), "brl-OUTPUT".to_string())));
+        // Every rule hashed, as the workload rules.
+        let n = out.filter.lines().filter(|l| l.starts_with("-A ")).count();
+        assert_eq!(n, out.chains.values().map(Vec::len).sum::<usize>());
+        assert!(out
+            .filter
+            .lines()
+            .filter(|l| l.starts_with("-A "))
+            .all(|l| l.contains("--comment \"brl:")));
+        // IPv6: the IPv6 failsafe net only.
+        let f6 = plain(&render(&r, Family::V6).filter);
+        assert!(
+            f6.contains("-A brl-failsafe-in -p tcp -s fd00::/8 -m tcp --dport 443"),
+            "{f6}"
+        );
+        assert!(!f6.contains("10.0.0.0/8"));
+        // Without host endpoints: neither OUTPUT nor host chains.
+        r.host_endpoints.clear();
+        let out = render(&r, Family::V4);
+        assert!(!out.filter.contains("brl-OUTPUT") && !out.filter.contains("brl-failsafe"));
+        assert_eq!(out.hooks.len(), 2);
     }
 }

@@ -385,3 +385,52 @@ impl Default for IpamConfigSpec {
         }
     }
 }
+
+/// A named port of a host endpoint (`spec.ports`), for named ports in policy rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointPort {
+    pub name: String,
+    /// IANA protocol number (6 TCP, 17 UDP, 132 SCTP).
+    pub protocol: u8,
+    pub port: u16,
+}
+
+/// A `HostEndpoint` (cluster-wide): one interface of a node (or all of them, `*`) whose
+/// host traffic normal policy polices, with labels for GlobalNetworkPolicy selectors
+/// and `expectedIPs` as its addresses in other policies' rule selectors.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct HostEndpointSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// `spec.node`: the node the endpoint is on (empty: none, never enforced).
+    pub node: String,
+    /// `spec.interfaceName`: an interface, `*` (all of them) or empty (then the endpoint
+    /// is only its `expectedIPs` in selectors: Brindle does not find the interface by
+    /// address).
+    pub interface_name: String,
+    pub expected_ips: Vec<IpAddr>,
+    /// `spec.profiles`; `projectcalico-default-allow` allows what no policy decides.
+    pub profiles: Vec<String>,
+    pub ports: Vec<EndpointPort>,
+}
+
+/// The profile that allows everything (Calico's built-in).
+pub const DEFAULT_ALLOW_PROFILE: &str = "projectcalico-default-allow";
+
+impl HostEndpointSpec {
+    /// Whether a profile allows what no policy decides.
+    pub fn profile_allows(&self) -> bool {
+        self.profiles.iter().any(|p| p == DEFAULT_ALLOW_PROFILE)
+    }
+}
+
+/// A `FelixConfiguration`: `default` (cluster-wide) or `node.<name>` (one node, over
+/// `default`). Brindle uses the failsafe ports; the other fields are accepted with a
+/// warning.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct FelixConfigurationSpec {
+    pub name: String,
+    /// `failsafeInboundHostPorts` (None: unset, Calico's defaults; empty: none).
+    pub failsafe_inbound_host_ports: Option<Vec<crate::resolved::Failsafe>>,
+    pub failsafe_outbound_host_ports: Option<Vec<crate::resolved::Failsafe>>,
+}

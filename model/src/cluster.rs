@@ -44,6 +44,8 @@ pub struct ClusterConfig {
     pub services: Vec<std::sync::Arc<crate::kubernetes::Service>>,
     pub endpoint_slices: Vec<std::sync::Arc<crate::kubernetes::EndpointSlice>>,
     pub kubernetes_network_policies: Vec<crate::policy::KubeNetworkPolicy>,
+    pub host_endpoints: Vec<HostEndpointSpec>,
+    pub felix_configurations: Vec<FelixConfigurationSpec>,
     /// Every resource as written, in file order (objects kept without their JSON, such
     /// as Kubernetes objects from the API, are left out).
     pub resources: Vec<RawResource>,
@@ -266,6 +268,8 @@ impl ClusterConfig {
             Resource::Service(r) => cfg.services.push(r),
             Resource::EndpointSlice(r) => cfg.endpoint_slices.push(r),
             Resource::KubernetesNetworkPolicy(r) => cfg.kubernetes_network_policies.push(*r),
+            Resource::HostEndpoint(r) => cfg.host_endpoints.push(*r),
+            Resource::FelixConfiguration(r) => cfg.felix_configurations.push(*r),
         }
     }
 
@@ -647,6 +651,39 @@ fn earlier_overlapping<T: Copy>(
         .range((v4, start, prefix)..=(v4, end, u8::MAX))
         .next()
         .map(|(_, t)| *t)
+}
+
+impl ClusterConfig {
+    /// The failsafe ports in force on `node` (inbound, outbound): each list from
+    /// `FelixConfiguration/node.<node>` if it sets it, else from `default`, else
+    /// Calico's defaults; an explicit empty list means none (as Felix).
+    pub fn failsafe_ports(
+        &self,
+        node: &str,
+    ) -> (
+        Vec<crate::resolved::Failsafe>,
+        Vec<crate::resolved::Failsafe>,
+    ) {
+        let per_node = format!("node.{node}");
+        let find = |name: &str| self.felix_configurations.iter().find(|c| c.name == name);
+        let (n, d) = (find(&per_node), find("default"));
+        let pick = |get: fn(&FelixConfigurationSpec) -> &Option<Vec<crate::resolved::Failsafe>>,
+                    default: &[crate::resolved::Failsafe]| {
+            n.and_then(|c| get(c).clone())
+                .or_else(|| d.and_then(|c| get(c).clone()))
+                .unwrap_or_else(|| default.to_vec())
+        };
+        (
+            pick(
+                |c| &c.failsafe_inbound_host_ports,
+                crate::resolved::DEFAULT_FAILSAFE_INBOUND,
+            ),
+            pick(
+                |c| &c.failsafe_outbound_host_ports,
+                crate::resolved::DEFAULT_FAILSAFE_OUTBOUND,
+            ),
+        )
+    }
 }
 
 impl ClusterConfig {

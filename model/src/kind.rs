@@ -22,6 +22,8 @@ pub enum Kind {
     /// Calico `NetworkPolicy` (namespaced).
     NetworkPolicy,
     GlobalNetworkPolicy,
+    HostEndpoint,
+    FelixConfiguration,
     /// Kubernetes `v1` Pod.
     Pod,
     /// Kubernetes `v1` Namespace.
@@ -37,7 +39,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 16] = [
         Kind::BgpConfiguration,
         Kind::Node,
         Kind::BgpPeer,
@@ -46,6 +48,8 @@ impl Kind {
         Kind::IpamConfig,
         Kind::NetworkPolicy,
         Kind::GlobalNetworkPolicy,
+        Kind::HostEndpoint,
+        Kind::FelixConfiguration,
         Kind::Pod,
         Kind::Namespace,
         Kind::ServiceAccount,
@@ -65,6 +69,8 @@ impl Kind {
             Kind::IpamConfig => "IPAMConfiguration",
             Kind::NetworkPolicy | Kind::KubernetesNetworkPolicy => "NetworkPolicy",
             Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+            Kind::HostEndpoint => "HostEndpoint",
+            Kind::FelixConfiguration => "FelixConfiguration",
             Kind::Pod => "Pod",
             Kind::Namespace => "Namespace",
             Kind::ServiceAccount => "ServiceAccount",

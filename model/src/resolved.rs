@@ -2,7 +2,10 @@
 //! compiler (`brindle-policies`, which knows Kubernetes and Calico) and felix (which
 //! renders it into iptables chains and ipsets and knows neither). Named address sets with
 //! their members, per policy the ordered rules over those sets, and per local endpoint
-//! (by interface) the tiers of policies that apply to it in each direction. Plain data.
+//! (by interface) the tiers of policies that apply to it in each direction; the node's
+//! host endpoints (by interface, or `*` for all of them) likewise, with whether a profile
+//! allows what no policy decides, and the failsafe ports that no policy can close. Plain
+//! data.
 
 use ipnetwork::IpNetwork;
 use serde::Serialize;
@@ -94,10 +97,105 @@ pub struct REndpoint {
     pub egress: Vec<TierRef>,
 }
 
+/// The interface name of the all-interfaces host endpoint (`interfaceName: "*"`).
+pub const ALL_INTERFACES: &str = "*";
+
+/// What applies to one host endpoint of this node (Calico `HostEndpoint`, normal
+/// policy: traffic the host itself receives on, or sends from, the interface).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct RHostEndpoint {
+    /// The HostEndpoint's name.
+    pub name: String,
+    /// The interface, or [`ALL_INTERFACES`] (every interface but workloads' and `lo`).
+    pub iface: String,
+    /// Traffic to the host from the interface (Calico's ingress).
+    pub ingress: Vec<TierRef>,
+    /// Traffic from the host out of the interface (Calico's egress).
+    pub egress: Vec<TierRef>,
+    /// A profile allows what no policy decided (`projectcalico-default-allow`); without
+    /// one the host endpoint drops it (a host endpoint is default-deny).
+    pub profile_allows: bool,
+}
+
+/// A failsafe port (Felix's `FailsafeInboundHostPorts`/`FailsafeOutboundHostPorts`):
+/// host endpoint traffic on it is accepted before any policy. Inbound it is the
+/// destination port and the source net; outbound the destination port and net.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Failsafe {
+    /// IANA protocol number (6 TCP, 17 UDP, 132 SCTP).
+    pub protocol: u8,
+    pub port: u16,
+    pub net: Option<IpNetwork>,
+}
+
+impl Failsafe {
+    pub const fn new(protocol: u8, port: u16) -> Failsafe {
+        Failsafe {
+            protocol,
+            port,
+            net: None,
+        }
+    }
+
+    /// `tcp:22`, `udp:10.0.0.0/8:53` (Felix's environment-variable form).
+    pub fn label(&self) -> String {
+        let proto = match self.protocol {
+            6 => "tcp".to_string(),
+            17 => "udp".to_string(),
+            132 => "sctp".to_string(),
+            n => n.to_string(),
+        };
+        match self.net {
+            Some(n) => format!("{proto}:{n}:{}", self.port),
+            None => format!("{proto}:{}", self.port),
+        }
+    }
+}
+
+/// Calico's default `FailsafeInboundHostPorts`: SSH, DHCP, BGP, etcd, Typha, the
+/// Kubernetes API server and kube-proxy's health ports.
+pub const DEFAULT_FAILSAFE_INBOUND: &[Failsafe] = &[
+    Failsafe::new(6, 22),
+    Failsafe::new(17, 68),
+    Failsafe::new(6, 179),
+    Failsafe::new(6, 2379),
+    Failsafe::new(6, 2380),
+    Failsafe::new(6, 5473),
+    Failsafe::new(6, 6443),
+    Failsafe::new(6, 6666),
+    Failsafe::new(6, 6667),
+];
+
+/// Calico's default `FailsafeOutboundHostPorts`: DNS, DHCP, BGP, etcd, Typha, the
+/// Kubernetes API server and kube-proxy's health ports.
+pub const DEFAULT_FAILSAFE_OUTBOUND: &[Failsafe] = &[
+    Failsafe::new(17, 53),
+    Failsafe::new(17, 67),
+    Failsafe::new(6, 179),
+    Failsafe::new(6, 2379),
+    Failsafe::new(6, 2380),
+    Failsafe::new(6, 5473),
+    Failsafe::new(6, 6443),
+    Failsafe::new(6, 6666),
+    Failsafe::new(6, 6667),
+];
+
 /// Everything felix needs for policy.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Resolved {
     pub sets: BTreeMap<String, Members>,
     pub policies: BTreeMap<String, RPolicy>,
     pub endpoints: Vec<REndpoint>,
+    /// This node's host endpoints (none: host traffic is not policed at all).
+    pub host_endpoints: Vec<RHostEndpoint>,
+    /// Failsafe ports for host endpoint traffic (used only with host endpoints).
+    pub failsafe_inbound: Vec<Failsafe>,
+    pub failsafe_outbound: Vec<Failsafe>,
+    /// With host endpoints: the encapsulation this node uses (IPIP, VXLAN), accepted
+    /// from and to the other nodes' addresses ([`tunnel_hosts`](Self::tunnel_hosts))
+    /// before host endpoint policy, as Felix does, so that a default-deny host endpoint
+    /// does not cut the pod network.
+    pub ipip: bool,
+    pub vxlan: bool,
+    pub tunnel_hosts: Vec<IpAddr>,
 }

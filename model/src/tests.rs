@@ -413,16 +413,160 @@ fn unquoted_scalars_read_as_strings_like_kubernetes_tools() {
 fn valid_calico_kinds_brindle_does_not_use_are_skipped_with_a_warning() {
     let c = parse(
         "t.yaml",
-        &format!("{HDR}kind: FelixConfiguration\nmetadata: {{name: default}}\nspec: {{logSeverityScreen: Info}}\n"),
+        &format!("{HDR}kind: Tier\nmetadata: {{name: security}}\nspec: {{order: 100}}\n"),
     )
     .unwrap();
     assert!(c.resources.is_empty());
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
     assert!(
-        c.warnings[0].contains("ignored: kind FelixConfiguration"),
+        c.warnings[0].contains("ignored: kind Tier"),
         "{}",
         c.warnings[0]
     );
+}
+
+#[test]
+fn host_endpoints_decode_with_calicos_full_field_set() {
+    let c = parse(
+        "t.yaml",
+        &format!(
+            "{HDR}kind: HostEndpoint\nmetadata: {{name: n1-eth0, labels: {{role: node}}}}\nspec:\n  node: n1\n  interfaceName: eth0\n  expectedIPs: [192.0.2.1, 'fd00::1']\n  profiles: [projectcalico-default-allow]\n  ports: [{{name: web, protocol: TCP, port: 8080}}, {{name: dns, protocol: udp, port: 53}}]\n\
+             ---\n{HDR}kind: HostEndpoint\nmetadata: {{name: all}}\nspec: {{node: n1, interfaceName: '*'}}\n"
+        ),
+    )
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let h = &c.host_endpoints[0];
+    assert_eq!(
+        (
+            h.node.as_str(),
+            h.interface_name.as_str(),
+            h.expected_ips.len()
+        ),
+        ("n1", "eth0", 2)
+    );
+    assert!(h.profile_allows());
+    assert_eq!(h.labels["role"], "node");
+    assert_eq!(
+        h.ports[1],
+        EndpointPort {
+            name: "dns".into(),
+            protocol: 17,
+            port: 53
+        }
+    );
+    assert_eq!(c.host_endpoints[1].interface_name, "*");
+    assert!(!c.host_endpoints[1].profile_allows());
+    // Misspelt: rejected with a hint.
+    let e = parse(
+        "t.yaml",
+        &format!("{HDR}kind: HostEndpoint\nmetadata: {{name: h}}\nspec: {{node: n1, interfaceNme: eth0}}\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("did you mean interfaceName?"), "{e}");
+    // Neither an interface nor addresses: what would it be?
+    let e = parse(
+        "t.yaml",
+        &format!("{HDR}kind: HostEndpoint\nmetadata: {{name: h}}\nspec: {{node: n1}}\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("needs interfaceName"), "{e}");
+    let e = parse(
+        "t.yaml",
+        &format!("{HDR}kind: HostEndpoint\nmetadata: {{name: h}}\nspec: {{node: n1, interfaceName: eth0, expectedIPs: [10.0.0.300]}}\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not an IP address"), "{e}");
+    // Only expectedIPs: accepted, with a warning that it polices nothing.
+    let c = parse(
+        "t.yaml",
+        &format!("{HDR}kind: HostEndpoint\nmetadata: {{name: h}}\nspec: {{node: n1, expectedIPs: [10.0.0.1]}}\n"),
+    )
+    .unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("no interfaceName"),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn felix_configuration_failsafe_ports_and_unimplemented_fields() {
+    use crate::resolved::{Failsafe, DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND};
+    let c = parse(
+        "t.yaml",
+        &format!(
+            "{HDR}kind: FelixConfiguration\nmetadata: {{name: default}}\nspec:\n  logSeverityScreen: Info\n  bpfEnabled: false\n  failsafeInboundHostPorts: [{{protocol: TCP, port: 22}}, {{protocol: tcp, port: 443, net: 10.0.0.0/8}}]\n\
+             ---\n{HDR}kind: FelixConfiguration\nmetadata: {{name: node.n2}}\nspec: {{failsafeInboundHostPorts: [], failsafeOutboundHostPorts: [{{protocol: UDP, port: 53}}]}}\n"
+        ),
+    )
+    .unwrap();
+    // One warning per unimplemented field, naming it.
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("ignored: spec.logSeverityScreen"),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings[1].contains("ignored: spec.bpfEnabled"),
+        "{:?}",
+        c.warnings
+    );
+    let ssh = Failsafe::new(6, 22);
+    let https = Failsafe {
+        protocol: 6,
+        port: 443,
+        net: Some("10.0.0.0/8".parse().unwrap()),
+    };
+    // n1 has no node configuration: default's inbound, Calico's outbound.
+    assert_eq!(
+        c.failsafe_ports("n1"),
+        (vec![ssh, https], DEFAULT_FAILSAFE_OUTBOUND.to_vec())
+    );
+    // n2's own lists win, an empty one meaning none.
+    assert_eq!(
+        c.failsafe_ports("n2"),
+        (vec![], vec![Failsafe::new(17, 53)])
+    );
+    assert_eq!(https.label(), "tcp:10.0.0.0/8:443");
+    // Nothing at all: Calico's defaults.
+    let empty = parse("t.yaml", "").unwrap();
+    assert_eq!(
+        empty.failsafe_ports("n1"),
+        (
+            DEFAULT_FAILSAFE_INBOUND.to_vec(),
+            DEFAULT_FAILSAFE_OUTBOUND.to_vec()
+        )
+    );
+    // What the Calico operator writes (and a field removed in Calico 3.31): loads, one
+    // warning per field.
+    let c = parse(
+        "t.yaml",
+        &format!("{HDR}kind: FelixConfiguration\nmetadata: {{name: default}}\nspec:\n  bpfConnectTimeLoadBalancing: TCP\n  bpfHostNetworkedNATWithoutCTLB: Enabled\n  bpfLogLevel: ''\n  floatingIPs: Disabled\n  healthPort: 9099\n  logSeverityScreen: Info\n  reportingInterval: 0s\n  vxlanVNI: 4096\n  iptablesLockTimeout: 0s\n"),
+    )
+    .unwrap();
+    assert_eq!(c.warnings.len(), 9, "{:?}", c.warnings);
+    assert_eq!(c.felix_configurations.len(), 1);
+    // A misspelt field: rejected with a hint; a bad protocol too.
+    let e = parse(
+        "t.yaml",
+        &format!("{HDR}kind: FelixConfiguration\nmetadata: {{name: default}}\nspec: {{failsafeInboundHostPort: []}}\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("did you mean failsafeInboundHostPorts?"), "{e}");
+    let e = parse(
+        "t.yaml",
+        &format!("{HDR}kind: FelixConfiguration\nmetadata: {{name: default}}\nspec: {{failsafeOutboundHostPorts: [{{protocol: ICMP, port: 1}}]}}\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not one of TCP, UDP, SCTP"), "{e}");
 }
 
 #[test]

@@ -9,10 +9,12 @@
 //! side).
 //!
 //! `serviceAccounts` (names and a selector over the service account's labels) narrows
-//! a side's endpoints as Calico's rule conversion does.
+//! a side's endpoints as Calico's rule conversion does. A GlobalNetworkPolicy's
+//! `selector` also selects host endpoints (normal policy: what the host receives and
+//! sends on the endpoint's interface; see [`crate::world`]).
 //!
 //! Not compiled yet (reported, the rule kept without it): `services` in rules, `http`;
-//! host endpoints, `doNotTrack`, `preDNAT`, `applyOnForward`.
+//! `doNotTrack`, `preDNAT`, `applyOnForward`.
 
 use crate::ir::{
     Action, Applies, Match, Policy, PolicyId, PolicyKind, PortMatch, Rule, SetDef, Side,

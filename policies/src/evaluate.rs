@@ -1,9 +1,18 @@
 //! The evaluator: runs a [`Program`] on one flow, as the kernel rules rendered from the
 //! same program do, and says what decided. Egress is decided at the source endpoint (if
 //! it is a local workload), ingress at the destination; the flow passes when both allow.
+//!
+//! A host endpoint (an address in a HostEndpoint's `expectedIPs`, one with an interface:
+//! one without polices nothing) decides like a workload, as Felix's host endpoint chains
+//! do: first the failsafe ports (inbound: destination port and source net; outbound:
+//! destination port and net) allow, then the policies that select it, then its profile:
+//! `projectcalico-default-allow` allows, without it the host endpoint drops (default
+//! deny). The flow is taken as crossing the host endpoint's interface (traffic between a
+//! host and its own local workloads is not host endpoint traffic in the dataplane).
 
 use crate::ir::{Action, Direction, PolicyId, Program};
 use crate::world::{Endpoint, World};
+use brindle_model::resolved::{Failsafe, DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND};
 use serde::Serialize;
 use std::net::IpAddr;
 
@@ -40,14 +49,26 @@ pub enum Step {
     },
     /// Every tier passed: the profile allowed it.
     Passed,
+    /// A host endpoint's failsafe port (`tcp:22`): allowed before any policy.
+    Failsafe { port: String },
+    /// A host endpoint that no policy decided for: its profile
+    /// `projectcalico-default-allow` allowed it.
+    ProfileAllowed,
+    /// A host endpoint that no policy decided for, without a profile that allows: dropped
+    /// (a host endpoint is default-deny).
+    HostEndpointDefaultDeny { policies: Vec<PolicyId> },
 }
 
 impl Step {
     pub fn allows(&self) -> bool {
         match self {
-            Step::NotAnEndpoint | Step::NotIsolated | Step::Passed => true,
+            Step::NotAnEndpoint
+            | Step::NotIsolated
+            | Step::Passed
+            | Step::Failsafe { .. }
+            | Step::ProfileAllowed => true,
             Step::Rule { action, .. } => *action == Action::Allow,
-            Step::EndOfTier { .. } => false,
+            Step::EndOfTier { .. } | Step::HostEndpointDefaultDeny { .. } => false,
         }
     }
 }
@@ -150,16 +171,114 @@ fn decide(
     }
 }
 
-/// Evaluates one flow.
+/// The failsafe ports host endpoints have (Felix's `FailsafeInboundHostPorts` and
+/// `FailsafeOutboundHostPorts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailsafePorts {
+    pub inbound: Vec<Failsafe>,
+    pub outbound: Vec<Failsafe>,
+}
+
+impl Default for FailsafePorts {
+    /// Calico's defaults.
+    fn default() -> Self {
+        FailsafePorts {
+            inbound: DEFAULT_FAILSAFE_INBOUND.to_vec(),
+            outbound: DEFAULT_FAILSAFE_OUTBOUND.to_vec(),
+        }
+    }
+}
+
+fn failsafe_step(list: &[Failsafe], other: IpAddr, flow: &Flow) -> Option<Step> {
+    list.iter()
+        .find(|f| {
+            f.protocol == flow.protocol
+                && flow.port == Some(f.port)
+                && f.net
+                    .is_none_or(|n| n.is_ipv4() == other.is_ipv4() && n.contains(other))
+        })
+        .map(|f| Step::Failsafe { port: f.label() })
+}
+
+/// One direction at one endpoint: a workload's as [`decide`]; a host endpoint's with
+/// failsafe ports first and its profile last.
+#[allow(clippy::too_many_arguments)]
+fn decide_at(
+    program: &Program,
+    world: &World,
+    at: &Endpoint,
+    d: Direction,
+    src: Option<&Endpoint>,
+    dst: Option<&Endpoint>,
+    flow: &Flow,
+    failsafe: &FailsafePorts,
+) -> Step {
+    let Some(h) = &at.host else {
+        return decide(program, world, at, d, src, dst, flow);
+    };
+    if h.iface.is_empty() {
+        // Without an interface a host endpoint polices nothing.
+        return Step::NotAnEndpoint;
+    }
+    let fs = match d {
+        Direction::Ingress => failsafe_step(&failsafe.inbound, flow.src, flow),
+        Direction::Egress => failsafe_step(&failsafe.outbound, flow.dst, flow),
+    };
+    if let Some(step) = fs {
+        return step;
+    }
+    match decide(program, world, at, d, src, dst, flow) {
+        Step::NotIsolated | Step::Passed if h.profile_allows => Step::ProfileAllowed,
+        Step::NotIsolated | Step::Passed => Step::HostEndpointDefaultDeny {
+            policies: program
+                .policies
+                .iter()
+                .filter(|p| p.applies_in(d) && p.applies.selects_in(at, world))
+                .map(|p| p.id.clone())
+                .collect(),
+        },
+        other => other,
+    }
+}
+
+/// Evaluates one flow (host endpoints with Calico's default failsafe ports).
 pub fn evaluate(program: &Program, world: &World, flow: &Flow) -> Decision {
+    evaluate_with(program, world, flow, &FailsafePorts::default())
+}
+
+/// Evaluates one flow, host endpoints with `failsafe` ports.
+pub fn evaluate_with(
+    program: &Program,
+    world: &World,
+    flow: &Flow,
+    failsafe: &FailsafePorts,
+) -> Decision {
     let src = world.endpoint_at(flow.src);
     let dst = world.endpoint_at(flow.dst);
     let egress = match src {
-        Some(s) => decide(program, world, s, Direction::Egress, src, dst, flow),
+        Some(s) => decide_at(
+            program,
+            world,
+            s,
+            Direction::Egress,
+            src,
+            dst,
+            flow,
+            failsafe,
+        ),
         None => Step::NotAnEndpoint,
     };
     let ingress = match dst {
-        Some(d) => decide(program, world, d, Direction::Ingress, src, dst, flow),
+        Some(d) => decide_at(
+            program,
+            world,
+            d,
+            Direction::Ingress,
+            src,
+            dst,
+            flow,
+            failsafe,
+        ),
         None => Step::NotAnEndpoint,
     };
     Decision {
@@ -185,6 +304,7 @@ mod tests {
                 ips: vec![ip.parse().unwrap()],
                 named_ports: vec![],
                 service_account: String::new(),
+                host: None,
             });
         }
         w

@@ -7,8 +7,10 @@
 //!   = last), then name. For one endpoint and direction: the first rule that matches in
 //!   the first policy that has one decides (Allow, Deny; Pass skips to the next tier; Log
 //!   logs and goes on); when policies select the endpoint but none decides, the end of
-//!   the tier drops (Felix's end-of-tier drop). An endpoint no policy selects for a
-//!   direction is not isolated in it (Calico's profile `kns.<namespace>` allows).
+//!   the tier drops (Felix's end-of-tier drop). A workload no policy selects for a
+//!   direction is not isolated in it (Calico's profile `kns.<namespace>` allows); a host
+//!   endpoint is (default-deny unless its profile is `projectcalico-default-allow`; the
+//!   evaluator adds the failsafe ports).
 //! - The other side of a flow is matched by [`Peer`] sets, defined by what selects their
 //!   members ([`SetDef`]), resolved against the [`crate::World`] by [`SetDef::contains`]
 //!   here and into ipset members by the renderer.
@@ -84,7 +86,7 @@ impl Applies {
             Applies::KubePods {
                 namespace,
                 pod_selector,
-            } => &e.namespace == namespace && pod_selector.matches(&e.labels),
+            } => !e.is_host() && &e.namespace == namespace && pod_selector.matches(&e.labels),
             Applies::Calico { .. } => false,
         }
     }
@@ -99,6 +101,21 @@ impl Applies {
                 service_account_selector,
             } => {
                 let labels = world.calico_labels(e);
+                if e.is_host() {
+                    // Only a GlobalNetworkPolicy's selector, evaluated as Felix does for a
+                    // non-namespaced endpoint; a namespace or service account selector
+                    // needs labels a host endpoint does not have.
+                    return namespace.is_none()
+                        && selector.matches_in(&labels, Scope::NonNamespaced)
+                        && namespace_selector.as_ref().is_none_or(|s| {
+                            s.with_label_prefix("pcns.")
+                                .matches_in(&labels, Scope::NonNamespaced)
+                        })
+                        && service_account_selector.as_ref().is_none_or(|s| {
+                            s.with_label_prefix("pcsa.")
+                                .matches_in(&labels, Scope::NonNamespaced)
+                        });
+                }
                 namespace.as_ref().is_none_or(|ns| &e.namespace == ns)
                     && selector.matches_in(&labels, Scope::Namespaced)
                     && namespace_selector.as_ref().is_none_or(|s| {
@@ -150,6 +167,9 @@ impl SetDef {
                 pod_selector,
                 namespace_selector,
             } => {
+                if e.is_host() {
+                    return false;
+                }
                 let ns_ok = match namespace_selector {
                     None => &e.namespace == namespace,
                     Some(sel) => sel.matches(world.namespace_labels(&e.namespace)),
@@ -162,6 +182,19 @@ impl SetDef {
                 namespace_selector,
             } => {
                 let labels = world.calico_labels(e);
+                if e.is_host() {
+                    // Host endpoints are selected by `global()` and by a
+                    // GlobalNetworkPolicy's rule selector without a namespace selector.
+                    let ns_ok = match namespace_selector {
+                        Some(NamespaceMatch::Global) => true,
+                        Some(NamespaceMatch::Selector(_)) => false,
+                        None => namespace.is_none(),
+                    };
+                    return ns_ok
+                        && selector
+                            .as_ref()
+                            .is_none_or(|s| s.matches_in(&labels, Scope::NonNamespaced));
+                }
                 let ns_ok = match namespace_selector {
                     // global(): host endpoints and network sets only, never a pod.
                     Some(NamespaceMatch::Global) => false,

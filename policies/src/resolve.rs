@@ -1,15 +1,17 @@
 //! The program resolved for one node's dataplane, with nothing of Kubernetes or Calico
 //! left in it: named address sets with their members, per policy the ordered rules over
 //! those sets, and per local endpoint (by interface) the tiers of policies that apply to
-//! it in each direction. felix renders this into iptables chains and ipsets.
+//! it in each direction; [`add_host_endpoints`] adds the node's host endpoints (by
+//! interface, or `*`) likewise, with the failsafe ports. felix renders this into
+//! iptables chains and ipsets.
 //!
 //! Set names are stable hashes of what defines the set (as Felix's `s:<hash>`), so a
 //! membership change rewrites only the set, not the chains.
 
 use crate::ir::{Direction, PolicyId, PortMatch, Program, SetDef, Side};
-use crate::world::World;
+use crate::world::{Endpoint, World};
 pub use brindle_model::resolved::{
-    Members, REndpoint, RPolicy, RRule, RSide, Resolved, SetAlt, TierRef,
+    Failsafe, Members, REndpoint, RHostEndpoint, RPolicy, RRule, RSide, Resolved, SetAlt, TierRef,
 };
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -213,29 +215,67 @@ pub fn resolve(program: &Program, world: &World, local: &[(String, IpAddr)]) -> 
             iface: iface.clone(),
             ..REndpoint::default()
         };
-        for (d, tiers) in [
-            (Direction::Ingress, &mut ep.ingress),
-            (Direction::Egress, &mut ep.egress),
-        ] {
-            for p in program
-                .policies
-                .iter()
-                .filter(|p| p.applies_in(d) && p.applies.selects_in(e, world))
-            {
-                match tiers.last_mut() {
-                    Some(t) if t.name == p.tier => t.policies.push(policy_key(&p.id)),
-                    _ => tiers.push(TierRef {
-                        name: p.tier.clone(),
-                        policies: vec![policy_key(&p.id)],
-                    }),
-                }
-            }
+        if e.is_host() {
+            continue;
         }
+        ep.ingress = tiers_for(program, world, e, Direction::Ingress);
+        ep.egress = tiers_for(program, world, e, Direction::Egress);
         out.endpoints.push(ep);
     }
     out.endpoints.sort_by(|a, b| a.iface.cmp(&b.iface));
     out.sets = b.sets;
     out
+}
+
+/// The tiers of the policies that select `e` for `d`, in program order.
+fn tiers_for(program: &Program, world: &World, e: &Endpoint, d: Direction) -> Vec<TierRef> {
+    let mut tiers: Vec<TierRef> = Vec::new();
+    for p in program
+        .policies
+        .iter()
+        .filter(|p| p.applies_in(d) && p.applies.selects_in(e, world))
+    {
+        match tiers.last_mut() {
+            Some(t) if t.name == p.tier => t.policies.push(policy_key(&p.id)),
+            _ => tiers.push(TierRef {
+                name: p.tier.clone(),
+                policies: vec![policy_key(&p.id)],
+            }),
+        }
+    }
+    tiers
+}
+
+/// Adds `node`'s host endpoints (those with an interface, or `*`) to `out`, with the
+/// tiers of the policies that select each and the failsafe ports; nothing when the node
+/// has none (host traffic is then not policed and the failsafe ports mean nothing).
+pub fn add_host_endpoints(
+    out: &mut Resolved,
+    program: &Program,
+    world: &World,
+    node: &str,
+    failsafe_inbound: &[Failsafe],
+    failsafe_outbound: &[Failsafe],
+) {
+    for e in world.host_endpoints_of(node) {
+        let Some(h) = &e.host else { continue };
+        if h.iface.is_empty() {
+            continue;
+        }
+        out.host_endpoints.push(RHostEndpoint {
+            name: e.name.clone(),
+            iface: h.iface.clone(),
+            ingress: tiers_for(program, world, e, Direction::Ingress),
+            egress: tiers_for(program, world, e, Direction::Egress),
+            profile_allows: h.profile_allows,
+        });
+    }
+    out.host_endpoints
+        .sort_by(|a, b| (&a.iface, &a.name).cmp(&(&b.iface, &b.name)));
+    if !out.host_endpoints.is_empty() {
+        out.failsafe_inbound = failsafe_inbound.to_vec();
+        out.failsafe_outbound = failsafe_outbound.to_vec();
+    }
 }
 
 fn restrict_to_selected(
@@ -264,7 +304,7 @@ fn restrict_to_selected(
 mod tests {
     use super::*;
     use crate::kubernetes::compile;
-    use crate::world::{Endpoint, NamedPort};
+    use crate::world::NamedPort;
 
     #[test]
     fn sets_rules_and_endpoint_tiers() {
@@ -286,6 +326,7 @@ mod tests {
                     port: 5432,
                 }],
                 service_account: String::new(),
+                host: None,
             });
         }
         let program = Program::new(

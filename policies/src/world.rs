@@ -1,5 +1,6 @@
 //! What policy is about: workload endpoints (a pod's addresses, labels, named ports,
-//! namespace) and namespaces with their labels. Built from the resource model; the
+//! namespace), host endpoints (a Calico HostEndpoint: its `expectedIPs`, labels and
+//! named ports, in no namespace; see [`HostInfo`]) and namespaces with their labels. Built from the resource model; the
 //! `kubernetes.io/metadata.name` label is set on every namespace, as the API server sets
 //! it (so file mode behaves the same).
 
@@ -29,6 +30,53 @@ pub struct Endpoint {
     pub named_ports: Vec<NamedPort>,
     /// `spec.serviceAccountName` (empty: none known).
     pub service_account: String,
+    /// Set for a host endpoint (then `namespace` is empty and `ips` are its
+    /// `expectedIPs`): selected only by GlobalNetworkPolicy selectors and by rule
+    /// selectors of a GlobalNetworkPolicy or with `namespaceSelector: global()`, never
+    /// by a namespaced NetworkPolicy nor a Kubernetes one.
+    pub host: Option<HostInfo>,
+}
+
+/// What a host endpoint is beyond an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HostInfo {
+    /// `spec.node`.
+    pub node: String,
+    /// `spec.interfaceName`: an interface, `*` or empty.
+    pub iface: String,
+    /// `projectcalico-default-allow` among its profiles.
+    pub profile_allows: bool,
+}
+
+impl Endpoint {
+    pub fn is_host(&self) -> bool {
+        self.host.is_some()
+    }
+
+    /// A host endpoint from its Calico resource.
+    pub fn from_host_endpoint(h: &brindle_model::HostEndpointSpec) -> Endpoint {
+        Endpoint {
+            namespace: String::new(),
+            name: h.name.clone(),
+            labels: h.labels.clone(),
+            ips: h.expected_ips.clone(),
+            named_ports: h
+                .ports
+                .iter()
+                .map(|p| NamedPort {
+                    name: p.name.clone(),
+                    protocol: p.protocol,
+                    port: p.port,
+                })
+                .collect(),
+            service_account: String::new(),
+            host: Some(HostInfo {
+                node: h.node.clone(),
+                iface: h.interface_name.clone(),
+                profile_allows: h.profile_allows(),
+            }),
+        }
+    }
 }
 
 /// Endpoints and namespaces.
@@ -82,6 +130,7 @@ impl World {
                     })
                     .collect(),
                 service_account: p.service_account.to_string(),
+                host: None,
             });
         }
         w
@@ -93,7 +142,7 @@ impl World {
     }
 
     pub fn add_endpoint(&mut self, e: Endpoint) {
-        if !self.namespaces.contains_key(&e.namespace) {
+        if !e.is_host() && !self.namespaces.contains_key(&e.namespace) {
             self.add_namespace(&e.namespace.clone(), BTreeMap::new());
         }
         for ip in &e.ips {
@@ -126,6 +175,10 @@ impl World {
     /// the service account's labels as `pcsa.<key>` with its name as
     /// `pcsa.projectcalico.org/name`. The endpoint's own labels win.
     pub fn calico_labels(&self, e: &Endpoint) -> BTreeMap<String, String> {
+        if e.is_host() {
+            // A host endpoint has its own labels only (no namespace, no profile labels).
+            return e.labels.clone();
+        }
         let mut l = BTreeMap::new();
         for (k, v) in self.namespace_labels(&e.namespace) {
             l.insert(format!("pcns.{k}"), v.clone());
@@ -155,6 +208,13 @@ impl World {
             l.insert(k.clone(), v.clone());
         }
         l
+    }
+
+    /// The host endpoints of `node`.
+    pub fn host_endpoints_of<'a>(&'a self, node: &'a str) -> impl Iterator<Item = &'a Endpoint> {
+        self.endpoints
+            .iter()
+            .filter(move |e| e.host.as_ref().is_some_and(|h| h.node == node))
     }
 
     /// The endpoint holding `ip`.

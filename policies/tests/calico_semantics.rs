@@ -34,6 +34,7 @@ fn world() -> World {
                 ips: vec![ip.parse().unwrap()],
                 named_ports: ports,
                 service_account: sa.into(),
+                host: None,
             }
         };
     w.add_endpoint(ep(

@@ -31,6 +31,7 @@ fn world() -> World {
         ips: vec![ip.parse().unwrap()],
         named_ports: ports,
         service_account: "default".into(),
+        host: None,
     };
     w.add_endpoint(ep(
         "default",

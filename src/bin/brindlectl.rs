@@ -112,10 +112,10 @@ enum PolicyCommand {
     /// The verdict on one flow and the policy and rule that decided it, from the
     /// compiled program (the same the dataplane is given).
     Explain {
-        /// NAMESPACE/POD or an IP address.
+        /// NAMESPACE/POD, hep/HOSTENDPOINT or an IP address.
         #[arg(long)]
         from: String,
-        /// NAMESPACE/POD or an IP address.
+        /// NAMESPACE/POD, hep/HOSTENDPOINT or an IP address.
         #[arg(long)]
         to: String,
         /// PORT[/tcp|udp|sctp] or icmp[/TYPE].
@@ -204,6 +204,10 @@ enum GetKind {
     Networkpolicies,
     #[value(alias = "globalnetworkpolicy", alias = "gnp")]
     Globalnetworkpolicies,
+    #[value(alias = "hostendpoint", alias = "hep", alias = "heps")]
+    Hostendpoints,
+    #[value(alias = "felixconfiguration", alias = "felixconfig")]
+    Felixconfigurations,
 }
 
 impl GetKind {
@@ -217,6 +221,8 @@ impl GetKind {
             GetKind::Bgpconfigurations => Kind::BgpConfiguration,
             GetKind::Networkpolicies => Kind::NetworkPolicy,
             GetKind::Globalnetworkpolicies => Kind::GlobalNetworkPolicy,
+            GetKind::Hostendpoints => Kind::HostEndpoint,
+            GetKind::Felixconfigurations => Kind::FelixConfiguration,
         }
     }
 }
@@ -460,6 +466,8 @@ async fn policy_cluster(ds: &DatastoreArgs) -> Result<brindle_model::ClusterConf
             Kind::KubernetesNetworkPolicy,
             Kind::NetworkPolicy,
             Kind::GlobalNetworkPolicy,
+            Kind::HostEndpoint,
+            Kind::FelixConfiguration,
         ],
     )
     .await
@@ -544,7 +552,15 @@ fn policy(command: &PolicyCommand) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let d = brindle_policies::evaluate(&program, &world, &flow);
+    // A host endpoint's failsafe ports are its node's (FelixConfiguration).
+    let node = [flow.dst, flow.src]
+        .iter()
+        .find_map(|ip| world.endpoint_at(*ip).and_then(|e| e.host.as_ref()))
+        .map(|h| h.node.clone())
+        .unwrap_or_default();
+    let (inbound, outbound) = cfg.failsafe_ports(&node);
+    let failsafe = brindle_policies::FailsafePorts { inbound, outbound };
+    let d = brindle_policies::evaluate_with(&program, &world, &flow, &failsafe);
     match output {
         StatusFormat::Table => {
             print!("{}", ctl::policy::render(&world, &flow, &d));

@@ -824,6 +824,34 @@ pub fn render_get_table_with(
             }
             (headers, rows)
         }
+        // resourcemgr/hostendpoint.go
+        Kind::HostEndpoint => {
+            let rows = cfg
+                .host_endpoints
+                .iter()
+                .filter(|h| wanted(&h.name))
+                .map(|h| {
+                    let mut row = vec![h.name.clone(), h.node.clone()];
+                    if wide {
+                        row.push(h.interface_name.clone());
+                        row.push(
+                            h.expected_ips
+                                .iter()
+                                .map(|ip| ip.to_string())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                        );
+                        row.push(h.profiles.join(","));
+                    }
+                    row
+                })
+                .collect();
+            let mut headers = vec!["NAME", "NODE"];
+            if wide {
+                headers.extend(["INTERFACE", "IPS", "PROFILES"]);
+            }
+            (headers, rows)
+        }
         other => {
             let rows = cfg
                 .resources
@@ -1262,6 +1290,22 @@ IPv4 BGP status
             "NAME     \nnode-a   \nnode-b   \n\n"
         );
         assert_eq!(tabwriter(&["A"], &[vec!["".into()]]), "A    \n     \n");
+    }
+
+    #[test]
+    fn get_host_endpoints_with_calicoctls_columns() {
+        let cfg = brindle_model::parse(
+            "h.yaml",
+            "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: n1-eth0}\nspec: {node: n1, interfaceName: eth0, expectedIPs: [192.0.2.1, 'fd00::1'], profiles: [projectcalico-default-allow]}\n",
+        )
+        .unwrap();
+        let get = |l| trimmed(&render_get_table(&cfg, Kind::HostEndpoint, &[], l));
+        assert_eq!(get(Layout::Narrow), "NAME      NODE\nn1-eth0   n1\n\n");
+        assert_eq!(
+            get(Layout::Wide),
+            "NAME      NODE   INTERFACE   IPS                 PROFILES\n\
+             n1-eth0   n1     eth0        192.0.2.1,fd00::1   projectcalico-default-allow\n\n"
+        );
     }
 
     #[test]

@@ -5,10 +5,24 @@ use brindle_policies::evaluate::{Decision, Step};
 use brindle_policies::{Flow, World};
 use std::net::IpAddr;
 
-/// `NS/POD` or an IP address, resolved on the world.
+/// `NS/POD`, `hep/NAME` (a host endpoint's first `expectedIPs` address) or an IP
+/// address, resolved on the world.
 pub fn resolve(world: &World, what: &str) -> Result<IpAddr, String> {
     if let Ok(ip) = what.parse::<IpAddr>() {
         return Ok(ip);
+    }
+    if let Some(name) = what
+        .strip_prefix("hep/")
+        .or_else(|| what.strip_prefix("hostendpoint/"))
+    {
+        let e = world
+            .endpoints
+            .iter()
+            .find(|e| e.is_host() && e.name == name)
+            .ok_or_else(|| format!("there is no HostEndpoint {name}"))?;
+        return e.ips.first().copied().ok_or_else(|| {
+            format!("HostEndpoint {name} has no expectedIPs: give its address instead")
+        });
     }
     let (ns, pod) = what
         .split_once('/')
@@ -16,7 +30,7 @@ pub fn resolve(world: &World, what: &str) -> Result<IpAddr, String> {
     let e = world
         .endpoints
         .iter()
-        .find(|e| e.namespace == ns && e.name == pod)
+        .find(|e| !e.is_host() && e.namespace == ns && e.name == pod)
         .ok_or_else(|| {
             format!("there is no workload pod {ns}/{pod} (scheduled, with an address)")
         })?;
@@ -58,6 +72,7 @@ pub fn parse_port(s: &str) -> Result<(u8, Option<u16>), String> {
 
 fn who(world: &World, ip: IpAddr) -> String {
     match world.endpoint_at(ip) {
+        Some(e) if e.is_host() => format!("HostEndpoint {} ({ip})", e.name),
         Some(e) => format!("{}/{} ({ip})", e.namespace, e.name),
         None => ip.to_string(),
     }
@@ -65,7 +80,26 @@ fn who(world: &World, ip: IpAddr) -> String {
 
 fn step_text(step: &Step, dir: &str) -> String {
     match step {
-        Step::NotAnEndpoint => format!("{dir}: not a workload endpoint here: no policy applies"),
+        Step::NotAnEndpoint => format!(
+            "{dir}: not a workload or host endpoint here (or a host endpoint without interfaceName): no policy applies"
+        ),
+        Step::Failsafe { port } => {
+            format!("{dir}: allowed: failsafe port {port} (host endpoint; no policy can close it)")
+        }
+        Step::ProfileAllowed => format!(
+            "{dir}: allowed: no policy decided; the host endpoint's profile projectcalico-default-allow allows"
+        ),
+        Step::HostEndpointDefaultDeny { policies } if policies.is_empty() => format!(
+            "{dir}: denied: no policy selects the host endpoint for {dir} and it has no profile that allows (host endpoints are default-deny)"
+        ),
+        Step::HostEndpointDefaultDeny { policies } => format!(
+            "{dir}: denied: every tier passed it on and the host endpoint has no profile that allows (after {})",
+            policies
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         Step::NotIsolated => {
             format!("{dir}: allowed: no policy selects the pod for {dir} (not isolated)")
         }
@@ -172,5 +206,45 @@ mod tests {
         assert_eq!(parse_port("icmp/8").unwrap(), (1, Some(8)));
         assert_eq!(parse_port("53/udp").unwrap(), (17, Some(53)));
         assert!(parse_port("x").is_err());
+    }
+
+    #[test]
+    fn explains_host_endpoint_flows_and_failsafe_ports() {
+        let yaml = "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: n1-eth0, labels: {role: node}}\nspec: {node: n1, interfaceName: eth0, expectedIPs: [192.0.2.1]}\n---\n\
+            apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: web}\nspec:\n  selector: role == 'node'\n  types: [Ingress]\n  ingress: [{action: Allow, protocol: TCP, destination: {ports: [8080]}}]\n";
+        let cfg = brindle_model::parse("p.yaml", yaml).unwrap();
+        let (program, _) = program_of(&cfg);
+        let world = world_of(&cfg);
+        let explain = |port: &str| {
+            let (protocol, port) = parse_port(port).unwrap();
+            let flow = Flow {
+                src: resolve(&world, "192.0.2.254").unwrap(),
+                dst: resolve(&world, "hep/n1-eth0").unwrap(),
+                protocol,
+                port,
+                src_port: None,
+            };
+            render(&world, &flow, &evaluate(&program, &world, &flow))
+        };
+        let out = explain("22/tcp");
+        assert!(
+            out.contains("-> HostEndpoint n1-eth0 (192.0.2.1) 22/tcp: ALLOWED"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ingress: allowed: failsafe port tcp:22"),
+            "{out}"
+        );
+        let out = explain("8080");
+        assert!(
+            out.contains("allowed by GlobalNetworkPolicy web, ingress rule 0"),
+            "{out}"
+        );
+        let out = explain("9090");
+        assert!(out.contains("9090/tcp: DENIED"), "{out}");
+        assert!(
+            out.contains("tier \"default\" ends with a drop after GlobalNetworkPolicy web"),
+            "{out}"
+        );
     }
 }

@@ -118,6 +118,8 @@ pub fn api_resource(kind: Kind, group: CalicoGroup) -> ApiResource {
         },
         Kind::NetworkPolicy => calico("NetworkPolicy", "networkpolicies"),
         Kind::GlobalNetworkPolicy => calico("GlobalNetworkPolicy", "globalnetworkpolicies"),
+        Kind::HostEndpoint => calico("HostEndpoint", "hostendpoints"),
+        Kind::FelixConfiguration => calico("FelixConfiguration", "felixconfigurations"),
     }
 }
 

@@ -129,6 +129,8 @@ pub const AGENT_KINDS: &[Kind] = &[
     Kind::KubernetesNetworkPolicy,
     Kind::NetworkPolicy,
     Kind::GlobalNetworkPolicy,
+    Kind::HostEndpoint,
+    Kind::FelixConfiguration,
 ];
 
 impl Datastore {

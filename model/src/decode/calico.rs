@@ -799,3 +799,356 @@ pub(crate) fn decode_ipam_config(
             .map_or(0, |v| v as u32),
     })
 }
+
+/// HostEndpointSpec fields (all decoded).
+const HOST_ENDPOINT_FIELDS: &[&str] =
+    &["node", "interfaceName", "expectedIPs", "profiles", "ports"];
+
+pub(crate) fn decode_host_endpoint(
+    name: String,
+    labels: BTreeMap<String, String>,
+    spec: &Field,
+    lines: &mut HashMap<&'static str, u64>,
+) -> Result<HostEndpointSpec, ConfigError> {
+    let s = spec.map(HOST_ENDPOINT_FIELDS)?;
+    let mut h = HostEndpointSpec {
+        name,
+        labels,
+        ..HostEndpointSpec::default()
+    };
+    if let Some(f) = s.get("node") {
+        lines.insert("spec.node", f.node.line);
+        let node = f.string()?;
+        if !node.is_empty() {
+            h.node = calico_name(&f, "node")?;
+        }
+    }
+    if let Some(f) = s.get("interfaceName") {
+        let name = f.string()?;
+        // Calico's `interface`: `^[a-zA-Z0-9_.*-]{1,15}$` (or empty).
+        let ok = name.len() <= 15
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.*-".contains(c));
+        if !ok {
+            return Err(f.err(format!(
+                "{name:?} is not an interface name (up to 15 of letters, digits, '_', '.', '-'), nor \"*\" (all interfaces)"
+            )));
+        }
+        if name.starts_with("cali") && name != "*" {
+            warn(
+                &f,
+                "a workload interface: a host endpoint cannot protect a workload's interface (Calico: only external interfaces), so this one polices nothing",
+            );
+        }
+        h.interface_name = name;
+    }
+    if let Some(f) = s.get("expectedIPs") {
+        for item in f.seq()? {
+            h.expected_ips.push(ip(&item)?);
+        }
+    }
+    if h.interface_name.is_empty() {
+        if h.expected_ips.is_empty() {
+            return Err(spec.err(
+                "a HostEndpoint needs interfaceName (an interface, or \"*\" for all) or expectedIPs",
+            ));
+        }
+        warn(
+            spec,
+            "no interfaceName: Brindle does not look for the interface holding expectedIPs, so this host endpoint polices no traffic (its expectedIPs still count in other policies' selectors); set interfaceName",
+        );
+    }
+    if h.node.is_empty() {
+        warn(
+            spec,
+            "no node: this host endpoint is on no node and polices nothing",
+        );
+    }
+    if let Some(f) = s.get("profiles") {
+        for item in f.seq()? {
+            h.profiles.push(calico_name(&item, "profile")?);
+        }
+    }
+    if let Some(f) = s.get("ports") {
+        for item in f.seq()? {
+            let m = item.map(&["name", "protocol", "port"])?;
+            let name_f = m.required("name")?;
+            let name = name_f.string()?;
+            if name.is_empty() || name.len() > 128 {
+                return Err(name_f.err("a port name must be 1 to 128 characters"));
+            }
+            let protocol = match m.get("protocol") {
+                Some(pf) => proto_port_protocol(&pf)?,
+                None => 6,
+            };
+            let port = port(&m.required("port")?)?;
+            h.ports.push(EndpointPort {
+                name,
+                protocol,
+                port,
+            });
+        }
+    }
+    Ok(h)
+}
+
+/// A protocol of a port: TCP, UDP or SCTP (any case), or its number.
+fn proto_port_protocol(f: &Field) -> Result<u8, ConfigError> {
+    if let Ok(n) = f.int(0, 255) {
+        return match n {
+            6 | 17 | 132 => Ok(n as u8),
+            _ => Err(f.err(format!("protocol {n} has no ports; use TCP, UDP or SCTP"))),
+        };
+    }
+    let s = f.str()?;
+    match s.to_ascii_uppercase().as_str() {
+        "TCP" => Ok(6),
+        "UDP" => Ok(17),
+        "SCTP" => Ok(132),
+        _ => Err(f.err(format!("{s:?} is not one of TCP, UDP, SCTP"))),
+    }
+}
+
+/// FelixConfigurationSpec fields Brindle decodes.
+const FELIX_CONFIGURATION_FIELDS: &[&str] =
+    &["failsafeInboundHostPorts", "failsafeOutboundHostPorts"];
+
+/// Valid FelixConfigurationSpec fields Brindle does not implement (every other json tag
+/// of Calico's `FelixConfigurationSpec`, and those removed since 3.23 that older
+/// clusters' objects still carry).
+const FELIX_CONFIGURATION_IGNORED: &[&str] = &[
+    "bpfKubeProxyEndpointSlicesEnabled",
+    "bpfKubeProxyHealtzPort",
+    "iptablesLockFilePath",
+    "iptablesLockTimeout",
+    "nodeSelector",
+    "useInternalDataplaneDriver",
+    "dataplaneDriver",
+    "dataplaneWatchdogTimeout",
+    "ipv6Support",
+    "routeRefreshInterval",
+    "interfaceRefreshInterval",
+    "iptablesRefreshInterval",
+    "iptablesPostWriteCheckInterval",
+    "iptablesLockProbeInterval",
+    "featureDetectOverride",
+    "featureGates",
+    "ipsetsRefreshInterval",
+    "maxIpsetSize",
+    "iptablesBackend",
+    "xdpRefreshInterval",
+    "netlinkTimeout",
+    "metadataAddr",
+    "metadataPort",
+    "openstackRegion",
+    "interfacePrefix",
+    "interfaceExclude",
+    "chainInsertMode",
+    "defaultEndpointToHostAction",
+    "iptablesFilterAllowAction",
+    "iptablesMangleAllowAction",
+    "iptablesFilterDenyAction",
+    "logPrefix",
+    "logActionRateLimit",
+    "logActionRateLimitBurst",
+    "logFilePath",
+    "logSeverityFile",
+    "logSeverityScreen",
+    "logSeveritySys",
+    "logDebugFilenameRegex",
+    "ipipEnabled",
+    "ipipMTU",
+    "vxlanEnabled",
+    "vxlanMTU",
+    "vxlanMTUV6",
+    "vxlanPort",
+    "vxlanVNI",
+    "allowVXLANPacketsFromWorkloads",
+    "allowIPIPPacketsFromWorkloads",
+    "reportingInterval",
+    "reportingTTL",
+    "endpointReportingEnabled",
+    "endpointReportingDelay",
+    "endpointStatusPathPrefix",
+    "iptablesMarkMask",
+    "disableConntrackInvalidCheck",
+    "healthEnabled",
+    "healthHost",
+    "healthPort",
+    "healthTimeoutOverrides",
+    "prometheusMetricsEnabled",
+    "prometheusMetricsHost",
+    "prometheusMetricsPort",
+    "prometheusGoMetricsEnabled",
+    "prometheusProcessMetricsEnabled",
+    "prometheusWireGuardMetricsEnabled",
+    "prometheusMetricsCAFile",
+    "prometheusMetricsCertFile",
+    "prometheusMetricsKeyFile",
+    "prometheusMetricsClientAuth",
+    "kubeNodePortRanges",
+    "policySyncPathPrefix",
+    "usageReportingEnabled",
+    "usageReportingInitialDelay",
+    "usageReportingInterval",
+    "natPortRange",
+    "natOutgoingAddress",
+    "natOutgoingExclusions",
+    "deviceRouteSourceAddress",
+    "deviceRouteSourceAddressIPv6",
+    "deviceRouteProtocol",
+    "removeExternalRoutes",
+    "programClusterRoutes",
+    "ipForwarding",
+    "externalNodesList",
+    "debugMemoryProfilePath",
+    "debugDisableLogDropping",
+    "debugSimulateCalcGraphHangAfter",
+    "debugSimulateDataplaneHangAfter",
+    "debugSimulateDataplaneApplyDelay",
+    "debugHost",
+    "debugPort",
+    "iptablesNATOutgoingInterfaceFilter",
+    "sidecarAccelerationEnabled",
+    "xdpEnabled",
+    "genericXDPEnabled",
+    "nftablesMode",
+    "nftablesFlowTableOffload",
+    "nftablesFlowTableDataIfacePattern",
+    "nftablesRefreshInterval",
+    "nftablesFilterAllowAction",
+    "nftablesMangleAllowAction",
+    "nftablesFilterDenyAction",
+    "nftablesMarkMask",
+    "bpfEnabled",
+    "bpfOverlayHostSourceIP",
+    "bpfDisableUnprivileged",
+    "bpfJITHardening",
+    "bpfLogLevel",
+    "bpfConntrackLogLevel",
+    "bpfConntrackMode",
+    "bpfConntrackTimeouts",
+    "bpfIPFragTimeout",
+    "bpfLogFilters",
+    "bpfCTLBLogFilter",
+    "bpfDataIfacePattern",
+    "bpfL3IfacePattern",
+    "bpfConnectTimeLoadBalancingEnabled",
+    "bpfConnectTimeLoadBalancing",
+    "bpfHostNetworkedNATWithoutCTLB",
+    "bpfExternalServiceMode",
+    "bpfDSROptoutCIDRs",
+    "bpfExtToServiceConnmark",
+    "bpfKubeProxyIptablesCleanupEnabled",
+    "bpfKubeProxyMinSyncPeriod",
+    "bpfKubeProxyHealthzPort",
+    "bpfPSNATPorts",
+    "bpfMapSizeNATFrontend",
+    "bpfMapSizeNATBackend",
+    "bpfMapSizeNATAffinity",
+    "bpfMapSizeRoute",
+    "bpfMapSizeConntrack",
+    "bpfMapSizePerCpuConntrack",
+    "bpfMapSizeConntrackScaling",
+    "bpfMapSizeConntrackCleanupQueue",
+    "bpfMapSizeIPSets",
+    "bpfMapSizeIfState",
+    "bpfHostConntrackBypass",
+    "bpfIPFragmentReassemblyEnabled",
+    "bpfEnforceRPF",
+    "bpfPolicyDebugEnabled",
+    "bpfForceTrackPacketsFromIfaces",
+    "bpfDisableGROForIfaces",
+    "bpfExcludeCIDRsFromNAT",
+    "bpfExportBufferSizeMB",
+    "istioAmbientMode",
+    "istioDSCPMark",
+    "cgroupV2Path",
+    "flowLogsPolicyEvaluationMode",
+    "bpfRedirectToPeer",
+    "bpfAttachType",
+    "flowLogsFlushInterval",
+    "flowLogsCollectorDebugTrace",
+    "flowLogsGoldmaneServer",
+    "flowLogsLocalReporter",
+    "bpfProfiling",
+    "routeSource",
+    "routeTableRanges",
+    "routeTableRange",
+    "routeSyncDisabled",
+    "ipv4NormalRoutePriority",
+    "ipv4ElevatedRoutePriority",
+    "ipv6NormalRoutePriority",
+    "ipv6ElevatedRoutePriority",
+    "liveMigrationRouteConvergenceTime",
+    "wireguardEnabled",
+    "wireguardEnabledV6",
+    "wireguardThreadingEnabled",
+    "wireguardListeningPort",
+    "wireguardListeningPortV6",
+    "wireguardRoutingRulePriority",
+    "wireguardInterfaceName",
+    "wireguardInterfaceNameV6",
+    "wireguardMTU",
+    "wireguardMTUV6",
+    "wireguardHostEncryptionEnabled",
+    "wireguardKeepAlive",
+    "awsSrcDstCheck",
+    "serviceLoopPrevention",
+    "workloadSourceSpoofing",
+    "mtuIfacePattern",
+    "floatingIPs",
+    "localSubnetL2Reachability",
+    "localSubnetL2ReachabilityRefreshInterval",
+    "windowsManageFirewallRules",
+    "goGCThreshold",
+    "goMemoryLimitMB",
+    "goMaxProcs",
+    "requireMTUFile",
+    "bpfMaglevMaxEndpointsPerService",
+    "bpfMaglevMaxServices",
+];
+
+pub(crate) fn decode_felix_configuration(
+    name: String,
+    spec: &Field,
+) -> Result<FelixConfigurationSpec, ConfigError> {
+    let s = spec.map_ignoring(FELIX_CONFIGURATION_FIELDS, FELIX_CONFIGURATION_IGNORED)?;
+    if name != "default" && !name.starts_with("node.") {
+        warn(
+            spec,
+            format!("FelixConfiguration {name:?} is never used: Felix reads \"default\" and \"node.<nodename>\""),
+        );
+    }
+    let list = |field: &str| {
+        s.opt(field, |f| {
+            let mut out = Vec::new();
+            for item in f.seq()? {
+                let m = item.map(&["protocol", "port", "net"])?;
+                let protocol = match m.get("protocol") {
+                    Some(pf) => proto_port_protocol(&pf)?,
+                    None => 6,
+                };
+                // A Go uint16 without omitempty: 0 is a port Calico accepts (and
+                // matches nothing); Brindle requires a real one.
+                let port = port(&m.required("port")?)?;
+                let net = match m.get("net") {
+                    Some(nf) if !nf.str()?.is_empty() => Some(ip_or_cidr(&nf)?),
+                    _ => None,
+                };
+                out.push(crate::resolved::Failsafe {
+                    protocol,
+                    port,
+                    net,
+                });
+            }
+            Ok(out)
+        })
+    };
+    Ok(FelixConfigurationSpec {
+        name,
+        failsafe_inbound_host_ports: list("failsafeInboundHostPorts")?,
+        failsafe_outbound_host_ports: list("failsafeOutboundHostPorts")?,
+    })
+}

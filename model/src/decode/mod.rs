@@ -23,14 +23,12 @@ use yaml::{Ctx, Field, Fields, Node, Value};
 /// Calico kinds that exist but that Brindle does not use (yet): accepted and skipped.
 const UNUSED_CALICO_KINDS: &[&str] = &[
     "BGPFilter",
-    "FelixConfiguration",
     "StagedGlobalNetworkPolicy",
     "StagedNetworkPolicy",
     "StagedKubernetesNetworkPolicy",
     "Tier",
     "GlobalNetworkSet",
     "NetworkSet",
-    "HostEndpoint",
     "WorkloadEndpoint",
     "Profile",
     "IPReservation",
@@ -80,6 +78,8 @@ pub enum Resource {
     Service(std::sync::Arc<crate::kubernetes::Service>),
     EndpointSlice(std::sync::Arc<crate::kubernetes::EndpointSlice>),
     KubernetesNetworkPolicy(Box<crate::policy::KubeNetworkPolicy>),
+    HostEndpoint(Box<HostEndpointSpec>),
+    FelixConfiguration(Box<FelixConfigurationSpec>),
 }
 
 /// One object as it was written.
@@ -385,6 +385,15 @@ fn decode_inner(
             )),
             Kind::KubernetesNetworkPolicy => Resource::KubernetesNetworkPolicy(Box::new(
                 policy::decode_kube_policy(&meta, &spec_field)?,
+            )),
+            Kind::HostEndpoint => Resource::HostEndpoint(Box::new(calico::decode_host_endpoint(
+                name.clone(),
+                meta.labels.clone(),
+                &spec_field,
+                &mut lines,
+            )?)),
+            Kind::FelixConfiguration => Resource::FelixConfiguration(Box::new(
+                calico::decode_felix_configuration(name.clone(), &spec_field)?,
             )),
             Kind::Pod
             | Kind::Namespace
