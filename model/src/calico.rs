@@ -414,6 +414,19 @@ pub struct HostEndpointSpec {
     pub ports: Vec<EndpointPort>,
 }
 
+/// A `GlobalNetworkSet` (cluster-wide) or `NetworkSet` (namespaced): labelled networks
+/// that policy rule selectors select as they select endpoints (their nets join the
+/// selector's address set).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct NetworkSetSpec {
+    /// `None`: a GlobalNetworkSet.
+    pub namespace: Option<String>,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// `spec.nets`, masked to their network addresses (as Felix does).
+    pub nets: Vec<ipnetwork::IpNetwork>,
+}
+
 /// The profile that allows everything (Calico's built-in).
 pub const DEFAULT_ALLOW_PROFILE: &str = "projectcalico-default-allow";
 

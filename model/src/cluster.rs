@@ -45,6 +45,8 @@ pub struct ClusterConfig {
     pub endpoint_slices: Vec<std::sync::Arc<crate::kubernetes::EndpointSlice>>,
     pub kubernetes_network_policies: Vec<crate::policy::KubeNetworkPolicy>,
     pub host_endpoints: Vec<HostEndpointSpec>,
+    /// GlobalNetworkSets and NetworkSets.
+    pub network_sets: Vec<NetworkSetSpec>,
     pub felix_configurations: Vec<FelixConfigurationSpec>,
     /// Every resource as written, in file order (objects kept without their JSON, such
     /// as Kubernetes objects from the API, are left out).
@@ -269,6 +271,7 @@ impl ClusterConfig {
             Resource::EndpointSlice(r) => cfg.endpoint_slices.push(r),
             Resource::KubernetesNetworkPolicy(r) => cfg.kubernetes_network_policies.push(*r),
             Resource::HostEndpoint(r) => cfg.host_endpoints.push(*r),
+            Resource::NetworkSet(r) => cfg.network_sets.push(*r),
             Resource::FelixConfiguration(r) => cfg.felix_configurations.push(*r),
         }
     }

@@ -23,6 +23,10 @@ pub enum Kind {
     NetworkPolicy,
     GlobalNetworkPolicy,
     HostEndpoint,
+    /// Calico `GlobalNetworkSet`.
+    GlobalNetworkSet,
+    /// Calico `NetworkSet` (namespaced).
+    NetworkSet,
     FelixConfiguration,
     /// Kubernetes `v1` Pod.
     Pod,
@@ -39,7 +43,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 16] = [
+    pub const ALL: [Kind; 18] = [
         Kind::BgpConfiguration,
         Kind::Node,
         Kind::BgpPeer,
@@ -49,6 +53,8 @@ impl Kind {
         Kind::NetworkPolicy,
         Kind::GlobalNetworkPolicy,
         Kind::HostEndpoint,
+        Kind::GlobalNetworkSet,
+        Kind::NetworkSet,
         Kind::FelixConfiguration,
         Kind::Pod,
         Kind::Namespace,
@@ -70,6 +76,8 @@ impl Kind {
             Kind::NetworkPolicy | Kind::KubernetesNetworkPolicy => "NetworkPolicy",
             Kind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
             Kind::HostEndpoint => "HostEndpoint",
+            Kind::GlobalNetworkSet => "GlobalNetworkSet",
+            Kind::NetworkSet => "NetworkSet",
             Kind::FelixConfiguration => "FelixConfiguration",
             Kind::Pod => "Pod",
             Kind::Namespace => "Namespace",
@@ -102,6 +110,7 @@ impl Kind {
         matches!(
             self,
             Kind::NetworkPolicy
+                | Kind::NetworkSet
                 | Kind::Pod
                 | Kind::ServiceAccount
                 | Kind::Service

@@ -1504,3 +1504,23 @@ fn calico_objects_from_the_api_decode_the_same() {
     assert_eq!(p.unresolved_password().map(|s| s.key.as_str()), Some("tor"));
     assert_eq!(o.warnings.len(), 2, "{:#?}", o.warnings);
 }
+
+#[test]
+fn network_sets_load_and_a_misspelt_field_is_rejected() {
+    let c = parse(
+        "n.yaml",
+        &format!("{HDR}kind: NetworkSet\nmetadata: {{name: partners, namespace: shop, labels: {{zone: partner}}}}\nspec: {{nets: [203.0.113.9/25]}}\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let n = &c.network_sets[0];
+    assert_eq!(n.namespace.as_deref(), Some("shop"));
+    assert_eq!(n.nets[0].to_string(), "203.0.113.0/25", "masked as Felix does");
+    let e = parse(
+        "n.yaml",
+        &format!("{HDR}kind: GlobalNetworkSet\nmetadata: {{name: office}}\nspec: {{net: [192.0.2.0/24]}}\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("nets"), "{e}");
+}

@@ -212,6 +212,46 @@ impl SetDef {
         }
     }
 
+    /// Whether this set's selectors select a GlobalNetworkSet or NetworkSet (Calico
+    /// selectors only): a GlobalNetworkSet as a host endpoint is selected (`global()`, or
+    /// a GlobalNetworkPolicy's selector without a namespace selector), a NetworkSet as a
+    /// pod in its namespace is.
+    pub fn selects_network_set(&self, n: &brindle_model::NetworkSetSpec, world: &World) -> bool {
+        let SetDef::Calico {
+            namespace,
+            selector,
+            namespace_selector,
+        } = self
+        else {
+            return false;
+        };
+        let labels = world.network_set_labels(n);
+        let (ns_ok, scope) = match &n.namespace {
+            None => (
+                match namespace_selector {
+                    Some(NamespaceMatch::Global) => true,
+                    Some(NamespaceMatch::Selector(_)) => false,
+                    None => namespace.is_none(),
+                },
+                Scope::NonNamespaced,
+            ),
+            Some(ns) => (
+                match namespace_selector {
+                    Some(NamespaceMatch::Global) => false,
+                    Some(NamespaceMatch::Selector(s)) => s
+                        .with_label_prefix("pcns.")
+                        .matches_in(&labels, Scope::Namespaced),
+                    None => namespace.as_ref().is_none_or(|p| p == ns),
+                },
+                Scope::Namespaced,
+            ),
+        };
+        ns_ok
+            && selector
+                .as_ref()
+                .is_none_or(|s| s.matches_in(&labels, scope))
+    }
+
     /// Whether `ip` is a member.
     pub fn contains(&self, ip: IpAddr, world: &World) -> bool {
         match self {
@@ -220,14 +260,23 @@ impl SetDef {
                     && cidr.is_ipv4() == ip.is_ipv4()
                     && !except.iter().any(|x| x.contains(ip))
             }
-            _ => world
-                .endpoint_at(ip)
-                .is_some_and(|e| self.selects(e, world)),
+            _ => {
+                world
+                    .endpoint_at(ip)
+                    .is_some_and(|e| self.selects(e, world))
+                    || world.network_sets.iter().any(|n| {
+                        n.nets
+                            .iter()
+                            .any(|net| net.is_ipv4() == ip.is_ipv4() && net.contains(ip))
+                            && self.selects_network_set(n, world)
+                    })
+            }
         }
     }
 
     /// The members as the renderer puts them in an ipset: host prefixes of the selected
-    /// endpoints, or the nets (an `except` is a second set, matched negatively).
+    /// endpoints and the nets of the selected network sets, or the nets (an `except` is
+    /// a second set, matched negatively).
     pub fn members(&self, world: &World) -> Vec<IpNetwork> {
         match self {
             SetDef::Nets { cidr, .. } => vec![*cidr],
@@ -242,6 +291,11 @@ impl SetDef {
                             .expect("host prefix")
                     })
                     .collect();
+                for n in &world.network_sets {
+                    if self.selects_network_set(n, world) {
+                        v.extend(n.nets.iter().copied());
+                    }
+                }
                 v.sort();
                 v.dedup();
                 v

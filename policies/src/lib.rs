@@ -62,8 +62,8 @@ pub fn program_of(cfg: &brindle_model::ClusterConfig) -> (Program, Vec<String>) 
     (Program::new(policies), warnings)
 }
 
-/// The endpoints (workloads, then host endpoints), namespaces and service accounts of a
-/// cluster.
+/// The endpoints (workloads, then host endpoints), namespaces, service accounts and
+/// network sets of a cluster.
 pub fn world_of(cfg: &brindle_model::ClusterConfig) -> World {
     let mut w = World::from_model(
         cfg.pods.iter().map(|p| &**p),
@@ -75,5 +75,6 @@ pub fn world_of(cfg: &brindle_model::ClusterConfig) -> World {
     for h in &cfg.host_endpoints {
         w.add_endpoint(Endpoint::from_host_endpoint(h));
     }
+    w.network_sets = cfg.network_sets.clone();
     w
 }

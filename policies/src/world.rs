@@ -1,6 +1,8 @@
 //! What policy is about: workload endpoints (a pod's addresses, labels, named ports,
 //! namespace), host endpoints (a Calico HostEndpoint: its `expectedIPs`, labels and
-//! named ports, in no namespace; see [`HostInfo`]) and namespaces with their labels. Built from the resource model; the
+//! named ports, in no namespace; see [`HostInfo`]), network sets (GlobalNetworkSet,
+//! NetworkSet: labelled nets rule selectors select) and namespaces with their labels.
+//! Built from the resource model; the
 //! `kubernetes.io/metadata.name` label is set on every namespace, as the API server sets
 //! it (so file mode behaves the same).
 
@@ -85,6 +87,8 @@ pub struct World {
     pub endpoints: Vec<Endpoint>,
     /// Namespace name → labels (with [`NAMESPACE_NAME_LABEL`]).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// GlobalNetworkSets and NetworkSets: labelled nets that rule selectors select.
+    pub network_sets: Vec<brindle_model::NetworkSetSpec>,
     /// (namespace, name) → labels of the service accounts that have any.
     pub service_accounts: BTreeMap<(String, String), BTreeMap<String, String>>,
     /// Address → index in `endpoints` (kept by [`World::add_endpoint`]).
@@ -162,6 +166,27 @@ impl World {
             self.service_accounts
                 .insert((namespace.to_string(), name.to_string()), labels);
         }
+    }
+
+    /// The labels Calico selectors see on a network set: its own; a namespaced
+    /// NetworkSet also has `projectcalico.org/namespace` and its namespace's `pcns.`
+    /// labels (Felix's profile `kns.<namespace>`).
+    pub fn network_set_labels(
+        &self,
+        n: &brindle_model::NetworkSetSpec,
+    ) -> BTreeMap<String, String> {
+        let mut l = BTreeMap::new();
+        if let Some(ns) = &n.namespace {
+            for (k, v) in self.namespace_labels(ns) {
+                l.insert(format!("pcns.{k}"), v.clone());
+            }
+            l.insert("pcns.projectcalico.org/name".into(), ns.clone());
+            l.insert("projectcalico.org/namespace".into(), ns.clone());
+        }
+        for (k, v) in &n.labels {
+            l.insert(k.clone(), v.clone());
+        }
+        l
     }
 
     /// The labels of a namespace (empty if unknown).

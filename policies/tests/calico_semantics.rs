@@ -260,6 +260,88 @@ fn rule_service_accounts_by_name_and_by_their_labels() {
 }
 
 #[test]
+fn network_sets_join_rule_selectors() {
+    let mut w = world();
+    let cfg = brindle_model::parse(
+        "sets.yaml",
+        &format!(
+            "{HDR}kind: GlobalNetworkSet\nmetadata: {{name: office, labels: {{zone: office}}}}\nspec: {{nets: [192.0.2.0/24, 198.51.100.7]}}\n---\n\
+             {HDR}kind: NetworkSet\nmetadata: {{name: partners, namespace: shop, labels: {{zone: partner}}}}\nspec: {{nets: [203.0.113.0/25]}}\n---\n\
+             {HDR}kind: NetworkSet\nmetadata: {{name: elsewhere, namespace: tools, labels: {{zone: partner}}}}\nspec: {{nets: [203.0.113.128/25]}}\n"
+        ),
+    )
+    .unwrap();
+    w.network_sets = cfg.network_sets.clone();
+    assert_eq!(
+        w.network_sets[0].nets[1].to_string(),
+        "198.51.100.7/32",
+        "a bare address is a /32"
+    );
+    // A namespaced policy's selector: the NetworkSets of its namespace, never a
+    // GlobalNetworkSet (unless namespaceSelector: global()).
+    let p = program(&format!(
+        "{HDR}kind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  selector: app == 'db'\n  ingress:\n\
+         \x20   - action: Allow\n      source: {{selector: has(zone)}}\n"
+    ));
+    assert!(
+        allowed(&p, &w, "203.0.113.5", DB, TCP, 5432),
+        "shop/partners"
+    );
+    assert!(
+        !allowed(&p, &w, "203.0.113.200", DB, TCP, 5432),
+        "tools/elsewhere"
+    );
+    assert!(
+        !allowed(&p, &w, "192.0.2.9", DB, TCP, 5432),
+        "office is global"
+    );
+    let p = program(&format!(
+        "{HDR}kind: NetworkPolicy\nmetadata: {{name: p, namespace: shop}}\nspec:\n  selector: app == 'db'\n  ingress:\n\
+         \x20   - action: Allow\n      source: {{namespaceSelector: global(), selector: zone == 'office'}}\n"
+    ));
+    assert!(
+        allowed(&p, &w, "192.0.2.9", DB, TCP, 5432),
+        "global() selects office"
+    );
+    assert!(allowed(&p, &w, "198.51.100.7", DB, TCP, 5432));
+    assert!(!allowed(&p, &w, "198.51.100.8", DB, TCP, 5432));
+    // A GlobalNetworkPolicy's selector: every network set; namespaceSelector narrows
+    // to the namespaced ones it selects.
+    let p = program(&format!(
+        "{HDR}kind: GlobalNetworkPolicy\nmetadata: {{name: g}}\nspec:\n  selector: app == 'db'\n  ingress:\n\
+         \x20   - action: Deny\n      source: {{namespaceSelector: team == 'red', selector: has(zone)}}\n\
+         \x20   - action: Allow\n      source: {{selector: has(zone)}}\n"
+    ));
+    assert!(allowed(&p, &w, "192.0.2.9", DB, TCP, 1));
+    assert!(allowed(&p, &w, "203.0.113.5", DB, TCP, 1));
+    assert!(
+        !allowed(&p, &w, "203.0.113.200", DB, TCP, 1),
+        "tools is red"
+    );
+    // Resolved: the nets are the set's members.
+    let r =
+        brindle_policies::resolve::resolve(&p, &w, &[("calidb".to_string(), DB.parse().unwrap())]);
+    let all: Vec<String> = r
+        .sets
+        .values()
+        .flat_map(|m| match m {
+            brindle_policies::resolve::Members::Nets(n) => {
+                n.iter().map(|x| x.to_string()).collect()
+            }
+            _ => vec![],
+        })
+        .collect();
+    for net in [
+        "192.0.2.0/24",
+        "198.51.100.7/32",
+        "203.0.113.0/25",
+        "203.0.113.128/25",
+    ] {
+        assert!(all.contains(&net.to_string()), "{net} in {all:?}");
+    }
+}
+
+#[test]
 fn pass_goes_to_the_profile_and_log_goes_on() {
     let w = world();
     let p = program(&format!(

@@ -467,6 +467,8 @@ async fn policy_cluster(ds: &DatastoreArgs) -> Result<brindle_model::ClusterConf
             Kind::NetworkPolicy,
             Kind::GlobalNetworkPolicy,
             Kind::HostEndpoint,
+            Kind::GlobalNetworkSet,
+            Kind::NetworkSet,
             Kind::FelixConfiguration,
         ],
     )

@@ -119,6 +119,8 @@ pub fn api_resource(kind: Kind, group: CalicoGroup) -> ApiResource {
         Kind::NetworkPolicy => calico("NetworkPolicy", "networkpolicies"),
         Kind::GlobalNetworkPolicy => calico("GlobalNetworkPolicy", "globalnetworkpolicies"),
         Kind::HostEndpoint => calico("HostEndpoint", "hostendpoints"),
+        Kind::GlobalNetworkSet => calico("GlobalNetworkSet", "globalnetworksets"),
+        Kind::NetworkSet => calico("NetworkSet", "networksets"),
         Kind::FelixConfiguration => calico("FelixConfiguration", "felixconfigurations"),
     }
 }

@@ -130,6 +130,8 @@ pub const AGENT_KINDS: &[Kind] = &[
     Kind::NetworkPolicy,
     Kind::GlobalNetworkPolicy,
     Kind::HostEndpoint,
+    Kind::GlobalNetworkSet,
+    Kind::NetworkSet,
     Kind::FelixConfiguration,
 ];
 

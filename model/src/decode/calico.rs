@@ -800,6 +800,35 @@ pub(crate) fn decode_ipam_config(
     })
 }
 
+/// GlobalNetworkSetSpec / NetworkSetSpec fields (all decoded).
+const NETWORK_SET_FIELDS: &[&str] = &["nets"];
+
+pub(crate) fn decode_network_set(
+    namespace: Option<String>,
+    name: String,
+    labels: BTreeMap<String, String>,
+    spec: &Field,
+) -> Result<NetworkSetSpec, ConfigError> {
+    let s = spec.map(NETWORK_SET_FIELDS)?;
+    let mut nets = Vec::new();
+    if let Some(f) = s.get("nets") {
+        for item in f.seq()? {
+            let n = ip_or_cidr(&item)?;
+            // Felix masks the host bits.
+            let masked = IpNetwork::new(n.network(), n.prefix()).expect("same prefix");
+            if !nets.contains(&masked) {
+                nets.push(masked);
+            }
+        }
+    }
+    Ok(NetworkSetSpec {
+        namespace,
+        name,
+        labels,
+        nets,
+    })
+}
+
 /// HostEndpointSpec fields (all decoded).
 const HOST_ENDPOINT_FIELDS: &[&str] =
     &["node", "interfaceName", "expectedIPs", "profiles", "ports"];

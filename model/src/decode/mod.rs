@@ -27,8 +27,6 @@ const UNUSED_CALICO_KINDS: &[&str] = &[
     "StagedNetworkPolicy",
     "StagedKubernetesNetworkPolicy",
     "Tier",
-    "GlobalNetworkSet",
-    "NetworkSet",
     "WorkloadEndpoint",
     "Profile",
     "IPReservation",
@@ -79,6 +77,7 @@ pub enum Resource {
     EndpointSlice(std::sync::Arc<crate::kubernetes::EndpointSlice>),
     KubernetesNetworkPolicy(Box<crate::policy::KubeNetworkPolicy>),
     HostEndpoint(Box<HostEndpointSpec>),
+    NetworkSet(Box<NetworkSetSpec>),
     FelixConfiguration(Box<FelixConfigurationSpec>),
 }
 
@@ -392,6 +391,14 @@ fn decode_inner(
                 &spec_field,
                 &mut lines,
             )?)),
+            Kind::GlobalNetworkSet | Kind::NetworkSet => {
+                Resource::NetworkSet(Box::new(calico::decode_network_set(
+                    meta.namespace.clone().filter(|_| kind == Kind::NetworkSet),
+                    name.clone(),
+                    meta.labels.clone(),
+                    &spec_field,
+                )?))
+            }
             Kind::FelixConfiguration => Resource::FelixConfiguration(Box::new(
                 calico::decode_felix_configuration(name.clone(), &spec_field)?,
             )),
