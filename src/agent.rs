@@ -41,6 +41,8 @@ pub struct NodeOptions {
     pub cleanup: bool,
     /// Kubernetes mode: IPAM garbage collection (None: off).
     pub ipam_gc: Option<IpamGcOptions>,
+    /// Failsafe ports from the environment (over FelixConfiguration's).
+    pub failsafe_env: crate::dataplane::FailsafeEnv,
 }
 
 /// How often IPAM garbage collection runs and how long a leak must last.
@@ -506,7 +508,7 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
         learned: BTreeMap::new(),
         kernel_reject: plan.services.kernel_reject.clone(),
         routes_incomplete: true,
-        policy: crate::dataplane::policy_source(&cfg, &plan.node_name),
+        policy: crate::dataplane::policy_source(&cfg, &plan.node_name, &opts.failsafe_env),
         policy_cache: Default::default(),
     };
     // the first snapshot is not kept: the cache holds the objects (memory, measured in
@@ -643,7 +645,11 @@ pub async fn run(opts: NodeOptions) -> anyhow::Result<()> {
                         let _ = base_tx.send((
                             crate::dataplane::base_model(&cfg, &new),
                             new.services.kernel_reject.clone(),
-                            crate::dataplane::policy_source(&cfg, &opts.node_name),
+                            crate::dataplane::policy_source(
+                                &cfg,
+                                &opts.node_name,
+                                &opts.failsafe_env,
+                            ),
                         ));
                         if new == plan {
                             continue;

@@ -292,9 +292,39 @@ pub struct PolicySource {
     pub failsafe: brindle_policies::FailsafePorts,
 }
 
+/// `FELIX_FAILSAFEINBOUNDHOSTPORTS` / `FELIX_FAILSAFEOUTBOUNDHOSTPORTS`, read at start:
+/// they win over FelixConfiguration, as Felix ranks its environment above the datastore.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FailsafeEnv {
+    pub inbound: Option<Vec<brindle_model::resolved::Failsafe>>,
+    pub outbound: Option<Vec<brindle_model::resolved::Failsafe>>,
+}
+
+impl FailsafeEnv {
+    /// From the two variables (`get` reads one); a bad value is an error naming it (Felix
+    /// dies on it too).
+    pub fn read(get: impl Fn(&str) -> Option<String>) -> Result<FailsafeEnv, String> {
+        let one = |name: &str| {
+            get(name)
+                .map(|v| {
+                    brindle_model::resolved::parse_port_list(&v).map_err(|e| format!("{name}: {e}"))
+                })
+                .transpose()
+        };
+        Ok(FailsafeEnv {
+            inbound: one("FELIX_FAILSAFEINBOUNDHOSTPORTS")?,
+            outbound: one("FELIX_FAILSAFEOUTBOUNDHOSTPORTS")?,
+        })
+    }
+}
+
 /// The policy of a snapshot for `node`, if it has any (a policy, or a host endpoint of
 /// `node`: a host endpoint alone is default-deny); what is not enforced yet is logged.
-pub fn policy_source(cfg: &ClusterConfig, node: &str) -> Option<std::sync::Arc<PolicySource>> {
+pub fn policy_source(
+    cfg: &ClusterConfig,
+    node: &str,
+    env: &FailsafeEnv,
+) -> Option<std::sync::Arc<PolicySource>> {
     let has_host_endpoint = cfg.host_endpoints.iter().any(|h| h.node == node);
     if cfg.kubernetes_network_policies.is_empty()
         && cfg.network_policies.is_empty()
@@ -308,6 +338,8 @@ pub fn policy_source(cfg: &ClusterConfig, node: &str) -> Option<std::sync::Arc<P
         tracing::debug!("policy: {w}");
     }
     let (inbound, outbound) = cfg.failsafe_ports(node);
+    let inbound = env.inbound.clone().unwrap_or(inbound);
+    let outbound = env.outbound.clone().unwrap_or(outbound);
     Some(std::sync::Arc::new(PolicySource {
         program,
         world: brindle_policies::world_of(cfg),
@@ -558,8 +590,16 @@ spec: {node: b, cidr: 10.65.0.64/26}
              apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata: {{name: node.a}}\nspec: {{failsafeInboundHostPorts: [{{protocol: TCP, port: 2222}}]}}\n"
         );
         let cfg = brindle_model::parse("t.yaml", &yaml).unwrap();
-        assert!(policy_source(&brindle_model::parse("t.yaml", YAML).unwrap(), "a").is_none());
-        assert!(policy_source(&cfg, "b").is_none(), "not b's host endpoint");
+        assert!(policy_source(
+            &brindle_model::parse("t.yaml", YAML).unwrap(),
+            "a",
+            &FailsafeEnv::default()
+        )
+        .is_none());
+        assert!(
+            policy_source(&cfg, "b", &FailsafeEnv::default()).is_none(),
+            "not b's host endpoint"
+        );
         let plan = crate::calc::node_plan(&cfg, "a").unwrap();
         let asm = ModelAssembler {
             base: base_model(&cfg, &plan),
@@ -567,7 +607,7 @@ spec: {node: b, cidr: 10.65.0.64/26}
             learned: BTreeMap::new(),
             kernel_reject: Vec::new(),
             routes_incomplete: false,
-            policy: policy_source(&cfg, "a"),
+            policy: policy_source(&cfg, "a", &FailsafeEnv::default()),
             policy_cache: Default::default(),
         };
         let r = asm.model().policy.expect("policy on");
@@ -582,6 +622,29 @@ spec: {node: b, cidr: 10.65.0.64/26}
             r.failsafe_outbound,
             brindle_model::resolved::DEFAULT_FAILSAFE_OUTBOUND.to_vec()
         );
+        // The environment outranks FelixConfiguration (as in Felix); "none" empties.
+        let env = FailsafeEnv::read(|k| match k {
+            "FELIX_FAILSAFEINBOUNDHOSTPORTS" => Some("tcp:22,udp:10.0.0.0/8:53".into()),
+            "FELIX_FAILSAFEOUTBOUNDHOSTPORTS" => Some("none".into()),
+            _ => None,
+        })
+        .unwrap();
+        let with_env = ModelAssembler {
+            base: base_model(&cfg, &plan),
+            endpoints: Vec::new(),
+            learned: BTreeMap::new(),
+            kernel_reject: Vec::new(),
+            routes_incomplete: false,
+            policy: policy_source(&cfg, "a", &env),
+            policy_cache: Default::default(),
+        };
+        let e = with_env.model().policy.expect("policy on");
+        let labels: Vec<String> = e.failsafe_inbound.iter().map(|f| f.label()).collect();
+        assert_eq!(labels, ["tcp:22", "udp:10.0.0.0/8:53"]);
+        assert!(e.failsafe_outbound.is_empty());
+        assert!(FailsafeEnv::read(|_| Some("tcp:ssh".into()))
+            .unwrap_err()
+            .starts_with("FELIX_FAILSAFEINBOUNDHOSTPORTS: "));
         // IPIP with b (CrossSubnet pool) is accepted before host endpoint policy.
         assert!(r.ipip && !r.vxlan);
         assert_eq!(r.tunnel_hosts, vec!["10.0.1.2".parse::<IpAddr>().unwrap()]);

@@ -152,6 +152,68 @@ impl Failsafe {
     }
 }
 
+/// Felix's port-list form of `FELIX_FAILSAFEINBOUNDHOSTPORTS` /
+/// `FELIX_FAILSAFEOUTBOUNDHOSTPORTS` (`felix/config/param_types.go` `PortListParam`):
+/// comma-separated `(tcp|udp):<cidr>:<port>`, `(tcp|udp):<port>` or `<port>` (TCP), an
+/// IPv6 CIDR in brackets (`tcp:[fd00::/8]:22`); `none` (any case) is the empty list.
+pub fn parse_port_list(raw: &str) -> Result<Vec<Failsafe>, String> {
+    if raw.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for item in raw.split(',') {
+        let mut item = item.trim().to_string();
+        if item.is_empty() {
+            continue;
+        }
+        let mut net: Option<String> = None;
+        if let (Some(a), Some(b)) = (item.find('['), item.find("]:")) {
+            if a < b {
+                net = Some(item[a + 1..b].to_string());
+                item = format!("{}{}", &item[..a], &item[b + 2..]);
+            }
+        }
+        let parts: Vec<&str> = item.split(':').collect();
+        let (proto, port) = match parts.as_slice() {
+            [port] => ("tcp".to_string(), *port),
+            [proto, port] => (proto.to_ascii_lowercase(), *port),
+            [proto, n, port] => {
+                net = Some(n.to_string());
+                (proto.to_ascii_lowercase(), *port)
+            }
+            _ => {
+                return Err(format!(
+                    "{item:?}: ports should be <protocol>:<net>:<number> or <protocol>:<number> or <number>"
+                ))
+            }
+        };
+        let protocol = match proto.as_str() {
+            "tcp" => 6,
+            "udp" => 17,
+            other => return Err(format!("{item:?}: unknown protocol {other:?} (tcp or udp)")),
+        };
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{item:?}: ports should be integers in 0-65535"))?;
+        let net = match net {
+            None => None,
+            Some(n) => Some(crate::values::parse_cidr(&n).or_else(|_| {
+                n.parse::<IpAddr>()
+                    .map(IpNetwork::from)
+                    .map_err(|_| format!("{item:?}: invalid CIDR or IP {n:?}"))
+            })?),
+        };
+        // Felix keeps the network (host bits cleared).
+        let net = net.map(|n| IpNetwork::new(n.network(), n.prefix()).expect("same prefix"));
+        out.push(Failsafe {
+            protocol,
+            port,
+            net,
+        });
+    }
+    Ok(out)
+}
+
 /// Calico's default `FailsafeInboundHostPorts`: SSH, DHCP, BGP, etcd, Typha, the
 /// Kubernetes API server and kube-proxy's health ports.
 pub const DEFAULT_FAILSAFE_INBOUND: &[Failsafe] = &[
@@ -198,4 +260,29 @@ pub struct Resolved {
     pub ipip: bool,
     pub vxlan: bool,
     pub tunnel_hosts: Vec<IpAddr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn felix_port_lists() {
+        let l = |s: &str| {
+            parse_port_list(s)
+                .unwrap()
+                .iter()
+                .map(Failsafe::label)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(l("tcp:22, udp:68,443"), ["tcp:22", "udp:68", "tcp:443"]);
+        assert_eq!(l("tcp:10.1.2.3/8:22"), ["tcp:10.0.0.0/8:22"]);
+        assert_eq!(l("UDP:192.0.2.1:53"), ["udp:192.0.2.1/32:53"]);
+        assert_eq!(l("tcp:[fd00::1/8]:22"), ["tcp:fd00::/8:22"]);
+        assert!(l("none").is_empty() && l("None").is_empty() && l("").is_empty());
+        assert!(parse_port_list("sctp:9").is_err());
+        assert!(parse_port_list("tcp:x").is_err());
+        assert!(parse_port_list("tcp:70000").is_err());
+        assert!(parse_port_list("a:b:c:d").is_err());
+    }
 }

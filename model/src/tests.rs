@@ -1515,7 +1515,11 @@ fn network_sets_load_and_a_misspelt_field_is_rejected() {
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     let n = &c.network_sets[0];
     assert_eq!(n.namespace.as_deref(), Some("shop"));
-    assert_eq!(n.nets[0].to_string(), "203.0.113.0/25", "masked as Felix does");
+    assert_eq!(
+        n.nets[0].to_string(),
+        "203.0.113.0/25",
+        "masked as Felix does"
+    );
     let e = parse(
         "n.yaml",
         &format!("{HDR}kind: GlobalNetworkSet\nmetadata: {{name: office}}\nspec: {{net: [192.0.2.0/24]}}\n"),

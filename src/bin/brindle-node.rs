@@ -103,7 +103,15 @@ fn main() {
             poll: Duration::from_secs_f64(args.reload_interval.max(0.1)),
         }
     };
+    let failsafe_env = match brindle::dataplane::FailsafeEnv::read(|k| std::env::var(k).ok()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("brindle-node: {e}");
+            std::process::exit(2);
+        }
+    };
     let opts = NodeOptions {
+        failsafe_env,
         datastore,
         http_address,
         dataplane: !args.no_dataplane,

@@ -561,7 +561,17 @@ fn policy(command: &PolicyCommand) -> ExitCode {
         .map(|h| h.node.clone())
         .unwrap_or_default();
     let (inbound, outbound) = cfg.failsafe_ports(&node);
-    let failsafe = brindle_policies::FailsafePorts { inbound, outbound };
+    let env = match brindle::dataplane::FailsafeEnv::read(|k| std::env::var(k).ok()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let failsafe = brindle_policies::FailsafePorts {
+        inbound: env.inbound.unwrap_or(inbound),
+        outbound: env.outbound.unwrap_or(outbound),
+    };
     let d = brindle_policies::evaluate_with(&program, &world, &flow, &failsafe);
     match output {
         StatusFormat::Table => {
