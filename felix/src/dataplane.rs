@@ -12,12 +12,12 @@
 //! place, so pods keep working while the agent restarts; the next `Dataplane` adopts the
 //! routes without churn. [`cleanup`] removes everything Brindle owns.
 
-use crate::calc::{self, Desired, RpFilterPolicy, Warning, WarningCode, ROUTE_PROTOCOL};
-use crate::endpoint;
-use crate::links::{self, Link, LinkOutcome};
+use crate::calc::{self, Desired, RpFilterPolicy, Warning, ROUTE_PROTOCOL};
+use crate::links;
 use crate::model::Model;
-use crate::neigh::{self, NeighOutcome};
+use crate::neigh;
 use crate::nl::{raise_rcvbuf, Netlink};
+use crate::reconcile::Cx;
 use crate::routes;
 use crate::sysctl;
 use netlink_packet_route::neighbour::{NeighbourAttribute, NeighbourState};
@@ -79,7 +79,7 @@ impl Default for DataplaneConfig {
 /// `<policy> <direction> rule <n>`.
 pub type RuleCounter = (String, u64, u64);
 
-/// What one apply did.
+/// What one apply did: the reconcilers' [`crate::reconcile::Report`]s, and their sums.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ApplyReport {
     pub routes_added: usize,
@@ -87,10 +87,9 @@ pub struct ApplyReport {
     pub routes_removed: usize,
     /// Desired routes present in the kernel after the apply.
     pub routes_programmed: usize,
+    /// Neighbour entries and VXLAN FDB entries.
     pub neighbours_added: usize,
     pub neighbours_removed: usize,
-    pub fdb_added: usize,
-    pub fdb_removed: usize,
     pub links_changed: usize,
     pub sysctls_written: usize,
     /// ipsets and iptables tables written for policy.
@@ -112,6 +111,8 @@ pub struct ApplyReport {
     pub duration: Duration,
     pub warnings: Vec<Warning>,
     pub errors: Vec<String>,
+    /// Each reconciler's report, in order (the fields above sum them).
+    pub reconcilers: Vec<crate::reconcile::Report>,
 }
 
 impl ApplyReport {
@@ -122,8 +123,6 @@ impl ApplyReport {
             + self.routes_removed
             + self.neighbours_added
             + self.neighbours_removed
-            + self.fdb_added
-            + self.fdb_removed
             + self.links_changed
             + self.sysctls_written
             + self.policy_writes
@@ -144,8 +143,8 @@ pub struct Dataplane {
     cfg: DataplaneConfig,
     nl: Netlink,
     logged_warnings: BTreeSet<String>,
-    /// Pod-interface routes no endpoint claims, and since when.
-    unclaimed_seen: HashMap<ipnetwork::IpNetwork, Instant>,
+    /// The reconcilers, in order ([`crate::reconcile::all`]).
+    reconcilers: Vec<Box<dyn crate::reconcile::Reconciler>>,
     policy: crate::policy_apply::PolicyApplier,
     /// Policy chains are installed (removed when the model has no policy any more).
     policy_on: bool,
@@ -165,11 +164,12 @@ impl Dataplane {
     /// Opens the netlink socket in the calling thread's namespace; needs a tokio runtime.
     pub fn new(cfg: DataplaneConfig) -> io::Result<Self> {
         let nl = Netlink::open(cfg.request_timeout)?;
+        let reconcilers = crate::reconcile::all(cfg.state_dir.clone(), cfg.unclaimed_route_grace);
         Ok(Dataplane {
             cfg,
             nl,
             logged_warnings: BTreeSet::new(),
-            unclaimed_seen: HashMap::new(),
+            reconcilers,
             policy: crate::policy_apply::PolicyApplier::new(),
             policy_on: false,
             nat_on: [false; 2],
@@ -191,9 +191,7 @@ impl Dataplane {
             local_endpoints: model.endpoints.len(),
             ..Default::default()
         };
-        if let Err(e) = self.reconcile(&d, &mut r).await {
-            r.errors.push(format!("netlink: {e}"));
-        }
+        self.reconcile(&d, &mut r).await;
         self.apply_policy(model, &mut r);
         r.duration = start.elapsed();
         self.log(&r);
@@ -322,7 +320,6 @@ impl Dataplane {
                 routes_replaced = r.routes_replaced,
                 routes_removed = r.routes_removed,
                 neighbours = r.neighbours_added + r.neighbours_removed,
-                fdb = r.fdb_added + r.fdb_removed,
                 links = r.links_changed,
                 sysctls = r.sysctls_written,
                 pending = r.pending,
@@ -338,94 +335,43 @@ impl Dataplane {
         }
     }
 
-    async fn reconcile(&mut self, d: &Desired, r: &mut ApplyReport) -> io::Result<()> {
-        // links and MTU
-        let before = links::dump_links(&self.nl).await?;
-        let summaries: Vec<_> = before.iter().map(Link::summary).collect();
-        r.host_mtu = calc::host_mtu(&summaries);
-        r.pod_mtu = d.pod_mtu(r.host_mtu);
-        let mut lo = LinkOutcome::default();
-        let links = links::reconcile(&self.nl, d, r.host_mtu, before, &mut lo).await?;
-        r.links_changed = lo.changes;
-        r.errors.extend(lo.errors);
-        let ifindex: HashMap<String, u32> =
-            links.iter().map(|l| (l.name.clone(), l.index)).collect();
-
-        // sysctls: global rp_filter normalisation first, then the desired values
-        let root = self.cfg.proc_sys.clone();
-        match sysctl::observe_rp_filter(&root) {
-            Ok(obs) => {
-                let plan = calc::rp_filter_plan(d, &obs, self.cfg.rp_filter_policy);
-                for (k, v) in &plan.writes {
-                    match sysctl::write(&root, k, v) {
-                        Ok(()) => r.sysctls_written += 1,
-                        Err(e) => r.errors.push(format!("write {k}={v}: {e}")),
-                    }
+    /// Runs the reconcilers ([`crate::reconcile`]) and sums their reports into `r`.
+    async fn reconcile(&mut self, d: &Desired, r: &mut ApplyReport) {
+        let mut cx = Cx {
+            desired: d,
+            nl: &self.nl,
+            protocol: self.cfg.protocol,
+            proc_sys: &self.cfg.proc_sys,
+            rp_filter_policy: self.cfg.rp_filter_policy,
+            now: Instant::now(),
+            ifindex: HashMap::new(),
+            host_mtu: 0,
+            pod_mtu: 0,
+        };
+        let reports = crate::reconcile::run(&mut self.reconcilers, &mut cx).await;
+        r.host_mtu = cx.host_mtu;
+        r.pod_mtu = cx.pod_mtu;
+        for rep in &reports {
+            match rep.name {
+                "links" => r.links_changed += rep.changes(),
+                "sysctls" => r.sysctls_written += rep.changes(),
+                "neighbours" => {
+                    r.neighbours_added += rep.added;
+                    r.neighbours_removed += rep.removed;
                 }
-                r.warnings.extend(plan.warnings);
-            }
-            Err(e) => r.errors.push(format!("read rp_filter settings: {e}")),
-        }
-        let so = sysctl::reconcile(&root, &d.sysctls, |i| ifindex.contains_key(i));
-        r.sysctls_written += so.written.len();
-        r.pending += so.pending.len();
-        r.errors.extend(so.errors);
-
-        // neighbours and FDB
-        let mut no = NeighOutcome::default();
-        neigh::reconcile(
-            &self.nl,
-            self.cfg.protocol,
-            &d.neighbours,
-            &d.fdb,
-            &ifindex,
-            &mut no,
-        )
-        .await?;
-        r.neighbours_added = no.added;
-        r.neighbours_removed = no.removed;
-        r.fdb_added = no.fdb_added;
-        r.fdb_removed = no.fdb_removed;
-        r.pending += no.pending;
-        r.errors.extend(no.errors);
-
-        // routes
-        let ro = routes::reconcile(
-            &self.nl,
-            self.cfg.protocol,
-            &d.routes,
-            &ifindex,
-            d.keep_undesired_routes,
-            &mut self.unclaimed_seen,
-            self.cfg.unclaimed_route_grace,
-        )
-        .await?;
-        r.routes_added = ro.added;
-        r.routes_replaced = ro.replaced;
-        r.routes_removed = ro.removed;
-        r.routes_programmed = ro.programmed;
-        r.pending += ro.pending;
-        r.errors.extend(ro.errors);
-        for dst in ro.foreign {
-            r.warnings.push(Warning::new(
-                WarningCode::ForeignRoute,
-                format!("{dst}: a route of another protocol holds this destination; left alone"),
-            ));
-        }
-
-        // pod MTU for the CNI plugin
-        if let Some(dir) = &self.cfg.state_dir {
-            if endpoint::read_mtu(dir) != Some(r.pod_mtu) {
-                if let Err(e) = endpoint::write_atomic(
-                    &endpoint::mtu_path(dir),
-                    format!("{}\n", r.pod_mtu).as_bytes(),
-                ) {
-                    r.errors
-                        .push(format!("write {}: {e}", endpoint::mtu_path(dir).display()));
+                "routes" => {
+                    r.routes_added += rep.added;
+                    r.routes_replaced += rep.changed;
+                    r.routes_removed += rep.removed;
+                    r.routes_programmed += rep.in_place;
                 }
+                _ => {}
             }
+            r.pending += rep.pending;
+            r.warnings.extend(rep.warnings.iter().cloned());
+            r.errors.extend(rep.errors.iter().cloned());
         }
-        Ok(())
+        r.reconcilers = reports;
     }
 
     /// Applies `models`' current value, then re-applies whenever the model changes, a

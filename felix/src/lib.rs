@@ -4,8 +4,9 @@
 //! [`calc::desired`] turns the [`model::Model`] (local endpoints, IP pools, own blocks,
 //! remote nodes, learned BGP routes, resolved network policy) into the desired kernel
 //! state, purely. The
-//! reconcilers ([`links`], [`sysctl`], [`neigh`], [`routes`]) diff it against the kernel
-//! over netlink and `/proc/sys` and apply the difference in batches, touching only what
+//! reconcilers ([`reconcile`]: one trait, observe → plan → apply, one report type; over
+//! [`links`], [`sysctl`], [`neigh`], [`routes`] and the pod MTU file) diff it against the
+//! kernel over netlink and `/proc/sys` and apply the difference in batches, touching only what
 //! is Brindle's (route protocol [`calc::ROUTE_PROTOCOL`], `cali*`, `tunl0`,
 //! `vxlan.brindle`, the `brl-` iptables chains and `brl4-`/`brl6-` ipsets). [`dataplane::Dataplane`] ties them together: `apply` once, or `run`
 //! to re-apply on model changes, kernel events and a periodic resync. [`podnet`] is what
@@ -35,6 +36,7 @@ mod nl;
 pub mod podnet;
 pub mod policy_apply;
 pub mod policy_render;
+pub mod reconcile;
 pub mod routes;
 pub mod sysctl;
 

@@ -200,19 +200,84 @@ pub(crate) struct NeighOutcome {
     pub errors: Vec<String>,
 }
 
-/// Reconciles neighbour entries and the FDB of the VXLAN device (if any).
-pub(crate) async fn reconcile(
+/// The kernel's neighbour entries (IPv4 and IPv6) and, when `bridge`, its FDB.
+pub(crate) async fn observe(
     nl: &Netlink,
+    bridge: bool,
+) -> io::Result<(Vec<KernelNeighbour>, Vec<KernelNeighbour>)> {
+    let mut kernel = dump(nl, AddressFamily::Inet).await?;
+    kernel.extend(dump(nl, AddressFamily::Inet6).await?);
+    let fdb = if bridge {
+        dump(nl, AddressFamily::Bridge).await?
+    } else {
+        Vec::new()
+    };
+    Ok((kernel, fdb))
+}
+
+/// What to change in the neighbour table and in each VXLAN device's FDB.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NeighPlan {
+    pub neighbours: NeighbourPlan,
+    /// Per device (ifindex), the FDB changes.
+    pub fdb: Vec<(u32, FdbPlan)>,
+    /// FDB entries of devices that do not exist yet.
+    pub fdb_pending: usize,
+}
+
+/// Whether the FDB must be read: desired entries, or a VXLAN device to empty.
+pub fn needs_fdb(fdb: &BTreeSet<FdbEntry>, ifindex: &HashMap<String, u32>) -> bool {
+    !fdb.is_empty() || ifindex.contains_key(crate::calc::VXLAN_IFACE)
+}
+
+/// Diffs the desired neighbours and FDB against the kernel's. Pure.
+pub fn plan(
     protocol: u8,
     desired: &BTreeSet<Neighbour>,
     fdb: &BTreeSet<FdbEntry>,
     ifindex: &HashMap<String, u32>,
-    out: &mut NeighOutcome,
-) -> io::Result<()> {
-    let mut kernel = dump(nl, AddressFamily::Inet).await?;
-    kernel.extend(dump(nl, AddressFamily::Inet6).await?);
-    let p = plan_neighbours(desired, &kernel, protocol, ifindex);
-    out.pending += p.pending;
+    kernel: &[KernelNeighbour],
+    bridge: &[KernelNeighbour],
+) -> NeighPlan {
+    let mut out = NeighPlan {
+        neighbours: plan_neighbours(desired, kernel, protocol, ifindex),
+        ..Default::default()
+    };
+    if !needs_fdb(fdb, ifindex) {
+        return out;
+    }
+    // FDB, per VXLAN device (there is at most one)
+    let mut by_dev: BTreeMap<&str, BTreeSet<(Mac, Ipv4Addr)>> = BTreeMap::new();
+    for f in fdb {
+        by_dev
+            .entry(f.iface.as_str())
+            .or_default()
+            .insert((f.mac, f.dst));
+    }
+    by_dev.entry(crate::calc::VXLAN_IFACE).or_default();
+    for (dev, want) in by_dev {
+        let Some(&idx) = ifindex.get(dev) else {
+            out.fdb_pending += want.len();
+            continue;
+        };
+        let have: Vec<(Mac, Ipv4Addr)> = bridge
+            .iter()
+            .filter(|n| n.ifindex == idx && n.flags.contains(NeighbourFlags::Own))
+            .filter_map(|n| match (n.mac, n.ip) {
+                (Some(m), Some(IpAddr::V4(ip))) if m.0 != [0; 6] => Some((m, ip)),
+                _ => None,
+            })
+            .collect();
+        out.fdb.push((idx, plan_fdb(&want, &have)));
+    }
+    out
+}
+
+/// Applies a [`NeighPlan`] in batches.
+pub(crate) async fn apply_plan(nl: &Netlink, protocol: u8, plan: &NeighPlan) -> NeighOutcome {
+    let mut out = NeighOutcome::default();
+    let p = &plan.neighbours;
+    out.pending += p.pending + plan.fdb_pending;
     let dels: Vec<_> = p
         .delete
         .iter()
@@ -250,33 +315,8 @@ pub(crate) async fn reconcile(
         }
     }
 
-    // FDB, per VXLAN device (there is at most one)
-    let mut by_dev: BTreeMap<&str, BTreeSet<(Mac, Ipv4Addr)>> = BTreeMap::new();
-    for f in fdb {
-        by_dev
-            .entry(f.iface.as_str())
-            .or_default()
-            .insert((f.mac, f.dst));
-    }
-    if by_dev.is_empty() && !ifindex.contains_key(crate::calc::VXLAN_IFACE) {
-        return Ok(());
-    }
-    by_dev.entry(crate::calc::VXLAN_IFACE).or_default();
-    let bridge = dump(nl, AddressFamily::Bridge).await?;
-    for (dev, want) in by_dev {
-        let Some(&idx) = ifindex.get(dev) else {
-            out.pending += want.len();
-            continue;
-        };
-        let have: Vec<(Mac, Ipv4Addr)> = bridge
-            .iter()
-            .filter(|n| n.ifindex == idx && n.flags.contains(NeighbourFlags::Own))
-            .filter_map(|n| match (n.mac, n.ip) {
-                (Some(m), Some(IpAddr::V4(ip))) if m.0 != [0; 6] => Some((m, ip)),
-                _ => None,
-            })
-            .collect();
-        let p = plan_fdb(&want, &have);
+    for (idx, p) in &plan.fdb {
+        let idx = *idx;
         let dels: Vec<_> = p
             .delete
             .iter()
@@ -312,7 +352,7 @@ pub(crate) async fn reconcile(
             }
         }
     }
-    Ok(())
+    out
 }
 
 /// Deletes every neighbour entry tagged with `protocol`. Returns how many.

@@ -431,29 +431,34 @@ pub(crate) struct RouteOutcome {
     pub errors: Vec<String>,
 }
 
-/// Reconciles the main table's Brindle routes with `desired`.
-pub(crate) async fn reconcile(
-    nl: &Netlink,
-    protocol: u8,
-    desired: &BTreeMap<IpNetwork, RouteTarget>,
-    ifindex: &HashMap<String, u32>,
-    keep_undesired: bool,
-    unclaimed_seen: &mut HashMap<IpNetwork, std::time::Instant>,
-    unclaimed_grace: std::time::Duration,
-) -> io::Result<RouteOutcome> {
-    let own = dump_own(nl, protocol, Some(MAIN_TABLE)).await?;
-    let mut p = plan(desired, &own, ifindex, keep_undesired);
-    let now = std::time::Instant::now();
+/// Moves the unclaimed pod routes of `p` that have stayed unclaimed for `grace` (first
+/// seen at the times in `seen`, kept up to date here) to its deletions. Pure: the time is
+/// the caller's.
+pub fn expire_unclaimed(
+    p: &mut RoutePlan,
+    seen: &mut HashMap<IpNetwork, std::time::Instant>,
+    now: std::time::Instant,
+    grace: std::time::Duration,
+) {
     let unclaimed: std::collections::HashSet<IpNetwork> =
         p.unclaimed.iter().map(|r| r.dst).collect();
-    unclaimed_seen.retain(|dst, _| unclaimed.contains(dst));
+    seen.retain(|dst, _| unclaimed.contains(dst));
     for r in std::mem::take(&mut p.unclaimed) {
-        let first = *unclaimed_seen.entry(r.dst).or_insert(now);
-        if now.duration_since(first) >= unclaimed_grace {
-            unclaimed_seen.remove(&r.dst);
+        let first = *seen.entry(r.dst).or_insert(now);
+        if now.duration_since(first) >= grace {
+            seen.remove(&r.dst);
             p.delete.push(r);
         }
     }
+}
+
+/// Applies a [`RoutePlan`] in two batches (deletions, then replacements and additions).
+pub(crate) async fn apply_plan(
+    nl: &Netlink,
+    protocol: u8,
+    p: &RoutePlan,
+    ifindex: &HashMap<String, u32>,
+) -> RouteOutcome {
     let mut out = RouteOutcome {
         pending: p.pending.len(),
         programmed: p.in_place,
@@ -513,7 +518,7 @@ pub(crate) async fn reconcile(
             )),
         }
     }
-    Ok(out)
+    out
 }
 
 /// Deletes every route of `protocol` in every table. Returns how many.

@@ -190,6 +190,73 @@ pub fn key_iface(key: &str) -> Option<&str> {
         .then(|| parts[3])
 }
 
+/// What a sysctl key holds: its value, or why it could not be read (`NotFound`: the key
+/// does not exist).
+pub type Observed = BTreeMap<String, Result<String, (io::ErrorKind, String)>>;
+
+/// Reads the current value of each key.
+pub fn observe<'a>(root: &Path, keys: impl IntoIterator<Item = &'a String>) -> Observed {
+    keys.into_iter()
+        .map(|k| {
+            (
+                k.clone(),
+                read(root, k).map_err(|e| (e.kind(), e.to_string())),
+            )
+        })
+        .collect()
+}
+
+/// The writes that bring `observed` to `desired` (after `first`, writes already
+/// planned, e.g. the rp_filter normalisation), in order; the keys of an interface that
+/// does not exist are *pending*, of an existing one *absent*. Pure.
+pub fn plan<'a>(
+    first: &[(String, String)],
+    desired: impl IntoIterator<Item = (&'a String, &'a String)>,
+    observed: &Observed,
+    iface_exists: impl Fn(&str) -> bool,
+) -> SysctlPlan {
+    let mut p = SysctlPlan {
+        writes: first.to_vec(),
+        ..Default::default()
+    };
+    let after_first: BTreeMap<&str, &str> = first
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for (k, v) in desired {
+        let cur = match after_first.get(k.as_str()) {
+            Some(w) => Ok(w.to_string()),
+            None => observed
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| Err((io::ErrorKind::Other, "not read".into()))),
+        };
+        match cur {
+            Ok(cur) if cur == *v => {}
+            Ok(_) => p.writes.push((k.clone(), v.clone())),
+            Err((io::ErrorKind::NotFound, _)) if key_iface(k).is_some() => {
+                if key_iface(k).is_some_and(&iface_exists) {
+                    p.absent.push(k.clone())
+                } else {
+                    p.pending.push(k.clone())
+                }
+            }
+            Err((_, e)) => p.errors.push(format!("read {k}: {e}")),
+        }
+    }
+    p
+}
+
+/// What [`plan`] decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SysctlPlan {
+    /// `(key, value)` in the order to write.
+    pub writes: Vec<(String, String)>,
+    pub pending: Vec<String>,
+    pub absent: Vec<String>,
+    pub errors: Vec<String>,
+}
+
 /// Writes `pairs` in order, each only if the current value differs. A missing key of an
 /// interface for which `iface_exists` is false is *pending*; of an existing interface,
 /// *absent* (e.g. IPv6 disabled on it); any other missing key is an error.
