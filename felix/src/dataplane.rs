@@ -143,12 +143,9 @@ pub struct Dataplane {
     calico_leftovers_checked: bool,
     /// When the policy counters were last read.
     counters_read: Option<Instant>,
-    /// The last rendering, reused while the resolved policy is the same (a route change
-    /// must not re-render 100k rules).
-    rendered: Option<(
-        brindle_model::resolved::Resolved,
-        [crate::policy_render::Rendered; 2],
-    )>,
+    /// The renderings per family, updated incrementally: a change re-renders only the
+    /// policies, endpoints and sets it touches (a route change none of them).
+    rendered: Option<[crate::policy_render::Renderer; 2]>,
 }
 
 impl Dataplane {
@@ -193,21 +190,26 @@ impl Dataplane {
 
     /// Policy chains and sets for both families (read back each time: drift repair).
     fn apply_policy(&mut self, model: &Model, r: &mut ApplyReport) {
-        use crate::policy_render::{render, Family};
+        use crate::policy_render::{Family, Renderer};
         match &model.policy {
             Some(resolved) => {
                 let read_counters = self
                     .counters_read
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
                 let mut counters = Vec::new();
-                if self.rendered.as_ref().is_none_or(|(r, _)| r != resolved) {
-                    self.rendered = Some((
-                        resolved.clone(),
-                        [render(resolved, Family::V4), render(resolved, Family::V6)],
-                    ));
+                let renderers = self
+                    .rendered
+                    .get_or_insert_with(|| [Renderer::new(Family::V4), Renderer::new(Family::V6)]);
+                for rd in renderers.iter_mut() {
+                    rd.update(resolved);
                 }
-                let outs = &self.rendered.as_ref().expect("just set").1;
-                for (family, out) in [Family::V4, Family::V6].into_iter().zip(outs.iter()) {
+                let outs = self
+                    .rendered
+                    .as_ref()
+                    .expect("just set")
+                    .each_ref()
+                    .map(Renderer::rendered);
+                for (family, out) in [Family::V4, Family::V6].into_iter().zip(outs) {
                     let rep = self.policy.apply(family, out, false);
                     if read_counters && rep.errors.is_empty() {
                         match crate::policy_apply::counters(family, out) {

@@ -159,12 +159,22 @@ pub struct PolicyReport {
     pub chains_removed: usize,
     pub drift_repaired: bool,
     pub errors: Vec<String>,
+    /// Wall time per step (`sets`, `read-back`, `chains`, `hooks`, `cleanup`).
+    pub timings: Vec<(&'static str, std::time::Duration)>,
+}
+
+/// What was last applied to one table of one family: per chain its `brl:` hashes, per
+/// ipset its members (kept up to date by changes, never cloned whole).
+#[derive(Debug, Default)]
+struct Applied {
+    chains: BTreeMap<String, Vec<String>>,
+    sets: BTreeMap<String, Vec<String>>,
 }
 
 /// Remembers what was last applied per family, to write only changes.
 #[derive(Debug, Default)]
 pub struct PolicyApplier {
-    applied: BTreeMap<(&'static str, &'static str), Rendered>,
+    applied: BTreeMap<(&'static str, &'static str), Applied>,
     last_read: BTreeMap<(&'static str, &'static str), std::time::Instant>,
 }
 
@@ -192,6 +202,10 @@ impl PolicyApplier {
     pub fn apply(&mut self, family: Family, want: &Rendered, check: bool) -> PolicyReport {
         let mut r = PolicyReport::default();
         if let Err(e) = self.apply_inner(family, want, check, &mut r) {
+            // Not known what the kernel holds now: the next apply reads it back.
+            let key = (family_key(family), want.table);
+            self.applied.remove(&key);
+            self.last_read.remove(&key);
             r.errors.push(e);
         }
         r
@@ -206,19 +220,14 @@ impl PolicyApplier {
     ) -> Result<(), String> {
         let (ipt, restore, save, fam) = tools(family);
         let table = want.table;
-        let last = self.applied.get(&(family_key(family), table));
+        let key = (family_key(family), table);
+        let last = self.applied.get(&key);
+        let first = last.is_none();
         // 1. sets
-        let old_sets: BTreeMap<&str, &Vec<String>> = last
-            .map(|l| {
-                l.ipsets
-                    .iter()
-                    .map(|s| (s.name.as_str(), &s.members))
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut script = String::new();
+        let mut sets_changed = Vec::new();
         for s in &want.ipsets {
-            if !check && old_sets.get(s.name.as_str()) == Some(&&s.members) {
+            if !check && last.and_then(|l| l.sets.get(&s.name)) == Some(&s.members) {
                 continue;
             }
             // brl4-… → brlt-… (same length; created and destroyed within the script).
@@ -232,31 +241,46 @@ impl PolicyApplier {
                 script.push_str(&format!("add {tmp} {m}\n"));
             }
             script.push_str(&format!("swap {tmp} {}\ndestroy {tmp}\n", s.name));
+            sets_changed.push(s);
             r.sets_written += 1;
         }
+        let t = std::time::Instant::now();
         if !script.is_empty() {
             run("ipset", &["restore", "-exist"], Some(&script))?;
         }
+        r.timings.push(("sets", t.elapsed()));
+        {
+            let l = self.applied.entry(key).or_default();
+            for s in sets_changed {
+                l.sets.insert(s.name.clone(), s.members.clone());
+            }
+        }
+        let last = self.applied.get(&key).filter(|_| !first);
         // 2. chains
         // Read back on request, at least every READ_BACK_EVERY, and when nothing was
         // applied yet; otherwise trust what was last written (a change then costs only
         // what it touches, not a dump of the table).
-        let key = (family_key(family), table);
         let read = check
-            || last.is_none()
+            || first
             || self
                 .last_read
                 .get(&key)
                 .is_none_or(|t| t.elapsed() >= READ_BACK_EVERY);
-        let (have, jumps) = if read {
+        let no_chains = BTreeMap::new();
+        let t = std::time::Instant::now();
+        let (read_chains, jumps) = if read {
             let current = run(save, &["-t", table], None)?;
             self.last_read.insert(key, std::time::Instant::now());
             read_back(&current, table)
         } else {
-            (
-                last.map(|l| l.chains.clone()).unwrap_or_default(),
-                Vec::new(),
-            )
+            (BTreeMap::new(), Vec::new())
+        };
+        r.timings.push(("read-back", t.elapsed()));
+        let t = std::time::Instant::now();
+        let have = if read {
+            &read_chains
+        } else {
+            last.map(|l| &l.chains).unwrap_or(&no_chains)
         };
         // Only the chains whose rules differ from the kernel's are written: a change
         // (or a drift) costs what it touches. A new chain is declared before any chain
@@ -267,6 +291,16 @@ impl PolicyApplier {
             .filter(|(c, h)| have.get(*c) != Some(*h))
             .map(|(c, _)| c)
             .collect();
+        let stale: Vec<String> = have
+            .keys()
+            .filter(|c| !want.chains.contains_key(*c))
+            .cloned()
+            .collect();
+        let expected_change = last.is_none_or(|l| {
+            differ
+                .iter()
+                .any(|c| l.chains.get(*c) != want.chains.get(*c))
+        });
         if !differ.is_empty() {
             let mut t = format!("*{table}\n");
             for c in &differ {
@@ -282,17 +316,17 @@ impl PolicyApplier {
             run(restore, &["--noflush"], Some(&t))?;
             r.tables_written += 1;
             r.chains_written += differ.len();
-            let expected_change = last.is_none_or(|l| {
-                differ
-                    .iter()
-                    .any(|c| l.chains.get(*c) != want.chains.get(*c))
-            });
             r.drift_repaired = !expected_change;
         }
-        let stale: Vec<&String> = have
-            .keys()
-            .filter(|c| !want.chains.contains_key(*c))
-            .collect();
+        {
+            let l = self.applied.entry(key).or_default();
+            for c in differ {
+                l.chains.insert(c.clone(), want.chains[c].clone());
+            }
+            if read || !stale.is_empty() {
+                l.chains.retain(|c, _| want.chains.contains_key(c));
+            }
+        }
         if !stale.is_empty() {
             let mut t = format!("*{table}\n");
             for c in &stale {
@@ -305,7 +339,9 @@ impl PolicyApplier {
             run(restore, &["--noflush"], Some(&t))?;
             r.chains_removed += stale.len();
         }
+        r.timings.push(("chains", t.elapsed()));
         // 3. hooks first in their chains (or anywhere, appended); checked on read-back
+        let t = std::time::Instant::now();
         for (chain, target) in want.hooks.iter().filter(|_| read) {
             let rules = run(ipt, &["-t", table, "-S", chain], None)?;
             let jump = format!("-A {chain} -j {target}");
@@ -329,15 +365,17 @@ impl PolicyApplier {
                 run(ipt, &["-t", table, "-I", chain, "1", "-j", target], None)?;
             }
         }
+        r.timings.push(("hooks", t.elapsed()));
         // 4. sets no longer wanted (on read-back, or when the set list changed)
-        let wanted: BTreeSet<&str> = want.ipsets.iter().map(|s| s.name.as_str()).collect();
-        let had: BTreeSet<&str> = last
-            .map(|l| l.ipsets.iter().map(|s| s.name.as_str()).collect())
-            .unwrap_or_default();
-        if !read && had == wanted {
-            self.applied.insert(key, want.clone());
+        let t = std::time::Instant::now();
+        let l = self.applied.entry(key).or_default();
+        let same_list = l.sets.len() == want.ipsets.len()
+            && want.ipsets.iter().all(|s| l.sets.contains_key(&s.name));
+        if !read && same_list {
             return Ok(());
         }
+        let wanted: BTreeSet<&str> = want.ipsets.iter().map(|s| s.name.as_str()).collect();
+        l.sets.retain(|n, _| wanted.contains(n.as_str()));
         let names = run("ipset", &["list", "-n"], None)?;
         for n in names
             .lines()
@@ -345,8 +383,7 @@ impl PolicyApplier {
         {
             let _ = run("ipset", &["destroy", n], None);
         }
-        self.applied
-            .insert((family_key(family), table), want.clone());
+        r.timings.push(("cleanup", t.elapsed()));
         Ok(())
     }
 
