@@ -244,6 +244,16 @@ fn bench(endpoints: usize, policies: usize) {
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let file = std::env::temp_dir().join(format!("brl-bench-{}.rules", std::process::id()));
     std::fs::write(&file, out.restore_text()).unwrap();
+    if let Ok(keep) = std::env::var("BENCH_POLICY_DUMP") {
+        // The final text and the sets' names, for profiling iptables-restore alone.
+        std::fs::write(&keep, out.restore_text()).unwrap();
+        let sets: String = out
+            .ipsets
+            .iter()
+            .map(|s| format!("create {} {}\n", s.name, s.kind))
+            .collect();
+        std::fs::write(format!("{keep}.ipsets"), sets).unwrap();
+    }
     let t = Instant::now();
     let st = Command::new("sh")
         .args([

@@ -3,11 +3,18 @@
 //! `iptables-save`; `ip6tables-*` for IPv6), as Felix does:
 //!
 //! 1. ipsets whose members changed are filled under a temporary name and swapped in
-//!    (`ipset restore`), so a set is never seen half-filled;
+//!    (`ipset restore`), so a set is never seen half-filled (a set the kernel does not
+//!    have yet is filled under its own name);
 //! 2. the `brl-` chains go in one `iptables-restore --noflush` (atomic per table), only
 //!    when they changed or read-back shows drift; chains no longer wanted are deleted;
-//! 3. the jumps from `FORWARD` and `INPUT` are kept first in those chains;
+//! 3. the jumps from `FORWARD` and `INPUT` are kept first in those chains (checked on
+//!    read-back, fixed in the same restore as the chains);
 //! 4. ipsets no longer referenced are destroyed.
+//!
+//! Cost: an `iptables-restore --noflush` on the nf_tables backend costs about what the
+//! chains it writes hold, plus a fixed part that grows with the table (iptables-nft
+//! fetches the table's chains); so the renderer keeps chains small where a change lands
+//! (the dispatch tree), and the applier writes only the chains that differ.
 //!
 //! Drift: every rule carries a `brl:<hash>` comment; [`PolicyApplier::apply`] with
 //! `check` reads the table back and rewrites a chain whose hashes differ (a rule deleted
@@ -117,6 +124,46 @@ pub fn read_back(save: &str, want_table: &str) -> (BTreeMap<String, Vec<String>>
     (chains, jumps)
 }
 
+/// The `iptables-restore` lines that put the jumps to the policy chains in place, from
+/// the table as read back (`save`, its jumps to `brl-` chains `jumps`): each first in its
+/// kernel chain (any other copy deleted), or, with `hooks_last`, present anywhere
+/// (appended when missing). None when they already are.
+pub fn hook_fixes(save: &str, want_table: &str, want: &Rendered, jumps: &[String]) -> Vec<String> {
+    let mut rules: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut in_table = false;
+    for line in save.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            in_table = t == want_table;
+        } else if let Some(rule) = line.strip_prefix("-A ").filter(|_| in_table) {
+            let chain = rule.split_whitespace().next().unwrap_or("");
+            rules.entry(chain).or_default().push(line);
+        }
+    }
+    let mut out = Vec::new();
+    for (chain, target) in &want.hooks {
+        let jump = format!("-A {chain} -j {target}");
+        let have = rules
+            .get(chain.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if want.hooks_last {
+            if !have.contains(&jump.as_str()) {
+                out.push(jump);
+            }
+            continue;
+        }
+        if have.first() != Some(&jump.as_str()) {
+            for j in jumps.iter().filter(|j| {
+                j.starts_with(&format!("{chain} ")) && j.ends_with(&format!("-j {target}"))
+            }) {
+                out.push(format!("-D {j}"));
+            }
+            out.push(format!("-I {chain} 1 -j {target}"));
+        }
+    }
+    out
+}
+
 /// The kernel's packet and byte counters of each policy rule (by origin, summed over
 /// the rule's iptables lines), from `iptables-save -c`.
 pub fn counters(family: Family, want: &Rendered) -> Result<BTreeMap<String, (u64, u64)>, String> {
@@ -218,16 +265,36 @@ impl PolicyApplier {
         check: bool,
         r: &mut PolicyReport,
     ) -> Result<(), String> {
-        let (ipt, restore, save, fam) = tools(family);
+        let (_, restore, save, fam) = tools(family);
         let table = want.table;
         let key = (family_key(family), table);
         let last = self.applied.get(&key);
         let first = last.is_none();
-        // 1. sets
+        // 1. sets (a set the kernel does not have yet is filled under its own name: no
+        // rule can see it half-filled; the others are filled aside and swapped in)
+        let kernel_sets: Option<BTreeSet<String>> = if first {
+            Some(
+                run("ipset", &["list", "-n"], None)?
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+            )
+        } else {
+            None
+        };
         let mut script = String::new();
         let mut sets_changed = Vec::new();
         for s in &want.ipsets {
             if !check && last.and_then(|l| l.sets.get(&s.name)) == Some(&s.members) {
+                continue;
+            }
+            if kernel_sets.as_ref().is_some_and(|k| !k.contains(&s.name)) {
+                script.push_str(&format!("create {} {} family {fam}\n", s.name, s.kind));
+                for m in &s.members {
+                    script.push_str(&format!("add {} {m}\n", s.name));
+                }
+                sets_changed.push(s);
+                r.sets_written += 1;
                 continue;
             }
             // brl4-… → brlt-… (same length; created and destroyed within the script).
@@ -268,10 +335,13 @@ impl PolicyApplier {
                 .is_none_or(|t| t.elapsed() >= READ_BACK_EVERY);
         let no_chains = BTreeMap::new();
         let t = std::time::Instant::now();
-        let (read_chains, jumps) = if read {
+        let mut hook_lines = Vec::new();
+        let (read_chains, _jumps) = if read {
             let current = run(save, &["-t", table], None)?;
             self.last_read.insert(key, std::time::Instant::now());
-            read_back(&current, table)
+            let (chains, jumps) = read_back(&current, table);
+            hook_lines = hook_fixes(&current, table, want, &jumps);
+            (chains, jumps)
         } else {
             (BTreeMap::new(), Vec::new())
         };
@@ -301,7 +371,9 @@ impl PolicyApplier {
                 .iter()
                 .any(|c| l.chains.get(*c) != want.chains.get(*c))
         });
-        if !differ.is_empty() {
+        // The jumps from the kernel's chains (3.) go in the same restore, after the
+        // chains they jump to.
+        if !differ.is_empty() || !hook_lines.is_empty() {
             let mut t = format!("*{table}\n");
             for c in &differ {
                 t.push_str(&format!(":{c} - [0:0]\n"));
@@ -312,11 +384,15 @@ impl PolicyApplier {
                     t.push('\n');
                 }
             }
+            for l in &hook_lines {
+                t.push_str(l);
+                t.push('\n');
+            }
             t.push_str("COMMIT\n");
             run(restore, &["--noflush"], Some(&t))?;
             r.tables_written += 1;
             r.chains_written += differ.len();
-            r.drift_repaired = !expected_change;
+            r.drift_repaired = !differ.is_empty() && !expected_change;
         }
         {
             let l = self.applied.entry(key).or_default();
@@ -340,32 +416,6 @@ impl PolicyApplier {
             r.chains_removed += stale.len();
         }
         r.timings.push(("chains", t.elapsed()));
-        // 3. hooks first in their chains (or anywhere, appended); checked on read-back
-        let t = std::time::Instant::now();
-        for (chain, target) in want.hooks.iter().filter(|_| read) {
-            let rules = run(ipt, &["-t", table, "-S", chain], None)?;
-            let jump = format!("-A {chain} -j {target}");
-            if want.hooks_last {
-                if !rules.lines().any(|l| l == jump) {
-                    run(ipt, &["-t", table, "-A", chain, "-j", target], None)?;
-                }
-                continue;
-            }
-            let first = rules.lines().find(|l| l.starts_with("-A "));
-            if first != Some(&jump) {
-                for j in jumps.iter().filter(|j| {
-                    j.starts_with(&format!("{chain} ")) && j.ends_with(&format!("-j {target}"))
-                }) {
-                    let args: Vec<&str> = ["-t", table, "-D"]
-                        .into_iter()
-                        .chain(j.split_whitespace())
-                        .collect();
-                    let _ = run(ipt, &args, None);
-                }
-                run(ipt, &["-t", table, "-I", chain, "1", "-j", target], None)?;
-            }
-        }
-        r.timings.push(("hooks", t.elapsed()));
         // 4. sets no longer wanted (on read-back, or when the set list changed)
         let t = std::time::Instant::now();
         let l = self.applied.entry(key).or_default();
