@@ -373,9 +373,11 @@ impl PolicyApplier {
         });
         // The jumps from the kernel's chains (3.) go in the same restore, after the
         // chains they jump to.
-        if !differ.is_empty() || !hook_lines.is_empty() {
+        // Chains no longer wanted are flushed and deleted at the end of the same restore
+        // (after the chains that jumped to them were rewritten).
+        if !differ.is_empty() || !hook_lines.is_empty() || !stale.is_empty() {
             let mut t = format!("*{table}\n");
-            for c in &differ {
+            for c in differ.iter().copied().chain(&stale) {
                 t.push_str(&format!(":{c} - [0:0]\n"));
             }
             for c in &differ {
@@ -388,10 +390,14 @@ impl PolicyApplier {
                 t.push_str(l);
                 t.push('\n');
             }
+            for c in &stale {
+                t.push_str(&format!("-X {c}\n"));
+            }
             t.push_str("COMMIT\n");
             run(restore, &["--noflush"], Some(&t))?;
             r.tables_written += 1;
             r.chains_written += differ.len();
+            r.chains_removed += stale.len();
             r.drift_repaired = !differ.is_empty() && !expected_change;
         }
         {
@@ -402,18 +408,6 @@ impl PolicyApplier {
             if read || !stale.is_empty() {
                 l.chains.retain(|c, _| want.chains.contains_key(c));
             }
-        }
-        if !stale.is_empty() {
-            let mut t = format!("*{table}\n");
-            for c in &stale {
-                t.push_str(&format!(":{c} - [0:0]\n"));
-            }
-            for c in &stale {
-                t.push_str(&format!("-X {c}\n"));
-            }
-            t.push_str("COMMIT\n");
-            run(restore, &["--noflush"], Some(&t))?;
-            r.chains_removed += stale.len();
         }
         r.timings.push(("chains", t.elapsed()));
         // 4. sets no longer wanted (on read-back, or when the set list changed)

@@ -88,11 +88,18 @@ impl SetSource {
         }
     }
 
-    /// Whether `e` (in `world`) can be one of the members' sources: a change of `e` can
-    /// change the members only then. (A named-port member comes from an endpoint with
-    /// that port; restricted, it is kept by the policy's selection of the endpoint at its
-    /// address, the same endpoint, addresses being distinct when this is asked.)
+    /// Whether `e` (in `world`) is one of the members' sources: a change of `e` can
+    /// change the members only if its old or its new version is. (A named-port member
+    /// comes from an endpoint with that port; restricted, it is kept by the policy's
+    /// selection of the endpoint at its address, that same endpoint, addresses being
+    /// distinct whenever this is asked.)
     fn touches(&self, e: &Endpoint, world: &World) -> bool {
+        let named = |name: &String, protocol: u8, sets: &[SetDef]| {
+            e.named_ports
+                .iter()
+                .any(|n| &n.name == name && n.protocol == protocol)
+                && (sets.is_empty() || sets.iter().any(|s| s.selects(e, world)))
+        };
         match self {
             SetSource::Def(def) => def.selects(e, world),
             SetSource::Nets(_) => false,
@@ -100,18 +107,13 @@ impl SetSource {
                 name,
                 protocol,
                 sets,
-            }
-            | SetSource::Restricted {
+            } => named(name, *protocol, sets),
+            SetSource::Restricted {
                 name,
                 protocol,
                 sets,
-                ..
-            } => {
-                e.named_ports
-                    .iter()
-                    .any(|n| &n.name == name && n.protocol == *protocol)
-                    && (sets.is_empty() || sets.iter().any(|s| s.selects(e, world)))
-            }
+                applies,
+            } => named(name, *protocol, sets) && applies.selects_in(e, world),
         }
     }
 }
