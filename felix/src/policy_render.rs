@@ -538,10 +538,8 @@ impl Renderer {
         let accepted = format!("-m mark --mark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}");
         // Every chain wanted, with new lines for those (possibly) changed.
         let mut fresh: Vec<(String, Vec<String>, BTreeMap<usize, String>)> = Vec::new();
-        let mut wanted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-        for c in ["brl-FORWARD", "brl-INPUT"] {
-            wanted.insert(c.to_string());
-        }
+        // Chains no longer wanted: those of policies, endpoints and dispatch nodes gone.
+        let mut gone: Vec<String> = Vec::new();
         if !self.raw.contains_key("brl-FORWARD") {
             fresh.push((
                 "brl-FORWARD".into(),
@@ -564,14 +562,16 @@ impl Renderer {
             ));
         }
         // Policies.
-        self.policies
-            .retain(|k, _| resolved.policies.contains_key(k));
+        self.policies.retain(|k, (_, chains, _)| {
+            let keep = resolved.policies.contains_key(k);
+            if !keep {
+                gone.extend(chains.iter().map(|c| c.0.clone()));
+            }
+            keep
+        });
         for (key, p) in &resolved.policies {
-            if let Some((old, chains, _)) = self.policies.get(key) {
-                if old == p {
-                    wanted.extend(chains.iter().map(|c| c.0.clone()));
-                    continue;
-                }
+            if self.policies.get(key).is_some_and(|(old, _, _)| old == p) {
+                continue;
             }
             let mut ctx = Ctx {
                 family,
@@ -590,7 +590,6 @@ impl Renderer {
                         lines.push(l);
                     }
                 }
-                wanted.insert(chain.clone());
                 fresh.push((chain.clone(), lines.clone(), counted.clone()));
                 chains.push((chain, lines, counted));
             }
@@ -603,12 +602,17 @@ impl Renderer {
             .iter()
             .map(|e| e.iface.as_str())
             .collect();
-        self.endpoints.retain(|k, _| ifaces.contains(k.as_str()));
+        self.endpoints.retain(|k, _| {
+            let keep = ifaces.contains(k.as_str());
+            if !keep {
+                gone.push(chain_name("brl-fw-", k));
+                gone.push(chain_name("brl-tw-", k));
+            }
+            keep
+        });
         for ep in &resolved.endpoints {
             let fw = chain_name("brl-fw-", &ep.iface);
             let tw = chain_name("brl-tw-", &ep.iface);
-            wanted.insert(fw.clone());
-            wanted.insert(tw.clone());
             if self
                 .endpoints
                 .get(&ep.iface)
@@ -678,28 +682,29 @@ impl Renderer {
             for (c, l) in &chains {
                 fresh.push((c.clone(), l.clone(), BTreeMap::new()));
             }
+            if let Some((_, old)) = &self.dispatch {
+                let now: std::collections::BTreeSet<&String> =
+                    chains.iter().map(|c| &c.0).collect();
+                gone.extend(
+                    old.iter()
+                        .map(|c| &c.0)
+                        .filter(|c| !now.contains(c))
+                        .cloned(),
+                );
+            }
             self.dispatch = Some((names.iter().map(|n| n.to_string()).collect(), chains));
         }
-        wanted.extend(
-            self.dispatch
-                .as_ref()
-                .expect("just set")
-                .1
-                .iter()
-                .map(|c| c.0.clone()),
-        );
 
         // Chains no longer wanted, then the changed ones (hashes chained from the chain's
         // name and the rules before, as Felix's `cali:` hashes).
         let mut changed = 0;
-        let gone: Vec<String> = self
-            .raw
-            .keys()
-            .filter(|c| !wanted.contains(*c))
-            .cloned()
-            .collect();
+        // (A chain both gone and fresh, e.g. an endpoint's iface reused: fresh wins.)
+        let fresh_names: std::collections::BTreeSet<&String> = fresh.iter().map(|f| &f.0).collect();
+        gone.retain(|c| !fresh_names.contains(c));
         for c in gone {
-            self.raw.remove(&c);
+            if self.raw.remove(&c).is_none() {
+                continue;
+            }
             self.out.chains.remove(&c);
             self.out.rules.remove(&c);
             for h in self.chain_origins.remove(&c).unwrap_or_default() {

@@ -535,26 +535,36 @@ impl Resolver {
                 continue;
             };
             let mut dirty = !same_endpoint || reordered;
-            let check: Box<dyn Iterator<Item = &str>> = if same_endpoint {
-                Box::new(changed_policies.iter().map(String::as_str))
+            if same_endpoint {
+                // Only the policies that changed can apply differently.
+                for k in &changed_policies {
+                    for (i, d) in [Direction::Ingress, Direction::Egress]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        let now = by_key_policy
+                            .get(k.as_str())
+                            .is_some_and(|p| p.applies_in(d) && p.applies.selects_in(e, world));
+                        let was = st.applies[i].contains(k);
+                        if now != was {
+                            dirty = true;
+                            if now {
+                                st.applies[i].insert(k.clone());
+                            } else {
+                                st.applies[i].remove(k);
+                            }
+                        }
+                    }
+                }
             } else {
-                Box::new(keys.iter().map(String::as_str))
-            };
-            for k in check {
-                for (i, d) in [Direction::Ingress, Direction::Egress]
-                    .into_iter()
-                    .enumerate()
-                {
-                    let now = by_key_policy
-                        .get(k)
-                        .is_some_and(|p| p.applies_in(d) && p.applies.selects_in(e, world));
-                    let was = st.applies[i].contains(k);
-                    if now != was {
-                        dirty = true;
-                        if now {
-                            st.applies[i].insert(k.to_string());
-                        } else {
-                            st.applies[i].remove(k);
+                // A new or changed endpoint: every policy.
+                for (p, k) in program.policies.iter().zip(&keys) {
+                    for (i, d) in [Direction::Ingress, Direction::Egress]
+                        .into_iter()
+                        .enumerate()
+                    {
+                        if p.applies_in(d) && p.applies.selects_in(e, world) {
+                            st.applies[i].insert(k.clone());
                         }
                     }
                 }
