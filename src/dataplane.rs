@@ -349,9 +349,13 @@ pub fn policy_source(
 }
 
 /// See [`ModelAssembler::policy_cache`]. Holding the source's `Arc` keeps its identity
-/// (compared with `Arc::ptr_eq`) from being reused by a newer source.
+/// (compared with `Arc::ptr_eq`) from being reused by a newer source; the resolver
+/// re-resolves only what a new source or endpoint list changed.
 #[derive(Default)]
-pub struct PolicyCache(std::cell::RefCell<Option<CachedResolution>>);
+pub struct PolicyCache(
+    std::cell::RefCell<Option<CachedResolution>>,
+    std::cell::RefCell<brindle_policies::resolve::Resolver>,
+);
 
 /// A policy source, the local endpoints it was resolved for, and the result.
 type CachedResolution = (
@@ -365,7 +369,8 @@ pub struct ModelAssembler {
     /// The policy to resolve for the local endpoints (None: no policy).
     pub policy: Option<std::sync::Arc<PolicySource>>,
     /// The last resolution (by policy source and local endpoints): a learned-route change
-    /// must not re-resolve policy, which costs ~1 s at 5,000 endpoints.
+    /// must not re-resolve policy; a policy or endpoint change re-resolves only what it
+    /// touches.
     pub policy_cache: PolicyCache,
     pub endpoints: Vec<LocalEndpoint>,
     pub learned: BTreeMap<IpNetwork, Vec<IpAddr>>,
@@ -404,7 +409,12 @@ impl ModelAssembler {
                     return r.clone();
                 }
             }
-            let mut r = brindle_policies::resolve::resolve(&p.program, &p.world, &local);
+            let mut r = self
+                .policy_cache
+                .1
+                .borrow_mut()
+                .update(&p.program, &p.world, &local)
+                .clone();
             brindle_policies::resolve::add_host_endpoints(
                 &mut r,
                 &p.program,

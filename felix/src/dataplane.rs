@@ -152,12 +152,9 @@ pub struct Dataplane {
     nat_on: [bool; 2],
     /// A replaced calico-node's chains and sets were looked for.
     calico_leftovers_checked: bool,
-    /// The last rendering, reused while the resolved policy is the same (a route change
-    /// must not re-render 100k rules).
-    rendered: Option<(
-        brindle_model::resolved::Resolved,
-        [crate::policy_render::Rendered; 2],
-    )>,
+    /// The renderings per family, updated incrementally: a change re-renders only the
+    /// policies, endpoints and sets it touches (a route change none of them).
+    rendered: Option<[crate::policy_render::Renderer; 2]>,
 }
 
 impl Dataplane {
@@ -200,17 +197,22 @@ impl Dataplane {
 
     /// Policy chains and sets for both families (read back each time: drift repair).
     fn apply_policy(&mut self, model: &Model, r: &mut ApplyReport) {
-        use crate::policy_render::{render, Family};
+        use crate::policy_render::{Family, Renderer};
         match &model.policy {
             Some(resolved) => {
-                if self.rendered.as_ref().is_none_or(|(r, _)| r != resolved) {
-                    self.rendered = Some((
-                        resolved.clone(),
-                        [render(resolved, Family::V4), render(resolved, Family::V6)],
-                    ));
+                let renderers = self
+                    .rendered
+                    .get_or_insert_with(|| [Renderer::new(Family::V4), Renderer::new(Family::V6)]);
+                for rd in renderers.iter_mut() {
+                    rd.update(resolved);
                 }
-                let outs = &self.rendered.as_ref().expect("just set").1;
-                for (family, out) in [Family::V4, Family::V6].into_iter().zip(outs.iter()) {
+                let outs = self
+                    .rendered
+                    .as_ref()
+                    .expect("just set")
+                    .each_ref()
+                    .map(Renderer::rendered);
+                for (family, out) in [Family::V4, Family::V6].into_iter().zip(outs) {
                     let rep = self.policy.apply(family, out, false);
                     r.policy_writes += rep.tables_written + rep.sets_written;
                     if rep.drift_repaired {
@@ -277,7 +279,10 @@ impl Dataplane {
     /// both families summed (None without policy; errors say which family could not be
     /// read).
     pub fn policy_counters(&self) -> Option<(Vec<RuleCounter>, Vec<String>)> {
-        let (_, outs) = self.rendered.as_ref()?;
+        let renderers = self.rendered.as_ref()?;
+        let outs = renderers
+            .each_ref()
+            .map(crate::policy_render::Renderer::rendered);
         let mut counters: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut errors = Vec::new();
         for (family, out) in [
@@ -285,7 +290,7 @@ impl Dataplane {
             crate::policy_render::Family::V6,
         ]
         .into_iter()
-        .zip(outs.iter())
+        .zip(outs)
         {
             if out.origins.is_empty() {
                 continue;

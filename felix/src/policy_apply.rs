@@ -3,17 +3,24 @@
 //! `iptables-save`; `ip6tables-*` for IPv6), as Felix does:
 //!
 //! 1. ipsets whose members changed are filled under a temporary name and swapped in
-//!    (`ipset restore`), so a set is never seen half-filled;
+//!    (`ipset restore`), so a set is never seen half-filled (a set the kernel does not
+//!    have yet is filled under its own name);
 //! 2. the `brl-` chains go in one `iptables-restore --noflush` (atomic per table), only
 //!    when they changed or read-back shows drift; chains no longer wanted are deleted;
 //! 3. the jumps from `FORWARD` and `INPUT` (and `OUTPUT` with host endpoints) are kept
-//!    first in those chains; a jump no longer wanted goes before its chain;
+//!    first in those chains (checked on read-back, fixed in the same restore as the
+//!    chains); a jump no longer wanted is deleted in that restore before its chain;
 //! 4. ipsets no longer referenced are destroyed.
+//!
+//! Cost: an `iptables-restore --noflush` on the nf_tables backend costs about what the
+//! chains it writes hold, plus a fixed part that grows with the table (iptables-nft
+//! fetches the table's chains); so the renderer keeps chains small where a change lands
+//! (the dispatch tree), and the applier writes only the chains that differ.
 //!
 //! Drift: every rule carries a `brl:<hash>` comment; [`PolicyApplier::apply`] with
 //! `check` reads the table back and rewrites a chain whose hashes differ (a rule deleted
-//! by hand, a foreign rule inserted). Nothing outside the `brl-` chains, the jumps to
-//! them and the `brl4-`/`brl6-` sets is touched. [`PolicyApplier::remove`] takes it all away.
+//! by hand, a foreign rule inserted). Nothing outside the `brl-` chains, the jumps
+//! and the `brl4-`/`brl6-` sets is touched. [`PolicyApplier::remove`] takes it all away.
 
 use crate::policy_render::{Family, Rendered};
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,14 +54,48 @@ fn prefix(f: Family) -> &'static str {
     }
 }
 
+/// Input above this size goes to the tool as an unlinked file rather than a pipe: a
+/// restore of 100k+ rules read through a 64 KiB pipe costs many context switches (and
+/// ~30 % more wall time on a loaded host).
+const STDIN_FILE_ABOVE: usize = 256 * 1024;
+
+/// An anonymous (created and at once unlinked) file holding `text`, at its start.
+fn stdin_file(text: &str) -> std::io::Result<std::fs::File> {
+    use std::io::{Seek, SeekFrom};
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "brindle-restore-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    let _ = std::fs::remove_file(&path);
+    f.write_all(text.as_bytes())?;
+    f.seek(SeekFrom::Start(0))?;
+    Ok(f)
+}
+
 fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
     let mut c = Command::new(prog);
     c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-    if stdin.is_some() {
-        c.stdin(Stdio::piped());
+    let mut piped = None;
+    match stdin {
+        Some(text) if text.len() > STDIN_FILE_ABOVE => {
+            let f = stdin_file(text).map_err(|e| format!("{prog}: input file: {e}"))?;
+            c.stdin(Stdio::from(f));
+        }
+        Some(text) => {
+            c.stdin(Stdio::piped());
+            piped = Some(text);
+        }
+        None => {}
     }
     let mut child = c.spawn().map_err(|e| format!("cannot run {prog}: {e}"))?;
-    if let Some(text) = stdin {
+    if let Some(text) = piped {
         child
             .stdin
             .take()
@@ -118,6 +159,46 @@ pub fn read_back(save: &str, want_table: &str) -> (BTreeMap<String, Vec<String>>
     (chains, jumps)
 }
 
+/// The `iptables-restore` lines that put the jumps to the policy chains in place, from
+/// the table as read back (`save`, its jumps to `brl-` chains `jumps`): each first in its
+/// kernel chain (any other copy deleted), or, with `hooks_last`, present anywhere
+/// (appended when missing). None when they already are.
+pub fn hook_fixes(save: &str, want_table: &str, want: &Rendered, jumps: &[String]) -> Vec<String> {
+    let mut rules: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut in_table = false;
+    for line in save.lines() {
+        if let Some(t) = line.strip_prefix('*') {
+            in_table = t == want_table;
+        } else if let Some(rule) = line.strip_prefix("-A ").filter(|_| in_table) {
+            let chain = rule.split_whitespace().next().unwrap_or("");
+            rules.entry(chain).or_default().push(line);
+        }
+    }
+    let mut out = Vec::new();
+    for (chain, target) in &want.hooks {
+        let jump = format!("-A {chain} -j {target}");
+        let have = rules
+            .get(chain.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if want.hooks_last {
+            if !have.contains(&jump.as_str()) {
+                out.push(jump);
+            }
+            continue;
+        }
+        if have.first() != Some(&jump.as_str()) {
+            for j in jumps.iter().filter(|j| {
+                j.starts_with(&format!("{chain} ")) && j.ends_with(&format!("-j {target}"))
+            }) {
+                out.push(format!("-D {j}"));
+            }
+            out.push(format!("-I {chain} 1 -j {target}"));
+        }
+    }
+    out
+}
+
 /// The kernel's packet and byte counters of each policy rule (by origin, summed over
 /// the rule's iptables lines), from `iptables-save -c`.
 pub fn counters(family: Family, want: &Rendered) -> Result<BTreeMap<String, (u64, u64)>, String> {
@@ -160,12 +241,24 @@ pub struct PolicyReport {
     pub chains_removed: usize,
     pub drift_repaired: bool,
     pub errors: Vec<String>,
+    /// Wall time per step (`sets`, `read-back`, `chains`, `hooks`, `cleanup`).
+    pub timings: Vec<(&'static str, std::time::Duration)>,
+}
+
+/// What was last applied to one table of one family: per chain its `brl:` hashes, per
+/// ipset its members (kept up to date by changes, never cloned whole).
+#[derive(Debug, Default)]
+struct Applied {
+    chains: BTreeMap<String, Vec<String>>,
+    sets: BTreeMap<String, Vec<String>>,
+    /// The jumps from the kernel's chains last wanted.
+    hooks: Vec<(String, String)>,
 }
 
 /// Remembers what was last applied per family, to write only changes.
 #[derive(Debug, Default)]
 pub struct PolicyApplier {
-    applied: BTreeMap<(&'static str, &'static str), Rendered>,
+    applied: BTreeMap<(&'static str, &'static str), Applied>,
     last_read: BTreeMap<(&'static str, &'static str), std::time::Instant>,
 }
 
@@ -193,6 +286,10 @@ impl PolicyApplier {
     pub fn apply(&mut self, family: Family, want: &Rendered, check: bool) -> PolicyReport {
         let mut r = PolicyReport::default();
         if let Err(e) = self.apply_inner(family, want, check, &mut r) {
+            // Not known what the kernel holds now: the next apply reads it back.
+            let key = (family_key(family), want.table);
+            self.applied.remove(&key);
+            self.last_read.remove(&key);
             r.errors.push(e);
         }
         r
@@ -205,21 +302,36 @@ impl PolicyApplier {
         check: bool,
         r: &mut PolicyReport,
     ) -> Result<(), String> {
-        let (ipt, restore, save, fam) = tools(family);
+        let (_, restore, save, fam) = tools(family);
         let table = want.table;
-        let last = self.applied.get(&(family_key(family), table));
-        // 1. sets
-        let old_sets: BTreeMap<&str, &Vec<String>> = last
-            .map(|l| {
-                l.ipsets
-                    .iter()
-                    .map(|s| (s.name.as_str(), &s.members))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let key = (family_key(family), table);
+        let last = self.applied.get(&key);
+        let first = last.is_none();
+        // 1. sets (a set the kernel does not have yet is filled under its own name: no
+        // rule can see it half-filled; the others are filled aside and swapped in)
+        let kernel_sets: Option<BTreeSet<String>> = if first {
+            Some(
+                run("ipset", &["list", "-n"], None)?
+                    .lines()
+                    .map(str::to_string)
+                    .collect(),
+            )
+        } else {
+            None
+        };
         let mut script = String::new();
+        let mut sets_changed = Vec::new();
         for s in &want.ipsets {
-            if !check && old_sets.get(s.name.as_str()) == Some(&&s.members) {
+            if !check && last.and_then(|l| l.sets.get(&s.name)) == Some(&s.members) {
+                continue;
+            }
+            if kernel_sets.as_ref().is_some_and(|k| !k.contains(&s.name)) {
+                script.push_str(&format!("create {} {} family {fam}\n", s.name, s.kind));
+                for m in &s.members {
+                    script.push_str(&format!("add {} {m}\n", s.name));
+                }
+                sets_changed.push(s);
+                r.sets_written += 1;
                 continue;
             }
             // brl4-… → brlt-… (same length; created and destroyed within the script).
@@ -233,31 +345,53 @@ impl PolicyApplier {
                 script.push_str(&format!("add {tmp} {m}\n"));
             }
             script.push_str(&format!("swap {tmp} {}\ndestroy {tmp}\n", s.name));
+            sets_changed.push(s);
             r.sets_written += 1;
         }
+        let t = std::time::Instant::now();
         if !script.is_empty() {
             run("ipset", &["restore", "-exist"], Some(&script))?;
         }
+        r.timings.push(("sets", t.elapsed()));
+        {
+            let l = self.applied.entry(key).or_default();
+            for s in sets_changed {
+                l.sets.insert(s.name.clone(), s.members.clone());
+            }
+        }
+        let last = self.applied.get(&key).filter(|_| !first);
         // 2. chains
         // Read back on request, at least every READ_BACK_EVERY, and when nothing was
         // applied yet; otherwise trust what was last written (a change then costs only
         // what it touches, not a dump of the table).
-        let key = (family_key(family), table);
+        // A change of the jumps (OUTPUT's, with the first or last host endpoint) is made
+        // from the kernel's current ones.
+        let hooks_changed = last.is_none_or(|l| l.hooks != want.hooks);
         let read = check
-            || last.is_none()
+            || first
+            || hooks_changed
             || self
                 .last_read
                 .get(&key)
                 .is_none_or(|t| t.elapsed() >= READ_BACK_EVERY);
-        let (have, jumps) = if read {
+        let no_chains = BTreeMap::new();
+        let t = std::time::Instant::now();
+        let mut hook_lines = Vec::new();
+        let (read_chains, jumps) = if read {
             let current = run(save, &["-t", table], None)?;
             self.last_read.insert(key, std::time::Instant::now());
-            read_back(&current, table)
+            let (chains, jumps) = read_back(&current, table);
+            hook_lines = hook_fixes(&current, table, want, &jumps);
+            (chains, jumps)
         } else {
-            (
-                last.map(|l| l.chains.clone()).unwrap_or_default(),
-                Vec::new(),
-            )
+            (BTreeMap::new(), Vec::new())
+        };
+        r.timings.push(("read-back", t.elapsed()));
+        let t = std::time::Instant::now();
+        let have = if read {
+            &read_chains
+        } else {
+            last.map(|l| &l.chains).unwrap_or(&no_chains)
         };
         // Only the chains whose rules differ from the kernel's are written: a change
         // (or a drift) costs what it touches. A new chain is declared before any chain
@@ -268,9 +402,23 @@ impl PolicyApplier {
             .filter(|(c, h)| have.get(*c) != Some(*h))
             .map(|(c, _)| c)
             .collect();
-        if !differ.is_empty() {
+        let stale: Vec<String> = have
+            .keys()
+            .filter(|c| !want.chains.contains_key(*c))
+            .cloned()
+            .collect();
+        let expected_change = last.is_none_or(|l| {
+            differ
+                .iter()
+                .any(|c| l.chains.get(*c) != want.chains.get(*c))
+        });
+        // The jumps from the kernel's chains (3.) go in the same restore, after the
+        // chains they jump to.
+        // Chains no longer wanted are flushed and deleted at the end of the same restore
+        // (after the chains that jumped to them were rewritten).
+        if !differ.is_empty() || !hook_lines.is_empty() || !stale.is_empty() {
             let mut t = format!("*{table}\n");
-            for c in &differ {
+            for c in differ.iter().copied().chain(&stale) {
                 t.push_str(&format!(":{c} - [0:0]\n"));
             }
             for c in &differ {
@@ -279,88 +427,47 @@ impl PolicyApplier {
                     t.push('\n');
                 }
             }
-            t.push_str("COMMIT\n");
-            run(restore, &["--noflush"], Some(&t))?;
-            r.tables_written += 1;
-            r.chains_written += differ.len();
-            let expected_change = last.is_none_or(|l| {
-                differ
-                    .iter()
-                    .any(|c| l.chains.get(*c) != want.chains.get(*c))
-            });
-            r.drift_repaired = !expected_change;
-        }
-        let stale: Vec<&String> = have
-            .keys()
-            .filter(|c| !want.chains.contains_key(*c))
-            .collect();
-        if !stale.is_empty() {
-            // A hook no longer wanted (brl-OUTPUT once the last host endpoint is gone)
-            // goes first: a chain still jumped to cannot be deleted.
+            for l in &hook_lines {
+                t.push_str(l);
+                t.push('\n');
+            }
             for c in &stale {
+                // A jump to it from a kernel chain (brl-OUTPUT once the last host endpoint
+                // is gone) goes first: a chain still jumped to cannot be deleted.
                 let suffix = format!("-j {c}");
                 for j in jumps.iter().filter(|j| j.ends_with(&suffix)) {
-                    let args: Vec<&str> = ["-t", table, "-D"]
-                        .into_iter()
-                        .chain(j.split_whitespace())
-                        .collect();
-                    let _ = run(ipt, &args, None);
+                    t.push_str(&format!("-D {j}\n"));
                 }
-                if !read {
-                    for (chain, _) in last
-                        .map(|l| l.hooks.as_slice())
-                        .unwrap_or_default()
-                        .iter()
-                        .filter(|(_, target)| target == *c)
-                    {
-                        let _ = run(ipt, &["-t", table, "-D", chain, "-j", c], None);
-                    }
-                }
-            }
-            let mut t = format!("*{table}\n");
-            for c in &stale {
-                t.push_str(&format!(":{c} - [0:0]\n"));
-            }
-            for c in &stale {
                 t.push_str(&format!("-X {c}\n"));
             }
             t.push_str("COMMIT\n");
             run(restore, &["--noflush"], Some(&t))?;
+            r.tables_written += 1;
+            r.chains_written += differ.len();
             r.chains_removed += stale.len();
+            r.drift_repaired = !differ.is_empty() && !expected_change;
         }
-        // 3. hooks first in their chains (or anywhere, appended); checked on read-back
-        for (chain, target) in want.hooks.iter().filter(|_| read) {
-            let rules = run(ipt, &["-t", table, "-S", chain], None)?;
-            let jump = format!("-A {chain} -j {target}");
-            if want.hooks_last {
-                if !rules.lines().any(|l| l == jump) {
-                    run(ipt, &["-t", table, "-A", chain, "-j", target], None)?;
-                }
-                continue;
+        {
+            let l = self.applied.entry(key).or_default();
+            for c in differ {
+                l.chains.insert(c.clone(), want.chains[c].clone());
             }
-            let first = rules.lines().find(|l| l.starts_with("-A "));
-            if first != Some(&jump) {
-                for j in jumps.iter().filter(|j| {
-                    j.starts_with(&format!("{chain} ")) && j.ends_with(&format!("-j {target}"))
-                }) {
-                    let args: Vec<&str> = ["-t", table, "-D"]
-                        .into_iter()
-                        .chain(j.split_whitespace())
-                        .collect();
-                    let _ = run(ipt, &args, None);
-                }
-                run(ipt, &["-t", table, "-I", chain, "1", "-j", target], None)?;
+            l.hooks = want.hooks.clone();
+            if read || !stale.is_empty() {
+                l.chains.retain(|c, _| want.chains.contains_key(c));
             }
         }
+        r.timings.push(("chains", t.elapsed()));
         // 4. sets no longer wanted (on read-back, or when the set list changed)
-        let wanted: BTreeSet<&str> = want.ipsets.iter().map(|s| s.name.as_str()).collect();
-        let had: BTreeSet<&str> = last
-            .map(|l| l.ipsets.iter().map(|s| s.name.as_str()).collect())
-            .unwrap_or_default();
-        if !read && had == wanted {
-            self.applied.insert(key, want.clone());
+        let t = std::time::Instant::now();
+        let l = self.applied.entry(key).or_default();
+        let same_list = l.sets.len() == want.ipsets.len()
+            && want.ipsets.iter().all(|s| l.sets.contains_key(&s.name));
+        if !read && same_list {
             return Ok(());
         }
+        let wanted: BTreeSet<&str> = want.ipsets.iter().map(|s| s.name.as_str()).collect();
+        l.sets.retain(|n, _| wanted.contains(n.as_str()));
         let names = run("ipset", &["list", "-n"], None)?;
         for n in names
             .lines()
@@ -368,8 +475,7 @@ impl PolicyApplier {
         {
             let _ = run("ipset", &["destroy", n], None);
         }
-        self.applied
-            .insert((family_key(family), table), want.clone());
+        r.timings.push(("cleanup", t.elapsed()));
         Ok(())
     }
 

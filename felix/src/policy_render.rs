@@ -142,14 +142,13 @@ fn proto_name(family: Family, p: u8) -> String {
     }
 }
 
-struct Ctx<'a> {
+struct Ctx {
     family: Family,
-    resolved: &'a Resolved,
     /// Extra sets for multi-net sides.
     extra: BTreeMap<String, Vec<IpNetwork>>,
 }
 
-impl Ctx<'_> {
+impl Ctx {
     fn set_match(&self, set: &str, dir: &str, negate: bool) -> String {
         format!(
             "-m set {}--match-set {} {dir}",
@@ -420,171 +419,436 @@ fn rule_lines(ctx: &mut Ctx, r: &RRule) -> Vec<(String, bool)> {
     out
 }
 
-/// Renders the filter table and ipsets for one family.
-pub fn render(resolved: &Resolved, family: Family) -> Rendered {
-    let mut ctx = Ctx {
-        family,
-        resolved,
-        extra: BTreeMap::new(),
-    };
-    let mut chains: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let clear = format!("-j MARK --set-xmark 0x0/{:#x}", MARK_ACCEPT | MARK_PASS);
-    let accepted = format!("-m mark --mark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}");
-    chains.insert(
-        "brl-FORWARD".into(),
-        vec![
-            clear.clone(),
-            "-i cali+ -j brl-from-wl-dispatch".into(),
-            "-o cali+ -j brl-to-wl-dispatch".into(),
-            format!("{accepted} -j ACCEPT"),
-        ],
+/// A dispatch chain holds at most this many rules before it is split by interface-name
+/// prefix (Felix's dispatch tree): adding or removing one endpoint then rewrites one
+/// small leaf chain, not a chain of every local interface.
+pub const DISPATCH_LEAF: usize = 32;
+
+/// The dispatch chains for `ifaces` (sorted, distinct): `root` matches `flag` (`-i` or
+/// `-o`) on each interface (goto `target_prefix` + interface), or, above
+/// [`DISPATCH_LEAF`], on interface-name prefixes (`cali0+`) with a goto to a chain
+/// `sub_prefix` + prefix that does the same for the names under it. Every dispatch
+/// chain ends with the drop of an unknown interface (a goto'd chain that falls off its
+/// end would return to `brl-FORWARD`, past the dispatch).
+fn dispatch_chains(
+    root: &str,
+    sub_prefix: &str,
+    target_prefix: &str,
+    flag: &str,
+    ifaces: &[&str],
+    out: &mut Vec<(String, Vec<String>)>,
+) {
+    fn node(
+        chain: String,
+        sub_prefix: &str,
+        target_prefix: &str,
+        flag: &str,
+        names: &[&str],
+        out: &mut Vec<(String, Vec<String>)>,
+    ) {
+        let mut lines = Vec::new();
+        if names.len() <= DISPATCH_LEAF {
+            for n in names {
+                lines.push(format!("{flag} {n} -g {}", chain_name(target_prefix, n)));
+            }
+        } else {
+            // Split at the first character where the names differ.
+            let first = names[0];
+            let mut lcp = first.len();
+            for n in &names[1..] {
+                lcp = lcp.min(
+                    first
+                        .bytes()
+                        .zip(n.bytes())
+                        .take_while(|(a, b)| a == b)
+                        .count(),
+                );
+            }
+            while !first.is_char_boundary(lcp) {
+                lcp -= 1;
+            }
+            let mut rest = names;
+            // A name that is the common prefix itself: exactly, before the wildcards.
+            if rest[0].len() == lcp {
+                lines.push(format!(
+                    "{flag} {} -g {}",
+                    rest[0],
+                    chain_name(target_prefix, rest[0])
+                ));
+                rest = &rest[1..];
+            }
+            while !rest.is_empty() {
+                let c = rest[0][lcp..]
+                    .chars()
+                    .next()
+                    .expect("longer than the prefix");
+                let prefix = &rest[0][..lcp + c.len_utf8()];
+                let k = rest.iter().take_while(|n| n.starts_with(prefix)).count();
+                let sub = chain_name(sub_prefix, prefix);
+                lines.push(format!("{flag} {prefix}+ -g {sub}"));
+                node(sub, sub_prefix, target_prefix, flag, &rest[..k], out);
+                rest = &rest[k..];
+            }
+        }
+        lines.push(format!("{} -j DROP", comment("unknown interface")));
+        out.push((chain, lines));
+    }
+    node(
+        root.to_string(),
+        sub_prefix,
+        target_prefix,
+        flag,
+        ifaces,
+        out,
     );
-    chains.insert(
-        "brl-INPUT".into(),
-        vec![
-            clear.clone(),
-            "-i cali+ -j brl-from-wl-dispatch".into(),
-            format!("-i cali+ {accepted} -j ACCEPT"),
-        ],
-    );
-    let mut from = Vec::new();
-    let mut to = Vec::new();
-    let mut counted: BTreeMap<(String, usize), String> = BTreeMap::new();
-    for (key, p) in &ctx.resolved.policies.clone() {
-        for (prefix, rules) in [("brl-pi-", &p.ingress), ("brl-po-", &p.egress)] {
-            let chain = chain_name(prefix, key);
-            let mut lines = Vec::new();
-            for r in rules {
-                for (l, count) in rule_lines(&mut ctx, r) {
-                    if count {
-                        counted.insert((chain.clone(), lines.len()), r.origin.clone());
+}
+
+/// The chains of one policy (ingress, egress): name, lines, and per counted line its
+/// origin.
+type PolicyChains = Vec<(String, Vec<String>, BTreeMap<usize, String>)>;
+
+/// Renders incrementally: a policy, an endpoint or a set is re-rendered only when its
+/// resolved form changed, and a chain's `brl:` hashes are recomputed only when its lines
+/// changed; the result is identical to [`render`]'s (but for [`Rendered::filter`], left
+/// empty: [`Rendered::restore_text`] gives it).
+#[derive(Debug)]
+pub struct Renderer {
+    family: Family,
+    policies: BTreeMap<String, (brindle_model::resolved::RPolicy, PolicyChains, Extra)>,
+    endpoints: BTreeMap<String, (brindle_model::resolved::REndpoint, [Vec<String>; 2])>,
+    /// The interfaces the dispatch chains were made for, and those chains.
+    dispatch: Option<(Vec<String>, Chains)>,
+    /// Per chain, its lines without `-A` and hash (what the hashes were computed from).
+    raw: BTreeMap<String, Vec<String>>,
+    /// Per chain, the `brl:` hashes of its counted lines (to drop them from `origins`).
+    chain_origins: BTreeMap<String, Vec<String>>,
+    sets: BTreeMap<String, Members>,
+    /// The chains of the host endpoint part (brl-OUTPUT, brl-fh-…) last rendered.
+    host_chains: Vec<String>,
+    out: Rendered,
+}
+
+type Extra = BTreeMap<String, Vec<IpNetwork>>;
+type Chains = Vec<(String, Vec<String>)>;
+
+impl Renderer {
+    pub fn new(family: Family) -> Renderer {
+        Renderer {
+            family,
+            policies: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            dispatch: None,
+            raw: BTreeMap::new(),
+            chain_origins: BTreeMap::new(),
+            sets: BTreeMap::new(),
+            host_chains: Vec::new(),
+            out: Rendered {
+                table: "filter",
+                hooks_last: false,
+                set_prefixes: vec!["s:", "n:", "x:"],
+                hooks: vec![
+                    ("FORWARD".into(), "brl-FORWARD".into()),
+                    ("INPUT".into(), "brl-INPUT".into()),
+                ],
+                ..Rendered::default()
+            },
+        }
+    }
+
+    /// The last rendering.
+    pub fn rendered(&self) -> &Rendered {
+        &self.out
+    }
+
+    /// Brings the rendering to `resolved`; returns how many chains' lines were
+    /// recomputed (changed, added or removed).
+    pub fn update(&mut self, resolved: &Resolved) -> usize {
+        let family = self.family;
+        let clear = format!("-j MARK --set-xmark 0x0/{:#x}", MARK_ACCEPT | MARK_PASS);
+        let accepted = format!("-m mark --mark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}");
+        // Every chain wanted, with new lines for those (possibly) changed.
+        let mut fresh: Vec<(String, Vec<String>, BTreeMap<usize, String>)> = Vec::new();
+        // Chains no longer wanted: those of policies, endpoints and dispatch nodes gone.
+        let mut gone: Vec<String> = Vec::new();
+        if !self.raw.contains_key("brl-FORWARD") {
+            fresh.push((
+                "brl-FORWARD".into(),
+                vec![
+                    clear.clone(),
+                    "-i cali+ -j brl-from-wl-dispatch".into(),
+                    "-o cali+ -j brl-to-wl-dispatch".into(),
+                    format!("{accepted} -j ACCEPT"),
+                ],
+                BTreeMap::new(),
+            ));
+        }
+        // brl-INPUT, and with host endpoints their chains (few: rendered whole each time,
+        // written only when they differ).
+        let mut host: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        host.insert(
+            "brl-INPUT".into(),
+            vec![
+                clear.clone(),
+                "-i cali+ -j brl-from-wl-dispatch".into(),
+                format!("-i cali+ {accepted} -j ACCEPT"),
+            ],
+        );
+        if !resolved.host_endpoints.is_empty() {
+            host_endpoint_chains(family, resolved, &mut host, &clear, &accepted);
+        }
+        let host_names: Vec<String> = host.keys().cloned().collect();
+        gone.extend(
+            self.host_chains
+                .iter()
+                .filter(|c| !host.contains_key(*c))
+                .cloned(),
+        );
+        self.host_chains = host_names;
+        for (c, l) in host {
+            fresh.push((c, l, BTreeMap::new()));
+        }
+        self.out.hooks = vec![
+            ("FORWARD".into(), "brl-FORWARD".into()),
+            ("INPUT".into(), "brl-INPUT".into()),
+        ];
+        if !resolved.host_endpoints.is_empty() {
+            self.out.hooks.push(("OUTPUT".into(), "brl-OUTPUT".into()));
+        }
+        // Policies.
+        self.policies.retain(|k, (_, chains, _)| {
+            let keep = resolved.policies.contains_key(k);
+            if !keep {
+                gone.extend(chains.iter().map(|c| c.0.clone()));
+            }
+            keep
+        });
+        for (key, p) in &resolved.policies {
+            if self.policies.get(key).is_some_and(|(old, _, _)| old == p) {
+                continue;
+            }
+            let mut ctx = Ctx {
+                family,
+                extra: BTreeMap::new(),
+            };
+            let mut chains = Vec::new();
+            for (prefix, rules) in [("brl-pi-", &p.ingress), ("brl-po-", &p.egress)] {
+                let chain = chain_name(prefix, key);
+                let mut lines = Vec::new();
+                let mut counted = BTreeMap::new();
+                for r in rules {
+                    for (l, count) in rule_lines(&mut ctx, r) {
+                        if count {
+                            counted.insert(lines.len(), r.origin.clone());
+                        }
+                        lines.push(l);
                     }
-                    lines.push(l);
+                }
+                fresh.push((chain.clone(), lines.clone(), counted.clone()));
+                chains.push((chain, lines, counted));
+            }
+            self.policies
+                .insert(key.clone(), (p.clone(), chains, ctx.extra));
+        }
+        // Endpoints.
+        let ifaces: std::collections::BTreeSet<&str> = resolved
+            .endpoints
+            .iter()
+            .map(|e| e.iface.as_str())
+            .collect();
+        self.endpoints.retain(|k, _| {
+            let keep = ifaces.contains(k.as_str());
+            if !keep {
+                gone.push(chain_name("brl-fw-", k));
+                gone.push(chain_name("brl-tw-", k));
+            }
+            keep
+        });
+        for ep in &resolved.endpoints {
+            let fw = chain_name("brl-fw-", &ep.iface);
+            let tw = chain_name("brl-tw-", &ep.iface);
+            if self
+                .endpoints
+                .get(&ep.iface)
+                .is_some_and(|(old, _)| old == ep)
+            {
+                continue;
+            }
+            let mut both: [Vec<String>; 2] = Default::default();
+            for (k, (chain, tiers, prefix)) in
+                [(&tw, &ep.ingress, "brl-pi-"), (&fw, &ep.egress, "brl-po-")]
+                    .into_iter()
+                    .enumerate()
+            {
+                let mut l = vec![
+                    "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string(),
+                    "-m conntrack --ctstate INVALID -j DROP".to_string(),
+                    clear.clone(),
+                ];
+                tier_lines(&mut l, tiers, prefix, &accepted);
+                // The namespace's profile: allow.
+                l.push(format!(
+                    "-j MARK --set-xmark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}"
+                ));
+                l.push("-j RETURN".into());
+                fresh.push((chain.clone(), l.clone(), BTreeMap::new()));
+                both[k] = l;
+            }
+            self.endpoints.insert(ep.iface.clone(), (ep.clone(), both));
+        }
+        // Dispatch (a tree above DISPATCH_LEAF interfaces).
+        let names: Vec<&str> = ifaces.iter().copied().collect();
+        if self
+            .dispatch
+            .as_ref()
+            .is_none_or(|(old, _)| old.iter().map(String::as_str).ne(names.iter().copied()))
+        {
+            let mut chains = Vec::new();
+            dispatch_chains(
+                "brl-from-wl-dispatch",
+                "brl-fwd-",
+                "brl-fw-",
+                "-i",
+                &names,
+                &mut chains,
+            );
+            dispatch_chains(
+                "brl-to-wl-dispatch",
+                "brl-twd-",
+                "brl-tw-",
+                "-o",
+                &names,
+                &mut chains,
+            );
+            for (c, l) in &chains {
+                fresh.push((c.clone(), l.clone(), BTreeMap::new()));
+            }
+            if let Some((_, old)) = &self.dispatch {
+                let now: std::collections::BTreeSet<&String> =
+                    chains.iter().map(|c| &c.0).collect();
+                gone.extend(
+                    old.iter()
+                        .map(|c| &c.0)
+                        .filter(|c| !now.contains(c))
+                        .cloned(),
+                );
+            }
+            self.dispatch = Some((names.iter().map(|n| n.to_string()).collect(), chains));
+        }
+
+        // Chains no longer wanted, then the changed ones (hashes chained from the chain's
+        // name and the rules before, as Felix's `cali:` hashes).
+        let mut changed = 0;
+        // (A chain both gone and fresh, e.g. an endpoint's iface reused: fresh wins.)
+        let fresh_names: std::collections::BTreeSet<&String> = fresh.iter().map(|f| &f.0).collect();
+        gone.retain(|c| !fresh_names.contains(c));
+        for c in gone {
+            if self.raw.remove(&c).is_none() {
+                continue;
+            }
+            self.out.chains.remove(&c);
+            self.out.rules.remove(&c);
+            for h in self.chain_origins.remove(&c).unwrap_or_default() {
+                self.out.origins.remove(&h);
+            }
+            changed += 1;
+        }
+        for (name, lines, counted) in fresh {
+            if self.raw.get(&name) == Some(&lines) {
+                continue;
+            }
+            changed += 1;
+            for h in self.chain_origins.remove(&name).unwrap_or_default() {
+                self.out.origins.remove(&h);
+            }
+            let mut prev = name.clone();
+            let mut hashes = Vec::with_capacity(lines.len());
+            let mut full = Vec::with_capacity(lines.len());
+            let mut origin_hashes = Vec::new();
+            for (i, l) in lines.iter().enumerate() {
+                let h = fnv(&format!("{prev}\n{l}"))[..16].to_string();
+                if let Some(o) = counted.get(&i) {
+                    self.out.origins.insert(h.clone(), o.clone());
+                    origin_hashes.push(h.clone());
+                }
+                full.push(format!("-A {name} -m comment --comment \"brl:{h}\" {l}"));
+                hashes.push(h.clone());
+                prev = h;
+            }
+            if !origin_hashes.is_empty() {
+                self.chain_origins.insert(name.clone(), origin_hashes);
+            }
+            self.out.chains.insert(name.clone(), hashes);
+            self.out.rules.insert(name.clone(), full);
+            self.raw.insert(name, lines);
+        }
+
+        // Sets: the resolved ones, then the extra sets of multi-net sides.
+        let mut extra: BTreeMap<&String, &Vec<IpNetwork>> = BTreeMap::new();
+        for (_, _, e) in self.policies.values() {
+            extra.extend(e.iter());
+        }
+        let mut old: BTreeMap<String, IpsetDef> = std::mem::take(&mut self.out.ipsets)
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        self.sets.retain(|k, _| resolved.sets.contains_key(k));
+        let mut ipsets = Vec::with_capacity(resolved.sets.len() + extra.len());
+        for (name, m) in &resolved.sets {
+            let iname = ipset_name(family, name);
+            if self.sets.get(name) == Some(m) {
+                if let Some(d) = old.remove(&iname) {
+                    ipsets.push(d);
+                    continue;
                 }
             }
-            chains.insert(chain, lines);
+            self.sets.insert(name.clone(), m.clone());
+            ipsets.push(match m {
+                Members::Nets(nets) => IpsetDef {
+                    name: iname,
+                    kind: "hash:net",
+                    members: nets
+                        .iter()
+                        .filter(|n| net_in_family(family, n))
+                        .map(|n| n.to_string())
+                        .collect(),
+                },
+                Members::IpPorts(v) => IpsetDef {
+                    name: iname,
+                    kind: "hash:ip,port",
+                    members: v
+                        .iter()
+                        .filter(|(ip, _, _)| in_family(family, ip))
+                        .map(|(ip, p, port)| format!("{ip},{}:{port}", proto_name(family, *p)))
+                        .collect(),
+                },
+            });
         }
-    }
-    for ep in &ctx.resolved.endpoints.clone() {
-        let fw = chain_name("brl-fw-", &ep.iface);
-        let tw = chain_name("brl-tw-", &ep.iface);
-        from.push(format!("-i {} -g {fw}", ep.iface));
-        to.push(format!("-o {} -g {tw}", ep.iface));
-        for (chain, tiers, prefix) in [(&tw, &ep.ingress, "brl-pi-"), (&fw, &ep.egress, "brl-po-")]
-        {
-            let mut l = vec![
-                "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT".to_string(),
-                "-m conntrack --ctstate INVALID -j DROP".to_string(),
-                clear.clone(),
-            ];
-            tier_lines(&mut l, tiers, prefix, &accepted);
-            // The namespace's profile: allow.
-            l.push(format!(
-                "-j MARK --set-xmark {MARK_ACCEPT:#x}/{MARK_ACCEPT:#x}"
-            ));
-            l.push("-j RETURN".into());
-            chains.insert(chain.clone(), l);
-        }
-    }
-    from.push(format!("{} -j DROP", comment("unknown interface")));
-    to.push(format!("{} -j DROP", comment("unknown interface")));
-    chains.insert("brl-from-wl-dispatch".into(), from);
-    chains.insert("brl-to-wl-dispatch".into(), to);
-    let mut hooks = vec![
-        ("FORWARD".to_string(), "brl-FORWARD".to_string()),
-        ("INPUT".to_string(), "brl-INPUT".to_string()),
-    ];
-    if !ctx.resolved.host_endpoints.is_empty() {
-        host_endpoint_chains(&ctx, &mut chains, &clear, &accepted);
-        hooks.push(("OUTPUT".into(), "brl-OUTPUT".into()));
-    }
-
-    // Every rule carries `brl:<hash>` first, chained from the chain's name and the rules
-    // before it (as Felix's `cali:` hashes): read back, the hashes show whether a chain
-    // is exactly what was written.
-    let mut filter = String::from("*filter\n");
-    for name in chains.keys() {
-        let _ = writeln!(filter, ":{name} - [0:0]");
-    }
-    let mut expected = BTreeMap::new();
-    let mut rules = BTreeMap::new();
-    let mut origins = BTreeMap::new();
-    for (name, lines) in &chains {
-        let mut prev = name.clone();
-        let mut hashes = Vec::new();
-        let mut full = Vec::new();
-        for (i, l) in lines.iter().enumerate() {
-            let h = fnv(&format!("{prev}\n{l}"))[..16].to_string();
-            if let Some(o) = counted.get(&(name.clone(), i)) {
-                origins.insert(h.clone(), o.clone());
-            }
-            let line = format!("-A {name} -m comment --comment \"brl:{h}\" {l}");
-            let _ = writeln!(filter, "{line}");
-            full.push(line);
-            hashes.push(h.clone());
-            prev = h;
-        }
-        expected.insert(name.clone(), hashes);
-        rules.insert(name.clone(), full);
-    }
-    filter.push_str("COMMIT\n");
-
-    let mut ipsets = Vec::new();
-    for (name, m) in &resolved.sets {
-        match m {
-            Members::Nets(nets) => ipsets.push(IpsetDef {
-                name: ipset_name(family, name),
+        for (name, nets) in extra {
+            let iname = ipset_name(family, name);
+            ipsets.push(old.remove(&iname).unwrap_or_else(|| IpsetDef {
+                name: iname,
                 kind: "hash:net",
-                members: nets
-                    .iter()
-                    .filter(|n| net_in_family(family, n))
-                    .map(|n| n.to_string())
-                    .collect(),
-            }),
-            Members::IpPorts(v) => ipsets.push(IpsetDef {
-                name: ipset_name(family, name),
-                kind: "hash:ip,port",
-                members: v
-                    .iter()
-                    .filter(|(ip, _, _)| in_family(family, ip))
-                    .map(|(ip, p, port)| format!("{ip},{}:{port}", proto_name(family, *p)))
-                    .collect(),
-            }),
+                members: nets.iter().map(|n| n.to_string()).collect(),
+            }));
         }
-    }
-    if !resolved.host_endpoints.is_empty() && (resolved.ipip || resolved.vxlan) {
-        ipsets.push(IpsetDef {
-            name: ipset_name(family, TUNNEL_HOSTS_SET),
-            kind: "hash:net",
-            members: resolved
-                .tunnel_hosts
-                .iter()
-                .filter(|ip| in_family(family, ip))
-                .map(|ip| {
-                    IpNetwork::new(*ip, if ip.is_ipv4() { 32 } else { 128 })
-                        .expect("host prefix")
-                        .to_string()
-                })
-                .collect(),
-        });
-    }
-    for (name, nets) in &ctx.extra {
-        ipsets.push(IpsetDef {
-            name: ipset_name(family, name),
-            kind: "hash:net",
-            members: nets.iter().map(|n| n.to_string()).collect(),
-        });
-    }
-    Rendered {
-        table: "filter",
-        hooks_last: false,
-        set_prefixes: vec!["s:", "n:", "x:"],
-        filter,
-        rules,
-        origins,
-        chains: expected,
-        ipsets,
-        hooks,
+        if !resolved.host_endpoints.is_empty() && (resolved.ipip || resolved.vxlan) {
+            ipsets.push(IpsetDef {
+                name: ipset_name(family, TUNNEL_HOSTS_SET),
+                kind: "hash:net",
+                members: resolved
+                    .tunnel_hosts
+                    .iter()
+                    .filter(|ip| in_family(family, ip))
+                    .map(|ip| {
+                        IpNetwork::new(*ip, if ip.is_ipv4() { 32 } else { 128 })
+                            .expect("host prefix")
+                            .to_string()
+                    })
+                    .collect(),
+            });
+        }
+        self.out.ipsets = ipsets;
+        changed
     }
 }
 
@@ -604,13 +868,12 @@ const ALL_INTERFACES_KEY: &str = "any-interface-at-all";
 /// tiers as a workload's, then the profile: accept with `projectcalico-default-allow`,
 /// else drop. An interface no host endpoint names is not policed.
 fn host_endpoint_chains(
-    ctx: &Ctx,
+    family: Family,
+    r: &Resolved,
     chains: &mut BTreeMap<String, Vec<String>>,
     clear: &str,
     accepted: &str,
 ) {
-    let family = ctx.family;
-    let r = ctx.resolved;
     // The encapsulated pod network from and to the other nodes (Felix: "Allow IPIP
     // packets from Calico hosts", VXLAN likewise), before host endpoint policy.
     let hosts = ipset_name(family, TUNNEL_HOSTS_SET);
@@ -682,13 +945,13 @@ fn host_endpoint_chains(
     };
     chains.insert(
         "brl-failsafe-in".into(),
-        failsafe(&ctx.resolved.failsafe_inbound, true),
+        failsafe(&r.failsafe_inbound, true),
     );
     chains.insert(
         "brl-failsafe-out".into(),
-        failsafe(&ctx.resolved.failsafe_outbound, false),
+        failsafe(&r.failsafe_outbound, false),
     );
-    let mut hosts: Vec<&RHostEndpoint> = ctx.resolved.host_endpoints.iter().collect();
+    let mut hosts: Vec<&RHostEndpoint> = r.host_endpoints.iter().collect();
     // Named interfaces first (by name), the all-interfaces endpoint last; one endpoint
     // per interface (the first by name).
     hosts.sort_by_key(|h| (h.iface == ALL_INTERFACES, h.iface.clone(), h.name.clone()));
@@ -755,6 +1018,34 @@ fn tier_lines(l: &mut Vec<String>, tiers: &[TierRef], prefix: &str, accepted: &s
             comment(&format!("end of tier {}", t.name))
         ));
     }
+}
+
+impl Rendered {
+    /// The `iptables-restore --noflush` text of every chain (each declared, so flushed).
+    pub fn restore_text(&self) -> String {
+        let mut t = format!("*{}\n", self.table);
+        for name in self.rules.keys() {
+            let _ = writeln!(t, ":{name} - [0:0]");
+        }
+        for lines in self.rules.values() {
+            for l in lines {
+                t.push_str(l);
+                t.push('\n');
+            }
+        }
+        t.push_str("COMMIT\n");
+        t
+    }
+}
+
+/// Renders the filter table and ipsets for one family (all of it; [`Renderer`] renders
+/// only what changed since its last update).
+pub fn render(resolved: &Resolved, family: Family) -> Rendered {
+    let mut r = Renderer::new(family);
+    r.update(resolved);
+    let mut out = r.out;
+    out.filter = out.restore_text();
+    out
 }
 
 #[cfg(test)]
@@ -951,6 +1242,209 @@ mod tests {
         );
     }
 
+    /// Which chain a packet on `iface` reaches from a dispatch root, following the
+    /// first matching `flag` rule (`name+` a prefix, else exact) through the gotos.
+    fn dispatched(out: &Rendered, root: &str, flag: &str, iface: &str) -> String {
+        let mut chain = root.to_string();
+        'walk: for _ in 0..20 {
+            for l in &out.rules[&chain] {
+                let rest = l.split(&format!(" {flag} ")).nth(1);
+                let Some(rest) = rest else {
+                    assert!(l.ends_with("-j DROP"), "{l}");
+                    return "DROP".into();
+                };
+                let mut w = rest.split_whitespace();
+                let pat = w.next().unwrap();
+                let target = w.nth(1).unwrap();
+                let hit = match pat.strip_suffix('+') {
+                    Some(p) => iface.starts_with(p),
+                    None => iface == pat,
+                };
+                if hit {
+                    if target.starts_with("brl-fwd-") || target.starts_with("brl-twd-") {
+                        chain = target.to_string();
+                        continue 'walk;
+                    }
+                    return target.to_string();
+                }
+            }
+            panic!("fell off {chain}");
+        }
+        panic!("too deep");
+    }
+
+    #[test]
+    fn dispatch_tree_reaches_every_interface_and_drops_others() {
+        let mut r = Resolved::default();
+        let mut names: Vec<String> = (0..700).map(|i| format!("cali{i:011x}")).collect();
+        names.extend((0..300).map(|i| {
+            format!(
+                "cali{:011x}",
+                (i as u64).wrapping_mul(0x9e37_79b9_7f4a) % (1 << 44)
+            )
+        }));
+        names.extend(["cali1".to_string(), "cali12".into(), "calix".into()]);
+        for n in &names {
+            r.endpoints.push(brindle_model::resolved::REndpoint {
+                iface: n.clone(),
+                ..Default::default()
+            });
+        }
+        r.endpoints.sort_by(|a, b| a.iface.cmp(&b.iface));
+        r.endpoints.dedup_by(|a, b| a.iface == b.iface);
+        let out = render(&r, Family::V4);
+        for n in &names {
+            assert_eq!(
+                dispatched(&out, "brl-from-wl-dispatch", "-i", n),
+                chain_name("brl-fw-", n)
+            );
+            assert_eq!(
+                dispatched(&out, "brl-to-wl-dispatch", "-o", n),
+                chain_name("brl-tw-", n)
+            );
+        }
+        for n in ["cali0000000ffff", "cali2", "eth0", "cali"] {
+            assert_eq!(
+                dispatched(&out, "brl-from-wl-dispatch", "-i", n),
+                "DROP",
+                "{n}"
+            );
+        }
+        for (c, l) in &out.rules {
+            assert!(c.len() <= MAX_CHAIN, "{c}");
+            if c.contains("-wl-dispatch") || c.starts_with("brl-fwd-") || c.starts_with("brl-twd-")
+            {
+                assert!(l.len() <= DISPATCH_LEAF + 1, "{c}: {}", l.len());
+            }
+        }
+    }
+
+    /// A small deterministic generator (no dependency).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    fn random_policy(g: &mut Lcg) -> brindle_model::resolved::RPolicy {
+        use brindle_model::resolved::{RPolicy, SetAlt};
+        let rule = |g: &mut Lcg| RRule {
+            ip_version: None,
+            protocol: Some(6),
+            not_protocol: None,
+            icmp: None,
+            not_icmp: None,
+            source: RSide {
+                sets: (0..g.next(3))
+                    .map(|_| SetAlt {
+                        set: format!("s:{}", g.next(8)),
+                        except: None,
+                    })
+                    .collect(),
+                nets: if g.next(4) == 0 {
+                    vec![
+                        format!("10.{}.0.0/16", g.next(3)).parse().unwrap(),
+                        "192.168.0.0/16".parse().unwrap(),
+                    ]
+                } else {
+                    Vec::new()
+                },
+                ..RSide::default()
+            },
+            destination: RSide {
+                ports: (0..g.next(3))
+                    .map(|_| (6, 80 + g.next(5) as u16, 80 + g.next(5) as u16 + 5))
+                    .collect(),
+                ..RSide::default()
+            },
+            action: [Action::Allow, Action::Deny, Action::Pass, Action::Log][g.next(4) as usize],
+            origin: format!("p rule {}", g.next(3)),
+        };
+        RPolicy {
+            id: "x".into(),
+            ingress: (0..g.next(3)).map(|_| rule(g)).collect(),
+            egress: (0..g.next(2)).map(|_| rule(g)).collect(),
+        }
+    }
+
+    #[test]
+    fn incremental_rendering_equals_a_full_one() {
+        use brindle_model::resolved::{REndpoint, TierRef};
+        let mut g = Lcg(7);
+        let mut r = Resolved::default();
+        let mut inc = [Renderer::new(Family::V4), Renderer::new(Family::V6)];
+        for step in 0..300 {
+            for _ in 0..1 + g.next(3) {
+                match g.next(6) {
+                    0 | 1 => {
+                        let k = format!("knp/ns/p{}", g.next(12));
+                        r.policies.insert(k, random_policy(&mut g));
+                    }
+                    2 => {
+                        let k = format!("knp/ns/p{}", g.next(12));
+                        r.policies.remove(&k);
+                    }
+                    3 => {
+                        let s = format!("s:{}", g.next(8));
+                        let m: Vec<IpNetwork> = (0..g.next(4))
+                            .map(|_| {
+                                format!("10.0.{}.{}/32", g.next(3), g.next(9))
+                                    .parse()
+                                    .unwrap()
+                            })
+                            .collect();
+                        r.sets.insert(s, Members::Nets(m));
+                    }
+                    _ => {
+                        let iface = format!("cali{:03x}", g.next(80));
+                        r.endpoints.retain(|e| e.iface != iface);
+                        if g.next(5) > 0 {
+                            let tiers = |g: &mut Lcg| {
+                                (0..g.next(2))
+                                    .map(|_| TierRef {
+                                        name: "default".into(),
+                                        policies: (0..1 + g.next(3))
+                                            .map(|_| format!("knp/ns/p{}", g.next(12)))
+                                            .collect(),
+                                    })
+                                    .collect()
+                            };
+                            r.endpoints.push(REndpoint {
+                                iface,
+                                ingress: tiers(&mut g),
+                                egress: tiers(&mut g),
+                            });
+                            r.endpoints.sort_by(|a, b| a.iface.cmp(&b.iface));
+                        }
+                    }
+                }
+            }
+            // Sets named by a rule exist (as the resolver guarantees).
+            for p in r.policies.clone().values() {
+                for rule in p.ingress.iter().chain(&p.egress) {
+                    for a in &rule.source.sets {
+                        r.sets
+                            .entry(a.set.clone())
+                            .or_insert(Members::Nets(Vec::new()));
+                    }
+                }
+            }
+            for (k, f) in [Family::V4, Family::V6].into_iter().enumerate() {
+                inc[k].update(&r);
+                let full = render(&r, f);
+                let got = inc[k].rendered();
+                assert_eq!(got.restore_text(), full.filter, "step {step}");
+                let mut got = got.clone();
+                got.filter = full.filter.clone();
+                assert_eq!(got, full, "step {step}");
+            }
+        }
+    }
     #[test]
     fn host_endpoints_in_felix_structure() {
         use brindle_model::resolved::{Failsafe, RHostEndpoint, TierRef};
