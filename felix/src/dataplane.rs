@@ -1,6 +1,6 @@
 //! The dataplane driver: [`Dataplane::apply`] computes the desired state from a
-//! [`Model`] and reconciles links → sysctls → neighbours/FDB → routes, then writes the
-//! pod MTU for the CNI plugin; [`Dataplane::run`] re-applies on model changes, on kernel
+//! [`Model`] and runs the reconcilers ([`crate::reconcile`]: links → sysctls →
+//! neighbours/FDB → routes → the pod MTU file → network policy → natOutgoing); [`Dataplane::run`] re-applies on model changes, on kernel
 //! events (route/link/neighbour/address/netconf multicast groups: a hand-deleted route or
 //! a changed `rp_filter` is repaired within the debounce delay) and on a periodic resync.
 //!
@@ -26,7 +26,7 @@ use netlink_proto::sys::protocols::NETLINK_ROUTE;
 use netlink_proto::sys::{AsyncSocket, AsyncSocketExt, SocketAddr, TokioSocket};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -75,9 +75,7 @@ impl Default for DataplaneConfig {
     }
 }
 
-/// One policy rule's kernel counters: `(origin, packets, bytes)`, the origin being
-/// `<policy> <direction> rule <n>`.
-pub type RuleCounter = (String, u64, u64);
+pub use crate::reconcile::RuleCounter;
 
 /// What one apply did: the reconcilers' [`crate::reconcile::Report`]s, and their sums.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -145,16 +143,8 @@ pub struct Dataplane {
     logged_warnings: BTreeSet<String>,
     /// The reconcilers, in order ([`crate::reconcile::all`]).
     reconcilers: Vec<Box<dyn crate::reconcile::Reconciler>>,
-    policy: crate::policy_apply::PolicyApplier,
-    /// Policy chains are installed (removed when the model has no policy any more).
+    /// The last model had network policy (its counters are cleared when it goes).
     policy_on: bool,
-    /// natOutgoing chains are installed, per family.
-    nat_on: [bool; 2],
-    /// A replaced calico-node's chains and sets were looked for.
-    calico_leftovers_checked: bool,
-    /// The renderings per family, updated incrementally: a change re-renders only the
-    /// policies, endpoints and sets it touches (a route change none of them).
-    rendered: Option<[crate::policy_render::Renderer; 2]>,
 }
 
 impl Dataplane {
@@ -167,11 +157,7 @@ impl Dataplane {
             nl,
             logged_warnings: BTreeSet::new(),
             reconcilers,
-            policy: crate::policy_apply::PolicyApplier::new(),
             policy_on: false,
-            nat_on: [false; 2],
-            calico_leftovers_checked: false,
-            rendered: None,
         })
     }
 
@@ -188,126 +174,28 @@ impl Dataplane {
             local_endpoints: model.endpoints.len(),
             ..Default::default()
         };
-        self.reconcile(&d, &mut r).await;
-        self.apply_policy(model, &mut r);
+        self.reconcile(&d, model, &mut r).await;
+        if self.policy_on && model.policy.is_none() {
+            r.policy_counters = Some(Vec::new());
+        }
+        self.policy_on = model.policy.is_some();
         r.duration = start.elapsed();
         self.log(&r);
         r
     }
 
-    /// Policy chains and sets for both families (read back each time: drift repair).
-    fn apply_policy(&mut self, model: &Model, r: &mut ApplyReport) {
-        use crate::policy_render::{Family, Renderer};
-        match &model.policy {
-            Some(resolved) => {
-                let renderers = self
-                    .rendered
-                    .get_or_insert_with(|| [Renderer::new(Family::V4), Renderer::new(Family::V6)]);
-                for rd in renderers.iter_mut() {
-                    rd.update(resolved);
-                }
-                let outs = self
-                    .rendered
-                    .as_ref()
-                    .expect("just set")
-                    .each_ref()
-                    .map(Renderer::rendered);
-                for (family, out) in [Family::V4, Family::V6].into_iter().zip(outs) {
-                    let rep = self.policy.apply(family, out, false);
-                    r.policy_writes += rep.tables_written + rep.sets_written;
-                    if rep.drift_repaired {
-                        warn!(
-                            ?family,
-                            "policy chains had drifted (changed outside Brindle): rewritten"
-                        );
-                    }
-                    r.errors
-                        .extend(rep.errors.into_iter().map(|e| format!("policy: {e}")));
-                }
-                self.policy_on = true;
-            }
-            None if self.policy_on => {
-                for family in [Family::V4, Family::V6] {
-                    let rep = self.policy.remove(family);
-                    r.errors
-                        .extend(rep.errors.into_iter().map(|e| format!("policy: {e}")));
-                }
-                self.policy_on = false;
-                self.rendered = None;
-                r.policy_counters = Some(Vec::new());
-                info!("no network policy any more: policy chains removed");
-            }
-            None => {}
-        }
-        if !self.calico_leftovers_checked {
-            // Once, after Brindle's own chains are in place: a calico-node this agent
-            // replaced must not go on enforcing its last policy.
-            self.calico_leftovers_checked = true;
-            for family in [Family::V4, Family::V6] {
-                match crate::policy_apply::remove_calico_leftovers(family) {
-                    Ok(0) => {}
-                    Ok(n) => warn!(
-                        ?family,
-                        chains = n,
-                        "removed the cali- chains and sets a replaced calico-node left behind"
-                    ),
-                    Err(e) => r.errors.push(format!("calico-node leftovers: {e}")),
-                }
-            }
-        }
-        for (i, family) in [Family::V4, Family::V6].into_iter().enumerate() {
-            match crate::nat_outgoing::render(&model.pools, family) {
-                Some(out) => {
-                    let rep = self.policy.apply(family, &out, false);
-                    r.policy_writes += rep.tables_written + rep.sets_written;
-                    r.errors
-                        .extend(rep.errors.into_iter().map(|e| format!("natOutgoing: {e}")));
-                    self.nat_on[i] = true;
-                }
-                None if self.nat_on[i] => {
-                    let rep = self.policy.remove_table(family, "nat", &["nat-"]);
-                    r.errors
-                        .extend(rep.errors.into_iter().map(|e| format!("natOutgoing: {e}")));
-                    self.nat_on[i] = false;
-                }
-                None => {}
-            }
-        }
-    }
-
-    /// The kernel's counters of every policy rule programmed, `(origin, packets, bytes)`,
-    /// both families summed (None without policy; errors say which family could not be
-    /// read).
+    /// The kernel's counters of every rule programmed (network policy), from the
+    /// reconcilers that count (None: none has anything programmed).
     pub fn policy_counters(&self) -> Option<(Vec<RuleCounter>, Vec<String>)> {
-        let renderers = self.rendered.as_ref()?;
-        let outs = renderers
-            .each_ref()
-            .map(crate::policy_render::Renderer::rendered);
-        let mut counters: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        let mut errors = Vec::new();
-        for (family, out) in [
-            crate::policy_render::Family::V4,
-            crate::policy_render::Family::V6,
-        ]
-        .into_iter()
-        .zip(outs)
-        {
-            if out.origins.is_empty() {
-                continue;
-            }
-            match crate::policy_apply::counters(family, out) {
-                Ok(c) => {
-                    for (origin, (p, b)) in c {
-                        let e = counters.entry(origin).or_default();
-                        e.0 += p;
-                        e.1 += b;
-                    }
-                }
-                Err(e) => errors.push(format!("policy counters ({family:?}): {e}")),
+        let mut out: Option<(Vec<RuleCounter>, Vec<String>)> = None;
+        for rec in &self.reconcilers {
+            if let Some((c, e)) = rec.kernel_counters() {
+                let o = out.get_or_insert_with(Default::default);
+                o.0.extend(c);
+                o.1.extend(e);
             }
         }
-        let counters = counters.into_iter().map(|(o, (p, b))| (o, p, b)).collect();
-        Some((counters, errors))
+        out
     }
 
     fn log(&mut self, r: &ApplyReport) {
@@ -341,9 +229,11 @@ impl Dataplane {
     }
 
     /// Runs the reconcilers ([`crate::reconcile`]) and sums their reports into `r`.
-    async fn reconcile(&mut self, d: &Desired, r: &mut ApplyReport) {
+    async fn reconcile(&mut self, d: &Desired, model: &Model, r: &mut ApplyReport) {
         let mut cx = Cx {
             desired: d,
+            policy: model.policy.as_ref(),
+            pools: &model.pools,
             nl: &self.nl,
             protocol: self.cfg.protocol,
             proc_sys: &self.cfg.proc_sys,
@@ -370,6 +260,7 @@ impl Dataplane {
                     r.routes_removed += rep.removed;
                     r.routes_programmed += rep.in_place;
                 }
+                "policy" | "nat-outgoing" => r.policy_writes += rep.changed,
                 _ => {}
             }
             r.pending += rep.pending;
@@ -482,6 +373,8 @@ async fn cleanup_with(nl: &Netlink, protocol: u8) -> io::Result<CleanupReport> {
         crate::policy_render::Family::V6,
     ] {
         r.errors.extend(policy.remove(family).errors);
+        r.errors
+            .extend(policy.remove_table(family, "nat", &["nat-"]).errors);
     }
     info!(
         routes = r.routes_removed,

@@ -16,12 +16,14 @@
 //! [`sysctl`] tables the sysctls of both ends of a pod's veth. [`endpoint`] holds the
 //! records the CNI plugin hands to the agent. [`policy_render`] renders a resolved policy
 //! program (`brindle_model::resolved`, which the policy compiler fills from Kubernetes
-//! and Calico objects so that felix knows neither) into iptables chains and ipsets in Felix's structure (workloads, and host endpoints
-//! with their failsafe ports) and [`policy_apply`] applies
-//! it in the reconcile loop (ipset swaps, one `iptables-restore` per table, the
-//! jumps from the kernel chains, drift repair by `brl:` rule hashes). [`nat_outgoing`]
-//! masquerades `natOutgoing` pools' traffic leaving the pools, applied the same way, with
-//! the iptables backend (legacy or nf_tables) [`iptables_backend`] detects as Felix does.
+//! and Calico objects so that felix knows neither) into iptables chains and ipsets in
+//! Felix's structure (workloads, and host endpoints with their failsafe ports),
+//! incrementally, and [`policy_apply`] applies it (ipset swaps, one `iptables-restore`
+//! per table and change, the jumps from the kernel chains, drift repair by `brl:` rule
+//! hashes). [`nat_outgoing`] masquerades `natOutgoing` pools' traffic leaving the pools,
+//! applied the same way; [`policy_reconcile`] makes both reconcilers of the same list as
+//! routes and links, with the iptables backend (legacy or nf_tables) [`iptables_backend`]
+//! detects as Felix does.
 
 pub mod calc;
 pub mod dataplane;
@@ -35,6 +37,7 @@ pub mod netns;
 mod nl;
 pub mod podnet;
 pub mod policy_apply;
+pub mod policy_reconcile;
 pub mod policy_render;
 pub mod reconcile;
 pub mod routes;

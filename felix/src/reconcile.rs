@@ -10,7 +10,8 @@
 //!
 //! Order matters and is the list's: links first (they give the interface indexes and
 //! the host MTU every later step needs, through [`Cx`]), then sysctls, neighbours and
-//! FDB, routes, the pod MTU file. An observation that fails ends the apply there, with
+//! FDB, routes, the pod MTU file, network policy and natOutgoing (iptables and ipsets,
+//! [`crate::policy_reconcile`]). An observation that fails ends the apply there, with
 //! the error in that reconciler's report: the later plans would be made without what
 //! the earlier ones learnt (a route plan without the interfaces deletes routes). The
 //! run loop retries with a back-off.
@@ -43,6 +44,10 @@ pub struct Cx<'a> {
     /// Root of the sysctl tree.
     pub proc_sys: &'a std::path::Path,
     pub rp_filter_policy: RpFilterPolicy,
+    /// The resolved network policy (None: none; the policy reconciler removes its chains).
+    pub policy: Option<&'a brindle_model::resolved::Resolved>,
+    /// The IP pools (natOutgoing).
+    pub pools: &'a [crate::model::Pool],
     /// The time of this apply (plans use it, never the clock).
     pub now: Instant,
     /// Interface name → index, as the links reconciler leaves them.
@@ -83,6 +88,10 @@ impl Report {
     }
 }
 
+/// One rule's kernel counters: `(origin, packets, bytes)`; for policy the origin is
+/// `<policy> <direction> rule <n>`.
+pub type RuleCounter = (String, u64, u64);
+
 /// One kind of kernel state, reconciled in three steps (see the module doc).
 pub trait Reconciler: Send {
     fn name(&self) -> &'static str;
@@ -92,6 +101,11 @@ pub trait Reconciler: Send {
     fn plan(&mut self, cx: &Cx<'_>);
     /// Makes the planned changes; may fill `cx` for the reconcilers after it.
     fn apply<'a>(&'a mut self, cx: &'a mut Cx<'_>) -> BoxFuture<'a, Report>;
+    /// The kernel's counters of what this reconciler programmed, read now (None: it
+    /// counts nothing, or has nothing programmed). Read apart from the applies.
+    fn kernel_counters(&self) -> Option<(Vec<RuleCounter>, Vec<String>)> {
+        None
+    }
 }
 
 /// The reconcilers of a [`crate::Dataplane`], in order.
@@ -111,6 +125,8 @@ pub fn all(
             state_dir,
             ..Default::default()
         }),
+        Box::new(crate::policy_reconcile::Policy::default()),
+        Box::new(crate::policy_reconcile::NatOutgoing::default()),
     ]
 }
 
