@@ -1,7 +1,10 @@
 //! Calico rules with source ports, enforced by the kernel: db admits UDP 5353 only from
 //! source ports 1000–1999 except 1500 (`source: {ports: ['1000:1999'], notPorts: [1500]}`).
 //! Real datagrams from web's namespace, bound to each source port, in a node namespace
-//! this test creates.
+//! this test creates. A `Log` rule first logs every datagram through the kernel's LOG
+//! target with a prefix naming the policy (its counter shows each was logged; the log
+//! itself stays in this namespace: the kernel logs other namespaces' packets only with
+//! the host-wide `nf_log_all_netns`, which a test must not set).
 
 mod common;
 
@@ -56,7 +59,7 @@ fn source_ports_are_enforced() {
 
     let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\nspec: {nodeName: n}\nstatus: {phase: Running, podIP: 10.1.0.1}\n---\n\
         apiVersion: v1\nkind: Pod\nmetadata: {name: db, namespace: shop, labels: {app: db}}\nspec: {nodeName: n}\nstatus: {phase: Running, podIP: 10.1.0.2}\n---\n\
-        apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: dns-from-low-ports, namespace: shop}\nspec:\n  selector: app == 'db'\n  ingress:\n    - action: Allow\n      protocol: UDP\n      source: {ports: ['1000:1999'], notPorts: [1500]}\n      destination: {ports: [5353]}\n";
+        apiVersion: projectcalico.org/v3\nkind: NetworkPolicy\nmetadata: {name: dns-from-low-ports, namespace: shop}\nspec:\n  selector: app == 'db'\n  ingress:\n    - {action: Log, protocol: UDP}\n    - action: Allow\n      protocol: UDP\n      source: {ports: ['1000:1999'], notPorts: [1500]}\n      destination: {ports: [5353]}\n";
     let cfg = brindle_model::parse("p.yaml", yaml).unwrap();
     let (program, warnings) = program_of(&cfg);
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -86,6 +89,19 @@ fn source_ports_are_enforced() {
     ] {
         assert_eq!(probe(&pods[0].ns, sport), want, "source port {sport}");
     }
+    // The Log rule: the kernel's LOG target, prefixed with the policy, saw all five.
+    let saved = node.sh_ok("iptables-save -t filter");
+    assert!(
+        saved.contains("-j LOG --log-prefix \"brl NetworkPolicy shop/dns-f \""),
+        "{saved}"
+    );
+    let out2 = out.clone();
+    let c = in_ns(&node, move || async move {
+        brindle_felix::policy_apply::counters(Family::V4, &out2)
+    })
+    .unwrap();
+    let logged = c["NetworkPolicy shop/dns-from-low-ports ingress rule 0"].0;
+    assert!(logged >= 5, "{c:?}");
     // The evaluator agrees.
     for (sport, want) in [(1000, true), (1500, false), (2000, false)] {
         let flow = brindle_policies::Flow {
