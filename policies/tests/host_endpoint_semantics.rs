@@ -165,8 +165,12 @@ fn expected_ips_are_the_host_endpoints_addresses_in_rule_selectors() {
         matches!(&d.ingress, Step::Rule { policy, rule: 0, .. } if policy.name == "from-nodes"),
         "{d:?}"
     );
-    // ... and in the resolved sets.
-    let r = resolve(&p, &w, &[]);
+    // ... and in the resolved sets (of a node where db is: the policy is active there).
+    let r = resolve(
+        &p,
+        &w,
+        &[("calidb".to_string(), "10.1.0.2".parse().unwrap())],
+    );
     let rule = &r.policies["gnp/from-nodes"].ingress[0];
     let set = &r.sets[&rule.source.sets[0].set];
     assert_eq!(
