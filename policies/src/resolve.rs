@@ -714,10 +714,7 @@ pub fn add_host_endpoints(
         let (rp, sets) = compile_policy(p);
         out.policies.insert(key, rp);
         for (n, src) in sets {
-            if !out.sets.contains_key(&n) {
-                let members = src.members(world);
-                out.sets.insert(n, members);
-            }
+            out.sets.entry(n).or_insert_with(|| src.members(world));
         }
     }
 }
