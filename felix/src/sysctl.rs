@@ -265,22 +265,19 @@ pub fn reconcile<'a>(
     pairs: impl IntoIterator<Item = (&'a String, &'a String)>,
     iface_exists: impl Fn(&str) -> bool,
 ) -> SysctlOutcome {
-    let mut out = SysctlOutcome::default();
-    for (k, v) in pairs {
-        match read(root, k) {
-            Ok(cur) if cur == *v => {}
-            Ok(_) => match write(root, k, v) {
-                Ok(()) => out.written.push(k.clone()),
-                Err(e) => out.errors.push(format!("write {k}={v}: {e}")),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound && key_iface(k).is_some() => {
-                if key_iface(k).is_some_and(&iface_exists) {
-                    out.absent.push(k.clone())
-                } else {
-                    out.pending.push(k.clone())
-                }
-            }
-            Err(e) => out.errors.push(format!("read {k}: {e}")),
+    let pairs: Vec<(&String, &String)> = pairs.into_iter().collect();
+    let observed = observe(root, pairs.iter().map(|(k, _)| *k));
+    let p = plan(&[], pairs.iter().copied(), &observed, iface_exists);
+    let mut out = SysctlOutcome {
+        pending: p.pending,
+        absent: p.absent,
+        errors: p.errors,
+        ..Default::default()
+    };
+    for (k, v) in p.writes {
+        match write(root, &k, &v) {
+            Ok(()) => out.written.push(k),
+            Err(e) => out.errors.push(format!("write {k}={v}: {e}")),
         }
     }
     out
