@@ -287,7 +287,7 @@ pub fn spawn(
 #[derive(Debug)]
 pub struct PolicySource {
     pub program: brindle_policies::Program,
-    pub world: brindle_policies::World,
+    pub world: std::sync::Arc<brindle_policies::World>,
     pub node: String,
     pub failsafe: brindle_policies::FailsafePorts,
 }
@@ -342,7 +342,7 @@ pub fn policy_source(
     let outbound = env.outbound.clone().unwrap_or(outbound);
     Some(std::sync::Arc::new(PolicySource {
         program,
-        world: brindle_policies::world_of(cfg),
+        world: std::sync::Arc::new(brindle_policies::world_of(cfg)),
         node: node.to_string(),
         failsafe: brindle_policies::FailsafePorts { inbound, outbound },
     }))

@@ -111,7 +111,7 @@ fn calculate(
 ) -> (Calc, Duration) {
     let t = Instant::now();
     let (program, _) = brindle_policies::program_of(cfg);
-    let world = brindle_policies::world_of(cfg);
+    let world = std::sync::Arc::new(brindle_policies::world_of(cfg));
     let compile = t.elapsed();
     let local: Vec<(String, std::net::IpAddr)> = world
         .endpoints

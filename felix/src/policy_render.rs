@@ -1061,7 +1061,7 @@ mod tests {
             w.add_endpoint(Endpoint {
                 namespace: "shop".into(),
                 name: name.into(),
-                labels: [("app".to_string(), app.to_string())].into(),
+                labels: std::sync::Arc::new([("app".to_string(), app.to_string())].into()),
                 ips: vec![ip.parse().unwrap()],
                 named_ports: vec![NamedPort {
                     name: "pg".into(),

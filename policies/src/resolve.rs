@@ -326,7 +326,7 @@ fn compile_policy(p: &crate::ir::Policy) -> (RPolicy, Vec<(String, SetSource)>) 
 /// address).
 pub fn resolve(program: &Program, world: &World, local: &[(String, IpAddr)]) -> Resolved {
     let mut r = Resolver::new();
-    r.update(program, world, local);
+    r.update(program, &std::sync::Arc::new(world.clone()), local);
     r.out
 }
 
@@ -359,7 +359,8 @@ pub struct Resolver {
     /// The program's order: (key, tier), to notice a reordering.
     order: Vec<(String, String)>,
     locals: Vec<LocalState>,
-    world: Option<World>,
+    /// The world of the last update, shared with the caller's (not copied).
+    world: Option<std::sync::Arc<World>>,
     out: Resolved,
 }
 
@@ -397,9 +398,11 @@ impl Resolver {
     pub fn update(
         &mut self,
         program: &Program,
-        world: &World,
+        world: &std::sync::Arc<World>,
         local: &[(String, IpAddr)],
     ) -> &Resolved {
+        let world_arc = world;
+        let world: &World = world_arc;
         // The endpoints that changed (old and new versions); None: everything is to be
         // recomputed (the first time, or endpoints this diff cannot key: two endpoints
         // with one name or one address).
@@ -641,7 +644,7 @@ impl Resolver {
         }
 
         self.order = order;
-        self.world = Some(world.clone());
+        self.world = Some(world_arc.clone());
         &self.out
     }
 }
@@ -737,7 +740,7 @@ mod tests {
             w.add_endpoint(Endpoint {
                 namespace: "shop".into(),
                 name: name.into(),
-                labels: [("app".to_string(), app.to_string())].into(),
+                labels: std::sync::Arc::new([("app".to_string(), app.to_string())].into()),
                 ips: vec![ip.parse().unwrap()],
                 named_ports: vec![NamedPort {
                     name: "pg".into(),
@@ -920,7 +923,7 @@ mod tests {
                 .collect();
             let cfg = brindle_model::ClusterConfig::from_objects("t", decoded).unwrap();
             let (program, _) = crate::program_of(&cfg);
-            let world = crate::world_of(&cfg);
+            let world = std::sync::Arc::new(crate::world_of(&cfg));
             let local: Vec<(String, IpAddr)> = world
                 .endpoints
                 .iter()

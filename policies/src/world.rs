@@ -27,7 +27,8 @@ pub struct NamedPort {
 pub struct Endpoint {
     pub namespace: String,
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    /// Shared with the model's pod (interned, never copied per endpoint).
+    pub labels: brindle_model::intern::Labels,
     pub ips: Vec<IpAddr>,
     pub named_ports: Vec<NamedPort>,
     /// `spec.serviceAccountName` (empty: none known).
@@ -60,7 +61,7 @@ impl Endpoint {
         Endpoint {
             namespace: String::new(),
             name: h.name.clone(),
-            labels: h.labels.clone(),
+            labels: brindle_model::intern::labels(h.labels.clone()),
             ips: h.expected_ips.clone(),
             named_ports: h
                 .ports
@@ -121,7 +122,7 @@ impl World {
             w.add_endpoint(Endpoint {
                 namespace: p.namespace.to_string(),
                 name: p.name.clone(),
-                labels: p.labels.as_ref().clone(),
+                labels: p.labels.clone(),
                 ips: p.ips.clone(),
                 named_ports: p
                     .ports
@@ -202,7 +203,7 @@ impl World {
     pub fn calico_labels(&self, e: &Endpoint) -> BTreeMap<String, String> {
         if e.is_host() {
             // A host endpoint has its own labels only (no namespace, no profile labels).
-            return e.labels.clone();
+            return e.labels.as_ref().clone();
         }
         let mut l = BTreeMap::new();
         for (k, v) in self.namespace_labels(&e.namespace) {
@@ -229,7 +230,7 @@ impl World {
         }
         l.insert("projectcalico.org/namespace".into(), e.namespace.clone());
         l.insert("projectcalico.org/orchestrator".into(), "k8s".into());
-        for (k, v) in &e.labels {
+        for (k, v) in e.labels.iter() {
             l.insert(k.clone(), v.clone());
         }
         l

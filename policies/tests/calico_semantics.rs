@@ -30,7 +30,7 @@ fn world() -> World {
             Endpoint {
                 namespace: ns.into(),
                 name: name.into(),
-                labels: labels(l),
+                labels: std::sync::Arc::new(labels(l)),
                 ips: vec![ip.parse().unwrap()],
                 named_ports: ports,
                 service_account: sa.into(),

@@ -27,7 +27,7 @@ fn world() -> World {
     let ep = |ns: &str, name: &str, l: &[(&str, &str)], ip: &str, ports: Vec<NamedPort>| Endpoint {
         namespace: ns.into(),
         name: name.into(),
-        labels: labels(l),
+        labels: std::sync::Arc::new(labels(l)),
         ips: vec![ip.parse().unwrap()],
         named_ports: ports,
         service_account: "default".into(),
