@@ -160,6 +160,7 @@ pub fn peer_config(p: &PeerPlan) -> PeerConfig {
         NextHopMode::Keep => BgpNextHopMode::Keep,
     };
     c.allow_local_as = p.num_allowed_local_as_numbers.unwrap_or(0);
+    c.rr_client = p.route_reflector_client;
     if let Some(t) = p.max_restart_time {
         c.graceful_restart_time = Some(t.as_secs().min(4095) as u16);
     }
@@ -245,15 +246,10 @@ fn restarting(mut c: SpeakerConfig, opts: &NodeOptions) -> SpeakerConfig {
 
 fn apply_plan(speaker: &Speaker, plan: &NodePlan) {
     speaker.set_identity(plan.router_id, plan.local_as);
+    speaker.set_cluster_id(plan.route_reflector_cluster_id);
     // routes before peers: a session that comes up must not send End-of-RIB before them
     speaker.set_local_routes(local_routes(plan));
     speaker.set_peers(plan.peers.iter().map(peer_config).collect());
-    if let Some(id) = plan.route_reflector_cluster_id {
-        warn!(
-            cluster_id = %id,
-            "routeReflectorClusterID is set but route reflection is not implemented yet: this node leaves the mesh and does not reflect routes"
-        );
-    }
 }
 
 /// This node's plan, with `CALICO_ROUTER_ID` (`hash` or an address) as calico-node reads it.

@@ -136,6 +136,7 @@ pub fn render(status: &SpeakerStatus, dp: &DataplaneMetrics) -> String {
     let upd_in = Family::<Vec<(String, String)>, Counter>::default();
     let upd_out = Family::<Vec<(String, String)>, Counter>::default();
     let resets = Family::<Vec<(String, String)>, Counter>::default();
+    let import_errors = Family::<Vec<(String, String)>, Counter>::default();
     for p in &status.peers {
         let l = labels(p);
         established
@@ -147,6 +148,16 @@ pub fn render(status: &SpeakerStatus, dp: &DataplaneMetrics) -> String {
         upd_in.get_or_create(&l).inc_by(p.updates_in);
         upd_out.get_or_create(&l).inc_by(p.updates_out);
         resets.get_or_create(&l).inc_by(p.session_resets);
+        let e = &p.import_errors;
+        for (kind, n) in [
+            ("attribute_discarded", e.attributes_discarded),
+            ("treated_as_withdraw", e.treated_as_withdraw),
+            ("own_next_hop", e.own_next_hop),
+        ] {
+            let mut l = l.clone();
+            l.push(("kind".to_string(), kind.to_string()));
+            import_errors.get_or_create(&l).inc_by(n);
+        }
     }
     reg.register(
         "brindle_bgp_peer_established",
@@ -178,6 +189,11 @@ pub fn render(status: &SpeakerStatus, dp: &DataplaneMetrics) -> String {
         "brindle_bgp_session_resets",
         "Established sessions that went down",
         resets,
+    );
+    reg.register(
+        "brindle_bgp_import_errors",
+        "Malformed or unusable input from the peer: attributes discarded and UPDATEs treated as withdraw (RFC 7606), routes whose NEXT_HOP is this node's own address (RFC 4271 6.3)",
+        import_errors,
     );
     let unconfigured = Counter::<u64>::default();
     unconfigured.inc_by(status.unconfigured_connections);
@@ -601,6 +617,7 @@ mod tests {
             session_resets: 1,
             hold_time: None,
             remote_router_id: None,
+            import_errors: Default::default(),
         }
     }
 

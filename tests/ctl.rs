@@ -46,6 +46,7 @@ fn canned_status() -> NodeStatus {
             session_resets: 0,
             hold_time: Some(90),
             remote_router_id: Some("172.17.8.102".parse().unwrap()),
+            import_errors: Default::default(),
         }],
         unconfigured_connections: 0,
     };

@@ -1,7 +1,9 @@
 //! A misbehaving peer (a raw BGP speaker in Python, `tests/data/raw_peer.py`) against a
 //! running brindle-node: a malformed attribute is treat-as-withdraw with the session kept
-//! (RFC 7606); header and OPEN errors get the right NOTIFICATION (RFC 4271 §6); the
-//! process survives all of it and keeps serving status.
+//! (RFC 7606); a NEXT_HOP of the node's own is ignored and counted (RFC 4271 §6.3); a
+//! CLUSTER_LIST from an eBGP peer is discarded (RFC 7606 §7.10); header and OPEN errors,
+//! and an MP_REACH next hop of the wrong length (RFC 7606 §7.11) get the right
+//! NOTIFICATION; the process survives all of it and keeps serving status.
 
 mod common;
 
@@ -60,6 +62,28 @@ fn malformed_messages_get_the_right_answer_and_the_node_survives() {
     assert!(node.has_learned_route("198.51.100.0/24"));
     assert!(node.established(&t.router_v4()));
 
+    // RFC 4271 §6.3: a route whose NEXT_HOP is the node's own address is not installed,
+    // it is logged and counted; the session stays up
+    assert_eq!(phase("own next hop"), "SENT own next hop");
+    wait_until("the own next hop counted", CONVERGE, &dumps, || {
+        node.peer(&t.router_v4())
+            .is_some_and(|p| p["importErrors"]["ownNextHop"] == 1)
+    });
+    assert!(!node.has_learned_route("203.0.113.0/24"), "{}", node.dump());
+    // RFC 7606 §7.10: a CLUSTER_LIST from an eBGP peer is discarded whatever its
+    // length; the route is taken
+    assert_eq!(phase("ebgp cluster list"), "SENT ebgp cluster list");
+    wait_until(
+        "the route with a discarded CLUSTER_LIST learned",
+        CONVERGE,
+        &dumps,
+        || node.has_learned_route("203.0.113.128/25"),
+    );
+    assert!(node.peer(&t.router_v4()).is_some_and(|p| {
+        p["importErrors"]["attributesDiscarded"] == 1 && p["importErrors"]["treatedAsWithdraw"] == 1
+    }));
+    assert!(node.established(&t.router_v4()));
+
     // header and OPEN errors: NOTIFICATION with the right code/subcode
     assert_eq!(phase("bad marker"), "NOTIFICATION 1 1");
     wait_until("lastError names the header error", CONVERGE, &dumps, || {
@@ -77,6 +101,9 @@ fn malformed_messages_get_the_right_answer_and_the_node_survives() {
     assert_eq!(phase("hold time 1"), "NOTIFICATION 2 6");
     assert_eq!(phase("wrong AS"), "NOTIFICATION 2 2");
     assert_eq!(phase("bad length"), "NOTIFICATION 1 2");
+    // RFC 7606 §7.11: an MP_REACH next hop of the wrong length: session reset with an
+    // UPDATE Message Error / Optional Attribute Error
+    assert_eq!(phase("mp reach v6 next hop"), "NOTIFICATION 3 9");
 
     // the process survived all of it and still answers
     assert!(

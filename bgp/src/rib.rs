@@ -12,7 +12,10 @@
 //! Export policy: local routes go to every peer. Learned routes are re-advertised only to
 //! peers with `export_learned` (off by default: a Kubernetes node announces only what it
 //! owns, which avoids the "mesh nodes re-advertise everyone's blocks to the ToR" failure),
-//! never back to their source, and never from one iBGP peer to another (no reflection yet).
+//! never back to their source. An iBGP route goes to an iBGP peer only when this node is a
+//! route reflector (RFC 4456: it has a cluster ID): a client's route to every peer, a
+//! non-client's to the clients, with ORIGINATOR_ID set once and the cluster ID prepended
+//! to CLUSTER_LIST; reflection does not need `export_learned`.
 //! The next hop follows the peer's [`NextHopMode`] as BIRD's `next hop self` / `next hop
 //! keep` do under Calico.
 //!
@@ -39,6 +42,8 @@ pub struct Path {
     /// The session the path was learned from.
     pub peer: PeerKey,
     pub ebgp: bool,
+    /// Learned from a route reflector client of ours (RFC 4456).
+    pub from_client: bool,
     pub remote_id: Ipv4Addr,
     pub attrs: Arc<PathAttrs>,
 }
@@ -119,6 +124,8 @@ pub struct PeerInfo {
     /// BIRD's `allow local as N` (Calico's `numAllowedLocalASNumbers`): a path with our
     /// AS in it up to this many times is accepted instead of rejected as a loop. 0: none.
     pub allow_local_as: u32,
+    /// The peer is one of our route reflector clients.
+    pub rr_client: bool,
 }
 
 impl PeerInfo {
@@ -130,6 +137,7 @@ impl PeerInfo {
             remote_id,
             local_as,
             allow_local_as: 0,
+            rr_client: false,
         }
     }
 }
@@ -147,6 +155,8 @@ pub struct Rib {
     stale: HashMap<PeerKey, BTreeSet<Prefix>>,
     best: BTreeMap<Prefix, Best>,
     dirty: BTreeSet<Prefix>,
+    /// The next [`Rib::recompute`] reports every dirty prefix as changed.
+    force_export: bool,
 }
 
 impl Rib {
@@ -161,6 +171,7 @@ impl Rib {
             stale: HashMap::new(),
             best: BTreeMap::new(),
             dirty: BTreeSet::new(),
+            force_export: false,
         }
     }
 
@@ -233,6 +244,7 @@ impl Rib {
                     let path = Path {
                         peer: peer.key,
                         ebgp: peer.ebgp,
+                        from_client: peer.rr_client && !peer.ebgp,
                         remote_id: peer.remote_id,
                         attrs: shared.clone(),
                     };
@@ -328,6 +340,14 @@ impl Rib {
         (acc + rej, acc)
     }
 
+    /// Every known prefix is to be decided and exported again (an export rule that
+    /// applies to all, such as the cluster ID, changed).
+    pub fn mark_all_dirty(&mut self) {
+        let all: Vec<Prefix> = self.best.keys().copied().collect();
+        self.dirty.extend(all);
+        self.force_export = true;
+    }
+
     pub fn has_dirty(&self) -> bool {
         !self.dirty.is_empty()
     }
@@ -337,6 +357,7 @@ impl Rib {
     pub fn recompute(&mut self) -> (Vec<Prefix>, Vec<FibChange>) {
         let mut changed = Vec::new();
         let mut fib = Vec::new();
+        let force_export = std::mem::take(&mut self.force_export);
         for p in std::mem::take(&mut self.dirty) {
             let new = if let Some(l) = self.local.get(&p) {
                 Some(Best::Local(l.clone()))
@@ -364,6 +385,9 @@ impl Rib {
             };
             let old = self.best.get(&p);
             if old == new.as_ref() {
+                if force_export {
+                    changed.push(p);
+                }
                 continue;
             }
             let hops = |b: Option<&Best>| -> Vec<IpAddr> {
@@ -425,10 +449,32 @@ impl Rib {
             }
             Best::Learned(paths) => {
                 let best = &paths[0];
-                if !peer.export_learned || best.peer == peer.key || (!best.ebgp && !peer.ebgp) {
+                if best.peer == peer.key {
+                    return None;
+                }
+                let reflected = !best.ebgp && !peer.ebgp;
+                if reflected {
+                    // RFC 4456 §6: only a route reflector passes an iBGP route to an iBGP
+                    // peer: a client's route to every peer, a non-client's to clients.
+                    self.cluster_id?;
+                    if !(best.from_client || peer.rr_client) {
+                        return None;
+                    }
+                    if best.attrs.originator_id == Some(peer.remote_id)
+                        && peer.remote_id != Ipv4Addr::UNSPECIFIED
+                    {
+                        return None; // the originator would drop it (RFC 4456 §8)
+                    }
+                } else if !peer.export_learned {
                     return None;
                 }
                 let mut a = (*best.attrs).clone();
+                if reflected {
+                    // RFC 4456 §8: ORIGINATOR_ID once, our CLUSTER_ID prepended.
+                    a.originator_id.get_or_insert(best.remote_id);
+                    a.cluster_list
+                        .insert(0, self.cluster_id.unwrap_or(self.router_id));
+                }
                 if peer.ebgp {
                     if a.contains_as(peer.remote_as) {
                         return None; // the peer would drop it anyway
@@ -503,6 +549,10 @@ pub struct ExportPeer {
     pub next_hop_v6: Option<IpAddr>,
     pub export_learned: bool,
     pub next_hop_mode: NextHopMode,
+    /// The peer is one of our route reflector clients.
+    pub rr_client: bool,
+    /// The peer's BGP identifier (unspecified: unknown).
+    pub remote_id: Ipv4Addr,
 }
 
 /// What was advertised to one peer.
@@ -622,6 +672,8 @@ mod tests {
             next_hop_v6: Some("fd00::1".parse().unwrap()),
             export_learned: false,
             next_hop_mode: NextHopMode::Auto,
+            rr_client: false,
+            remote_id: a.parse().unwrap(),
         }
     }
 
@@ -1049,5 +1101,81 @@ mod tests {
         assert!(!Auto.keeps(false, Afi::Ipv4, orig("fd00::2")));
         assert!(!Auto.keeps(false, Afi::Ipv4, orig("0.0.0.0")));
         assert!(Keep.keeps(true, Afi::Ipv4, orig("fd00::2")));
+    }
+
+    fn client(a: &str) -> PeerInfo {
+        let mut i = peer(a, false);
+        i.rr_client = true;
+        i
+    }
+
+    #[test]
+    fn route_reflector_reflects_per_rfc_4456() {
+        let mut r = Rib::new(64512, "10.0.0.10".parse().unwrap());
+        let (c1, c2, n1) = ("10.0.0.1", "10.0.0.2", "10.0.0.20");
+        let cp = |a: &str| ExportPeer {
+            rr_client: true,
+            ..export_peer(a, false)
+        };
+        // not a reflector yet: no iBGP route goes to an iBGP peer
+        r.peer_update(
+            &client(c1),
+            &[],
+            &[p("10.65.1.0/26")],
+            Some(&attrs(&[], c1)),
+        );
+        r.peer_update(
+            &peer(n1, false),
+            &[],
+            &[p("10.65.2.0/26")],
+            Some(&attrs(&[], n1)),
+        );
+        r.recompute();
+        assert!(r.export(&p("10.65.1.0/26"), &cp(c2)).is_none());
+        r.cluster_id = Some("1.1.1.1".parse().unwrap());
+        r.mark_all_dirty();
+        let (changed, fib) = r.recompute();
+        assert_eq!(changed.len(), 2, "every prefix is exported again");
+        assert!(fib.is_empty());
+        // a client's route: to the other clients and to non-clients, with ORIGINATOR_ID
+        // (the client's identifier) and our cluster ID; never back to the client
+        for to in [cp(c2), export_peer(n1, false)] {
+            let a = r.export(&p("10.65.1.0/26"), &to).expect("reflected");
+            assert_eq!(a.originator_id, Some(c1.parse().unwrap()));
+            assert_eq!(a.cluster_list, vec!["1.1.1.1".parse::<Ipv4Addr>().unwrap()]);
+            assert_eq!(a.next_hop, Some(c1.parse().unwrap()), "next hop unchanged");
+        }
+        assert!(r.export(&p("10.65.1.0/26"), &cp(c1)).is_none());
+        // a non-client's route: to clients only
+        assert!(r.export(&p("10.65.2.0/26"), &cp(c2)).is_some());
+        assert!(r
+            .export(&p("10.65.2.0/26"), &export_peer("10.0.0.21", false))
+            .is_none());
+        // an ORIGINATOR_ID already there is kept; CLUSTER_LIST grows at the front; a
+        // route is not sent to the peer that originated it
+        let mut a = attrs(&[], "10.0.0.3");
+        a.originator_id = Some("10.0.0.3".parse().unwrap());
+        a.cluster_list = vec!["2.2.2.2".parse().unwrap()];
+        r.peer_update(&peer(n1, false), &[], &[p("10.65.3.0/26")], Some(&a));
+        r.recompute();
+        let e = r.export(&p("10.65.3.0/26"), &cp(c2)).unwrap();
+        assert_eq!(e.originator_id, Some("10.0.0.3".parse().unwrap()));
+        assert_eq!(
+            e.cluster_list,
+            vec![
+                "1.1.1.1".parse::<Ipv4Addr>().unwrap(),
+                "2.2.2.2".parse().unwrap()
+            ]
+        );
+        assert!(r.export(&p("10.65.3.0/26"), &cp("10.0.0.3")).is_none());
+        // a route that already went through our cluster is a loop: dropped on import
+        let mut looped = attrs(&[], c2);
+        looped.cluster_list = vec!["1.1.1.1".parse().unwrap()];
+        let st = r.peer_update(&client(c2), &[], &[p("10.65.4.0/26")], Some(&looped));
+        assert_eq!((st.accepted, st.rejected), (0, 1));
+        // eBGP peers still need export_learned for iBGP-learned routes
+        assert!(r
+            .export(&p("10.65.1.0/26"), &export_peer("10.0.0.254", true))
+            .is_none());
     }
 }

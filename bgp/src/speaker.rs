@@ -54,6 +54,9 @@ pub struct PeerConfig {
     /// Families to offer; empty means the family of `address`.
     pub afis: Vec<Afi>,
     pub graceful_restart_time: Option<u16>,
+    /// The peer is one of this node's route reflector clients (RFC 4456; only
+    /// meaningful on an iBGP session of a node with a cluster ID).
+    pub rr_client: bool,
 }
 
 impl PeerConfig {
@@ -77,6 +80,7 @@ impl PeerConfig {
             export_learned: false,
             afis: Vec::new(),
             graceful_restart_time: Some(120),
+            rr_client: false,
         }
     }
 
@@ -157,6 +161,8 @@ enum Command {
     Routes(oneshot::Sender<RoutesStatus>),
     Synced(oneshot::Sender<bool>),
     SetRouterId(Ipv4Addr, u32),
+    /// Become a route reflector with this cluster ID (None: stop reflecting).
+    SetClusterId(Option<Ipv4Addr>),
     /// Stop every session; `graceful`: as for a restart (RFC 4724).
     Shutdown(oneshot::Sender<()>, bool),
 }
@@ -294,6 +300,12 @@ impl Speaker {
         let _ = self.tx.send(Command::SetRouterId(router_id, local_as));
     }
 
+    /// Makes this speaker a route reflector (RFC 4456) with `cluster_id`, or not (None).
+    /// Which peers are clients is each [`PeerConfig::rr_client`].
+    pub fn set_cluster_id(&self, cluster_id: Option<Ipv4Addr>) {
+        let _ = self.tx.send(Command::SetClusterId(cluster_id));
+    }
+
     pub async fn status(&self) -> Option<SpeakerStatus> {
         let (t, r) = oneshot::channel();
         self.tx.send(Command::Status(t)).ok()?;
@@ -356,7 +368,14 @@ struct PeerState {
     since: SystemTime,
     /// The session was Established at the last look.
     up: bool,
+    /// Malformed or unusable input from the peer, counted.
+    import_errors: crate::status::ImportErrors,
+    /// Their log lines, at most one per [`IMPORT_ERROR_LOG_INTERVAL`].
+    import_error_log: LogLimiter,
 }
+
+/// How often a peer's import errors are logged, at most.
+const IMPORT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// At most one log line per `interval` for a repeated event; the others are counted and
 /// reported with the next line (or by [`LogLimiter::flush`] once the interval is over).
@@ -603,6 +622,14 @@ impl Core {
                     self.set_peers(peers);
                 }
             }
+            Command::SetClusterId(id) => {
+                if id != self.rib.cluster_id {
+                    info!(cluster_id = ?id, "route reflector cluster ID changed");
+                    self.rib.cluster_id = id;
+                    // what is reflected changes for every iBGP peer
+                    self.rib.mark_all_dirty();
+                }
+            }
             Command::Shutdown(..) => {}
         }
     }
@@ -704,6 +731,8 @@ impl Core {
                 bird_error: BirdError::None,
                 since: SystemTime::now(),
                 up: false,
+                import_errors: Default::default(),
+                import_error_log: LogLimiter::new(IMPORT_ERROR_LOG_INTERVAL),
             },
         );
         self.refresh_listener_md5(a.ip);
@@ -1055,16 +1084,48 @@ impl Core {
                         p.since = SystemTime::now();
                     }
                 }
-                Action::Update(u) => {
-                    let Some(p) = self.peers.get(&peer) else {
+                Action::Update(mut u) => {
+                    let own = [
+                        self.peers.get(&peer).and_then(|p| p.local_addr),
+                        self.cfg.next_hop_v4,
+                        self.cfg.next_hop_v6,
+                    ];
+                    let Some(p) = self.peers.get_mut(&peer) else {
                         continue;
                     };
+                    let now = Instant::now();
+                    // RFC 4271 §6.3: a NEXT_HOP that is one of our own addresses is not
+                    // usable; the routes are not taken (as withdrawn, replacing what the
+                    // peer sent for them before).
+                    let own_hop = u
+                        .attrs
+                        .as_ref()
+                        .and_then(|a| a.next_hop)
+                        // (the peer's own address is its to give, even when it is ours
+                        // too: two speakers on one loopback)
+                        .filter(|nh| own.contains(&Some(*nh)) && *nh != peer.ip);
+                    if own_hop.is_some() && !u.announced.is_empty() {
+                        p.import_errors.own_next_hop += u.announced.len() as u64;
+                        if let Some(n) = p.import_error_log.hit(now) {
+                            warn!(peer = %peer, next_hop = ?own_hop, prefixes = u.announced.len(), suppressed = n, "routes ignored: their NEXT_HOP is this node's own address (RFC 4271 §6.3)");
+                        }
+                        let announced = std::mem::take(&mut u.announced);
+                        u.withdrawn.extend(announced);
+                        u.attrs = None;
+                    }
                     if let Some(r) = &u.treat_as_withdraw {
-                        warn!(peer = %peer, reason = %r, prefixes = u.withdrawn.len(), "malformed UPDATE treated as withdraw (RFC 7606)");
+                        p.import_errors.treated_as_withdraw += 1;
+                        if let Some(n) = p.import_error_log.hit(now) {
+                            warn!(peer = %peer, reason = %r, prefixes = u.withdrawn.len(), suppressed = n, "malformed UPDATE treated as withdraw (RFC 7606)");
+                        }
                     }
                     for d in &u.discarded {
-                        debug!(peer = %peer, note = %d, "attribute discarded (RFC 7606)");
+                        p.import_errors.attributes_discarded += 1;
+                        if let Some(n) = p.import_error_log.hit(now) {
+                            warn!(peer = %peer, note = %d, suppressed = n, "attribute discarded (RFC 7606)");
+                        }
                     }
+                    let p = &*p;
                     let info = PeerInfo {
                         key: peer,
                         ebgp: p.cfg.local_as != p.cfg.remote_as,
@@ -1074,6 +1135,7 @@ impl Core {
                             .map_or(Ipv4Addr::UNSPECIFIED, |n| n.remote_id),
                         local_as: p.cfg.local_as,
                         allow_local_as: p.cfg.allow_local_as,
+                        rr_client: p.cfg.rr_client,
                     };
                     self.rib
                         .peer_update(&info, &u.withdrawn, &u.announced, u.attrs.as_ref());
@@ -1170,6 +1232,8 @@ impl Core {
             next_hop_v6: v6,
             export_learned: p.cfg.export_learned,
             next_hop_mode: p.cfg.next_hop_mode,
+            rr_client: p.cfg.rr_client,
+            remote_id: n.remote_id,
         })
     }
 
@@ -1261,6 +1325,7 @@ impl Core {
                     session_resets: s.counters.session_resets,
                     hold_time: n.map(|n| n.hold_time),
                     remote_router_id: n.map(|n| n.remote_id),
+                    import_errors: p.import_errors,
                 }
             })
             .collect();

@@ -94,6 +94,22 @@ pub struct PeerStatus {
     pub hold_time: Option<u16>,
     /// Remote BGP identifier, when OPEN was received.
     pub remote_router_id: Option<std::net::Ipv4Addr>,
+    /// What the peer sent that was not taken as sent.
+    #[serde(default)]
+    pub import_errors: ImportErrors,
+}
+
+/// Counts of a peer's malformed or unusable input, since the peer was configured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportErrors {
+    /// Attributes discarded (RFC 7606 "attribute discard").
+    pub attributes_discarded: u64,
+    /// UPDATEs treated as withdraw (RFC 7606).
+    pub treated_as_withdraw: u64,
+    /// Routes ignored because their NEXT_HOP is one of this node's addresses (RFC 4271
+    /// §6.3).
+    pub own_next_hop: u64,
 }
 
 /// The speaker's status: its identity and every peer's session. The node agent serves

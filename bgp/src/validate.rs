@@ -402,11 +402,12 @@ fn check_attr(
             }
         }
         CLUSTER_LIST => {
-            if v.is_empty() || !v.len().is_multiple_of(4) {
-                return AttrVerdict::Withdraw("CLUSTER_LIST: bad length".into());
-            }
+            // RFC 7606 §7.10: from an external peer it is discarded, whatever its length
             if ctx.ebgp {
                 return AttrVerdict::Discard("CLUSTER_LIST from an eBGP peer".into());
+            }
+            if v.is_empty() || !v.len().is_multiple_of(4) {
+                return AttrVerdict::Withdraw("CLUSTER_LIST: bad length".into());
             }
         }
         MP_REACH => {
@@ -449,11 +450,17 @@ fn check_attr(
                     a.whole.to_vec(),
                 ));
             };
+            if !nh_ok {
+                // RFC 7606 §7.11: with the next hop length wrong the NLRI cannot be
+                // located reliably: session reset (Brindle does not do AFI/SAFI disable)
+                return AttrVerdict::Reset(Notification::new(
+                    codes::UPDATE,
+                    codes::UPD_OPTIONAL_ATTR,
+                    a.whole.to_vec(),
+                ));
+            }
             touched.extend(prefixes);
             *mp_reach_afi = Some(fam);
-            if !nh_ok {
-                return AttrVerdict::Withdraw(format!("MP_REACH_NLRI: next hop length {nhl}"));
-            }
         }
         MP_UNREACH => {
             if v.len() < 3 {
@@ -614,6 +621,36 @@ mod tests {
     }
 
     #[test]
+    fn ebgp_reflection_attributes_of_any_length_are_discarded() {
+        // RFC 7606 §7.10: ORIGINATOR_ID and CLUSTER_LIST from an external peer
+        for bad in [
+            &[0x80, ORIGINATOR_ID, 3, 1, 2, 3][..],
+            &[0x80, ORIGINATOR_ID, 4, 1, 2, 3, 4][..],
+            &[0x80, CLUSTER_LIST, 5, 1, 2, 3, 4, 5][..],
+            &[0x80, CLUSTER_LIST, 4, 1, 2, 3, 4][..],
+        ] {
+            let mut a = good_attrs();
+            a.extend_from_slice(bad);
+            match check_update(&body(&[], &a, NLRI), &ctx()) {
+                Verdict::Sanitized(b, why) => {
+                    assert_eq!(b, body(&[], &good_attrs(), NLRI), "{bad:?}");
+                    assert_eq!(why.len(), 1);
+                }
+                v => panic!("{bad:?}: {v:?}"),
+            }
+        }
+        // from an internal peer a bad length is treat-as-withdraw (§7.9, §7.10)
+        let mut c = ctx();
+        c.ebgp = false;
+        let mut a = good_attrs();
+        a.extend_from_slice(&[0x80, CLUSTER_LIST, 5, 1, 2, 3, 4, 5]);
+        assert!(matches!(
+            check_update(&body(&[], &a, NLRI), &c),
+            Verdict::TreatAsWithdraw { .. }
+        ));
+    }
+
+    #[test]
     fn wrong_first_as_on_ebgp() {
         let mut c = ctx();
         c.peer_as = 65001;
@@ -702,7 +739,8 @@ mod tests {
     /// Found by fuzzing (fuzz/, target `decode`): IPv4 routes in MP_REACH_NLRI with a
     /// 16-octet (IPv6) next hop were accepted although the Extended Next Hop capability
     /// (RFC 8950) is never negotiated; passed on, they went out as IPv4 UPDATEs without
-    /// NEXT_HOP, which the receiver treats as withdraw.
+    /// NEXT_HOP, which the receiver treats as withdraw. (First made treat-as-withdraw;
+    /// RFC 7606 §7.11 asks for a session reset.)
     #[test]
     fn fuzz_ipv4_mp_reach_needs_an_ipv4_next_hop() {
         let mut a = good_attrs()[..13].to_vec(); // ORIGIN, AS_PATH
@@ -712,10 +750,15 @@ mod tests {
         mp.extend_from_slice(NLRI);
         a.extend_from_slice(&[0x80, MP_REACH, mp.len() as u8]);
         a.extend_from_slice(&mp);
+        // RFC 7606 §7.11: a next hop length that does not fit: session reset, with an
+        // UPDATE Message Error / Optional Attribute Error carrying the attribute
         match check_update(&body(&[], &a, &[]), &ctx()) {
-            Verdict::TreatAsWithdraw { prefixes, reason } => {
-                assert_eq!(prefixes, vec!["192.0.2.0/24".parse().unwrap()]);
-                assert!(reason.contains("next hop length 16"), "{reason}");
+            Verdict::Reset(n) => {
+                assert_eq!(
+                    (n.code, n.subcode),
+                    (codes::UPDATE, codes::UPD_OPTIONAL_ATTR)
+                );
+                assert_eq!(n.data[..4], [0x80, MP_REACH, mp.len() as u8, 0]);
             }
             v => panic!("{v:?}"),
         }

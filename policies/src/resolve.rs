@@ -398,10 +398,9 @@ impl Resolver {
     pub fn update(
         &mut self,
         program: &Program,
-        world: &std::sync::Arc<World>,
+        world_arc: &std::sync::Arc<World>,
         local: &[(String, IpAddr)],
     ) -> &Resolved {
-        let world_arc = world;
         let world: &World = world_arc;
         // The endpoints that changed (old and new versions); None: everything is to be
         // recomputed (the first time, or endpoints this diff cannot key: two endpoints

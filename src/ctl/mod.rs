@@ -936,6 +936,7 @@ mod tests {
             session_resets: 0,
             hold_time: None,
             remote_router_id: None,
+            import_errors: Default::default(),
         }
     }
 

@@ -23,10 +23,11 @@ def open_msg(asn=65000, hold=90):
     return msg(1, body)
 
 
-def update(prefixes, origin=0):
+def update(prefixes, origin=0, next_hop=None, extra=b""):
     attrs = bytes([0x40, 1, 1, origin])
     attrs += bytes([0x40, 2, 6, 2, 1]) + struct.pack("!I", 65000)
-    attrs += bytes([0x40, 3, 4]) + socket.inet_aton(ME)
+    attrs += bytes([0x40, 3, 4]) + socket.inet_aton(next_hop or ME)
+    attrs += extra
     nlri = b""
     for p in prefixes:
         addr, plen = p.split("/")
@@ -105,6 +106,16 @@ try:
         say("STILL UP")
     s.settimeout(10)
 
+    step("own next hop")  # RFC 4271 §6.3: a NEXT_HOP of the receiver's own is ignored
+    s.sendall(update(["203.0.113.0/24"], next_hop=NODE))
+    say("SENT own next hop")
+
+    # RFC 7606 §7.10: a CLUSTER_LIST (of a bad length, too) from an external peer is
+    # discarded; the route is taken
+    step("ebgp cluster list")
+    s.sendall(update(["203.0.113.128/25"], extra=bytes([0x80, 10, 5, 1, 2, 3, 4, 5])))
+    say("SENT ebgp cluster list")
+
     step("bad marker")  # RFC 4271 §6.1: Connection Not Synchronized
     s.sendall(msg(4, b"", marker=b"\x00" * 16))
     say(until_notification(s))
@@ -125,6 +136,18 @@ try:
     step("bad length")  # header error: KEEPALIVE with length 20
     s = establish()
     s.sendall(b"\xff" * 16 + struct.pack("!HB", 20, 4) + b"\x00")
+    say(until_notification(s))
+    s.close()
+
+    # RFC 7606 §7.11: IPv4 NLRI in MP_REACH_NLRI with a 16-octet next hop (no extended
+    # next hop capability): the NLRI cannot be located: session reset, UPDATE error 3/9
+    step("mp reach v6 next hop")
+    s = establish()
+    mp = struct.pack("!HBB", 1, 1, 16) + socket.inet_pton(socket.AF_INET6, "fd00::2") + b"\x00"
+    mp += bytes([24, 192, 0, 2])
+    attrs = bytes([0x40, 1, 1, 0]) + bytes([0x40, 2, 6, 2, 1]) + struct.pack("!I", 65000)
+    attrs += bytes([0x80, 14, len(mp)]) + mp
+    s.sendall(msg(2, struct.pack("!H", 0) + struct.pack("!H", len(attrs)) + attrs))
     say(until_notification(s))
     s.close()
 except Exception as e:  # noqa: BLE001 - report anything to the test
