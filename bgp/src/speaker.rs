@@ -1354,6 +1354,8 @@ impl Core {
                     communities: l.communities.iter().map(|c| community_str(*c)).collect(),
                     best: true,
                     local: true,
+                    originator_id: None,
+                    cluster_list: Vec::new(),
                 }),
                 Best::Learned(paths) => {
                     for path in paths {
@@ -1369,6 +1371,8 @@ impl Core {
                             communities: a.communities.iter().map(|c| community_str(*c)).collect(),
                             best: true,
                             local: false,
+                            originator_id: a.originator_id,
+                            cluster_list: a.cluster_list.clone(),
                         })
                     }
                 }

@@ -151,6 +151,12 @@ pub struct RouteStatus {
     pub best: bool,
     /// Locally originated (own block, service CIDR).
     pub local: bool,
+    /// RFC 4456 ORIGINATOR_ID, when the path was reflected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub originator_id: Option<std::net::Ipv4Addr>,
+    /// RFC 4456 CLUSTER_LIST (nearest cluster first), when the path was reflected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_list: Vec<std::net::Ipv4Addr>,
 }
 
 /// The document served for the `routes` request on the status socket.

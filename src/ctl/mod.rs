@@ -1169,6 +1169,8 @@ IPv4 BGP status
                     communities: vec!["64512:100".into()],
                     best: true,
                     local: false,
+                    originator_id: None,
+                    cluster_list: vec![],
                 },
                 RouteStatus {
                     prefix: "10.65.0.0/26".into(),
@@ -1181,6 +1183,8 @@ IPv4 BGP status
                     communities: vec![],
                     best: true,
                     local: true,
+                    originator_id: None,
+                    cluster_list: vec![],
                 },
             ],
         };
